@@ -1,0 +1,39 @@
+"""Numeric and resource settings shared by every backend, in one place.
+
+Why a module of its own: the accuracy/speed trade-offs (fast-math flags, SIMD
+chunk size, allowed ranges) must be the same for every kernel and visible to a
+reader in one file, never sprinkled through the code.
+"""
+import numpy as np
+
+#: LLVM fast-math flags for the Numba kernels. Deliberately *without*
+#: ``nnan``/``ninf`` (divergence detection relies on NaN/inf surviving) and
+#: without ``reassoc`` (it would let LLVM fold the two-constant Cody-Waite
+#: range reduction of ``exp`` back into one constant, losing accuracy).
+#: ``contract`` lets LLVM fuse multiply-adds (FMA): one rounding instead of two.
+NUMBA_FASTMATH = {"nsz", "contract"}
+
+#: Networks per SIMD chunk in the Numba kernel: a multiple of every vector
+#: width (8 float32 lanes for AVX2, 16 for AVX-512), small enough that a
+#: chunk's parameters stay in L1 cache for the whole training run.
+NUMBA_CHUNK = 64
+
+#: Supported floating-point types, by name.
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+#: Allowed hidden widths. The kernels are generated fully unrolled per width,
+#: so very wide layers would only cost compile time; 32 is far above XOR's need.
+HIDDEN_MIN, HIDDEN_MAX = 1, 32
+
+#: Largest number of epochs: solved/diverged epochs are stored as int64,
+#: but the kernels count epochs in 32-bit integers.
+EPOCHS_MAX = 2**31 - 1
+
+#: Seeds are 64-bit Philox keys.
+SEED_MAX = 2**64 - 1
+
+#: Fraction of the machine's available memory a request may use for its
+#: outputs before it is refused up front.
+MEMORY_FRACTION = 0.8
+
+BACKENDS = ("auto", "numpy", "numba", "cupy")

@@ -1,0 +1,144 @@
+"""Network parameters and their deterministic initialisation.
+
+``Params`` holds N networks' weights shaped like ``nn.Linear``'s, with a
+leading network axis. The kernels work on a flat structure-of-arrays layout
+(P, N) instead — one row per scalar parameter, networks contiguous — because
+that is what SIMD lanes and coalesced GPU loads want; ``to_flat``/``from_flat``
+convert, in the fixed order W1 (row-major), b1, W2, b2.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import config
+from .philox import network_words, uniform_pm1
+from .validate import check_dtype, check_int, check_real
+
+
+@dataclass(frozen=True)
+class Params:
+    """Parameters of N 2-H-1 networks.
+
+    Attributes
+    ----------
+    W1 : (N, H, 2) hidden weights   b1 : (N, H) hidden biases
+    W2 : (N, 1, H) output weights   b2 : (N, 1) output bias
+    """
+
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: np.ndarray
+    b2: np.ndarray
+
+    @property
+    def n_networks(self):
+        return self.W1.shape[0]
+
+    @property
+    def hidden(self):
+        return self.W1.shape[1]
+
+    @property
+    def dtype(self):
+        return self.W1.dtype
+
+    def __len__(self):
+        return self.n_networks
+
+    def __getitem__(self, index):
+        """Select networks (an int keeps the network axis with length 1)."""
+        if isinstance(index, (int, np.integer)):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Params(self.W1[index], self.b1[index], self.W2[index], self.b2[index])
+
+    def astype(self, dtype):
+        return Params(*(np.asarray(a, dtype=dtype) for a in self.arrays()))
+
+    def arrays(self):
+        return self.W1, self.b1, self.W2, self.b2
+
+    def to_flat(self):
+        """(P, N) array, P = 4H + 1, rows W1[j, i] (j*2+i), b1, W2, b2."""
+        n, h = self.n_networks, self.hidden
+        flat = np.concatenate(
+            [self.W1.reshape(n, 2 * h), self.b1, self.W2.reshape(n, h), self.b2], axis=1
+        )
+        return np.ascontiguousarray(flat.T)
+
+    @classmethod
+    def from_flat(cls, flat, hidden):
+        flat = np.asarray(flat).T
+        n, h = flat.shape[0], hidden
+        return cls(
+            np.ascontiguousarray(flat[:, : 2 * h].reshape(n, h, 2)),
+            np.ascontiguousarray(flat[:, 2 * h : 3 * h]),
+            np.ascontiguousarray(flat[:, 3 * h : 4 * h].reshape(n, 1, h)),
+            np.ascontiguousarray(flat[:, 4 * h :]),
+        )
+
+    def validated(self, dtype=None, name="init"):
+        """Return self as float arrays of ``dtype``, or raise naming ``name``."""
+        arrays = []
+        for field, a in zip(("W1", "b1", "W2", "b2"), self.arrays()):
+            a = np.asarray(a)
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"{name}.{field} must be a real numeric array, got dtype {a.dtype}")
+            arrays.append(a)
+        W1, b1, W2, b2 = arrays
+        if W1.ndim != 3 or W1.shape[2] != 2 or W1.shape[0] < 1:
+            raise ValueError(f"{name}.W1 must have shape (N, H, 2) with N >= 1, got {W1.shape}")
+        n, h = W1.shape[:2]
+        if not config.HIDDEN_MIN <= h <= config.HIDDEN_MAX:
+            raise ValueError(
+                f"{name}.W1 hidden width H={h} out of range "
+                f"[{config.HIDDEN_MIN}, {config.HIDDEN_MAX}]"
+            )
+        for field, a, shape in (("b1", b1, (n, h)), ("W2", W2, (n, 1, h)), ("b2", b2, (n, 1))):
+            if a.shape != shape:
+                raise ValueError(
+                    f"{name}.{field} must have shape {shape} to match W1 {W1.shape}, got {a.shape}"
+                )
+        for field, a in zip(("W1", "b1", "W2", "b2"), arrays):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name}.{field} contains NaN or infinite values")
+        dtype = W1.dtype if dtype is None and W1.dtype.kind == "f" else (dtype or np.float64)
+        return Params(*(np.ascontiguousarray(a, dtype=dtype) for a in arrays))
+
+
+def n_params(hidden):
+    """Scalar parameters of one 2-H-1 network: 2H + H + H + 1."""
+    return 4 * hidden + 1
+
+
+def init_scales(hidden, init_scale=1.0):
+    """Per-parameter half-widths of the uniform init, in flat order (float64).
+
+    ``nn.Linear``'s default draws weights and biases from U(-1/sqrt(fan_in),
+    +1/sqrt(fan_in)): fan_in is 2 for the hidden layer, H for the output.
+    """
+    s1 = init_scale / np.sqrt(2.0)
+    s2 = init_scale / np.sqrt(float(hidden))
+    return np.array([s1] * (3 * hidden) + [s2] * (hidden + 1), dtype=np.float64)
+
+
+def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="float32"):
+    """Initial parameters of networks start..start+n-1 of ``seed``.
+
+    A pure function of (seed, network index): ``init_params(10, seed=s)`` equals
+    the first 10 of ``init_params(10**6, seed=s)``. Network i takes the first
+    4H+1 words of its Philox4x32-10 stream (see ``philox.network_words``), in
+    flat order W1 (row-major), b1, W2, b2, and maps each word w to
+
+        value = dtype( double(((w >> 8) - 2**23) * 2**-23) * double(scale) )
+
+    with scale = init_scale / sqrt(fan_in): nn.Linear's default distribution.
+    """
+    n = check_int("n_networks", n_networks, 1, 2**40)
+    h = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
+    seed = check_int("seed", seed, 0, config.SEED_MAX)
+    start = check_int("start", start, 0, 2**64 - 1 - n)
+    scale = check_real("init_scale", init_scale, low=0.0)
+    dt = check_dtype(dtype)
+    flat = uniform_pm1(network_words(seed, start, n, n_params(h)))
+    flat = (flat * init_scales(h, scale)).astype(dt)
+    return Params.from_flat(flat.T, h)

@@ -1,0 +1,104 @@
+"""PyTorch interop: the seed's model, its initialisation, and its training loop.
+
+torch is an optional extra (``pip install fastxor[torch]``); nothing here is
+imported by ``import fastxor``, and every entry point says how to install it.
+"""
+import numpy as np
+
+from . import config
+from .params import Params
+from .validate import check_int
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised without torch
+        raise ImportError(
+            "this feature needs PyTorch: pip install 'fastxor[torch]' "
+            "(or the CPU build: pip install torch==2.13.0)"
+        ) from exc
+    return torch
+
+
+def xor_network_class():
+    """The seed's ``XORNeuralNetwork`` module class, verbatim in structure."""
+    torch = _torch()
+    nn = torch.nn
+
+    class XORNeuralNetwork(nn.Module):
+        def __init__(self, input_dim, hidden_dim, output_dim):
+            super().__init__()
+            self.hidden_layer = nn.Linear(input_dim, hidden_dim)
+            self.output_layer = nn.Linear(hidden_dim, output_dim)
+
+        def forward(self, x):
+            hidden_output = torch.sigmoid(self.hidden_layer(x))
+            return torch.sigmoid(self.output_layer(hidden_output))
+
+    return XORNeuralNetwork
+
+
+def _seed_list(seeds):
+    if np.isscalar(seeds) or np.ndim(seeds) == 0:
+        seeds = [seeds]
+    seeds = [check_int("seeds", s, -(2**63), 2**64 - 1) for s in list(seeds)]
+    if not seeds:
+        raise ValueError("seeds must contain at least one seed")
+    return seeds
+
+
+def torch_init(seeds, hidden=2):
+    """Bit-for-bit the parameters ``torch.manual_seed(s); XORNeuralNetwork(2, hidden, 1)``
+    creates, for each seed s, as a float32 ``Params`` (network axis = seeds)."""
+    torch = _torch()
+    hidden = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
+    cls = xor_network_class()
+    layers = []
+    for s in _seed_list(seeds):
+        torch.manual_seed(s)
+        m = cls(2, hidden, 1)
+        layers.append([t.detach().numpy().copy() for t in (
+            m.hidden_layer.weight, m.hidden_layer.bias, m.output_layer.weight, m.output_layer.bias)])
+    return Params(*(np.stack(a) for a in zip(*layers)))
+
+
+def to_module(params, index=0):
+    """An ``XORNeuralNetwork`` holding network ``index`` of ``params``."""
+    torch = _torch()
+    p = params[index]
+    m = xor_network_class()(2, p.hidden, 1).to(torch.float64 if p.dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        for t, a in zip(
+            (m.hidden_layer.weight, m.hidden_layer.bias, m.output_layer.weight, m.output_layer.bias),
+            p.arrays(),
+        ):
+            t.copy_(torch.from_numpy(np.ascontiguousarray(a[0])))
+    return m
+
+
+def train_seed_loop(params, X, y, epochs, lr, record_every=0, index=0):
+    """Network ``index`` of ``params`` trained by the seed's own loop.
+
+    nn.Linear modules, nn.MSELoss, optim.SGD, zero_grad/forward/loss/backward/
+    step per epoch. Returns (final Params, loss history list)."""
+    torch = _torch()
+    tdt = torch.float64 if params.dtype == np.float64 else torch.float32
+    model = to_module(params, index)
+    Xt = torch.tensor(np.asarray(X), dtype=tdt)
+    yt = torch.tensor(np.asarray(y).reshape(4, 1), dtype=tdt)
+    criterion = torch.nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    history = []
+    for epoch in range(epochs):
+        optimizer.zero_grad()
+        predictions = model(Xt)
+        loss = criterion(predictions, yt)
+        loss.backward()
+        optimizer.step()
+        if record_every and epoch % record_every == 0:
+            history.append(loss.item())
+    final = Params(*(t.detach().numpy().copy()[None] for t in (
+        model.hidden_layer.weight, model.hidden_layer.bias,
+        model.output_layer.weight, model.output_layer.bias)))
+    return final, history

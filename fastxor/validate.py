@@ -1,0 +1,70 @@
+"""Argument checks that name the argument and its allowed range.
+
+Why: a user training a million networks should learn at once, and in words,
+that an argument is wrong — not from a crash or a silent clamp deep inside a
+kernel.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from . import config
+
+
+def check_int(name, value, low, high=None):
+    """An integer in [low, high] (bools refused), else TypeError/ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        upper = "" if high is None else f", {high}"
+        raise ValueError(f"{name} must be in [{low}{upper}], got {value}")
+    return value
+
+
+def check_real(name, value, low=None, low_open=False, high=None):
+    """A finite real number >= low (> low when ``low_open``), <= high."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad |= value <= low if low_open else value < low
+    if high is not None:
+        bad |= value > high
+    if bad:
+        lo = "(" if low_open else "["
+        rng = f"{lo}{low if low is not None else '-inf'}, {high if high is not None else 'inf'})"
+        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
+    return value
+
+
+def check_dtype(dtype):
+    """'float32' or 'float64' (or the NumPy types), returned as a NumPy type."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in config.DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(config.DTYPES)}, got {dtype!r}")
+    return config.DTYPES[name]
+
+
+def check_per_network(name, value, n, low=None, low_open=False):
+    """A scalar or an (n,) array of finite reals, returned as float64 (n,)."""
+    if np.isscalar(value) or np.ndim(value) == 0:
+        v = check_real(name, value.item() if hasattr(value, "item") else value, low, low_open)
+        return np.full(n, v, dtype=np.float64)
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" or arr.shape != (n,):
+        raise ValueError(f"{name} must be a number or a real array of shape ({n},), got {arr.shape}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if low is not None:
+        bad |= arr <= low if low_open else arr < low
+    if bad.any():
+        lo = "(" if low_open else "["
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name}[{i}] must be a finite number in {lo}{low}, inf), got {arr[i]!r}")
+    return arr
