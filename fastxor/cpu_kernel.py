@@ -33,7 +33,8 @@ def _times_x(name, n, i, Xc):
     """``name * x[n, i]``, simplified when the input is a known 0 or 1.
 
     Exact for finite ``name``: w * 1 == w, and w * 0 == +-0 vanishes in a sum
-    with another term (signed zeros do not change any sigmoid or update).
+    with another term. (LLVM may then fuse a different multiply into an add,
+    so results equal the generic kernel's to rounding, not bit for bit.)
     """
     if Xc is None:
         return f"{name} * x{n}{i}"
@@ -262,7 +263,7 @@ def train(params, X, y, sides, epochs, lr, record_every=0, specialise=True):
     """Run the fused kernel; same inputs and outputs as ``reference.train``.
 
     ``specialise``: use the kernel with 0/1 inputs baked in when X allows it
-    (bit-identical results, fewer operations); False forces the generic one.
+    (fewer operations, equal to rounding); False forces the generic one.
     """
     from .params import Params
 

@@ -79,7 +79,7 @@ def train(p, X, y, epochs, lr, record_every=0):
 
     Parameters
     ----------
-    p : Params (float32 or float64; all arithmetic is done in that type)
+    p : Params (float32, float64 or longdouble; all arithmetic in that type)
     X : (4, 2) inputs;  y : (4,) targets
     epochs : int >= 0
     lr : (N,) learning rate per network

@@ -12,7 +12,7 @@ of which LLVM turns into 8- or 16-wide vector instructions:
 ``sigmoid(z) = 1 / (1 + exp(-z))`` — the same formula PyTorch's CPU kernel
 uses — with -z clamped to [LO, HI] so 2**k stays a normal number. The clamp
 changes nothing for z > -LO (1 + exp(-z) rounds to 1 there); for z < -HI the
-result is held at sigmoid(-HI) (about 6e-39 in float32, 3e-308 in float64),
+result is held at sigmoid(-HI) (about 6e-39 in float32, 1.2e-308 in float64),
 an absolute error below the smallest normal number. NaN propagates.
 """
 import numpy as np
@@ -56,7 +56,7 @@ _SPEC = {
               4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1),
     ),
     np.float64: dict(
-        lo=-708.0, hi=708.0, offset=2048, bias=1023, mant=52, int_t=np.int64, bits=_int64_as_float64,
+        lo=-708.0, hi=709.0, offset=2048, bias=1023, mant=52, int_t=np.int64, bits=_int64_as_float64,
         ln2_hi=6.93145751953125e-1, ln2_lo=1.42860682030941723212e-6,
         # 1/n! for n = 13..2: exp(r) = 1 + r + r^2 * P(r), |r| <= ln2/2, error < 1e-17
         poly=tuple(1.0 / np.prod(np.arange(1.0, n + 1)) for n in range(13, 1, -1)),

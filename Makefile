@@ -1,0 +1,33 @@
+# Two entry points, each doing all the set-up on a fresh machine:
+#   make run    - install into .venv, train 100 000 seeds x 100 000 epochs, print statistics
+#   make test   - install into .venv with the test extras and PyTorch (CPU build), run the tests
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PIP) install -q ".[test]" torch==2.13.0
+	touch $@
+
+.PHONY: run test bench clean
+run: $(VENV)/.installed
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
+
+test: $(VENV)/.test-installed
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(VENV)/bin/pytest -q tests
+
+bench: $(VENV)/.test-installed
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(PY) -m pytest bench -q --benchmark-columns=median --benchmark-sort=name
+
+clean:
+	rm -rf $(VENV) build *.egg-info
