@@ -1,0 +1,45 @@
+"""Collects network-epochs/s per case and prints them, with ratios, at the end."""
+import platform
+
+import numba
+import numpy as np
+import pytest
+
+RESULTS = {}
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@pytest.fixture
+def record_throughput(benchmark):
+    def record(name, n_networks, epochs):
+        median = benchmark.stats.stats.median
+        ne_s = n_networks * epochs / median
+        benchmark.extra_info["network_epochs_per_s"] = ne_s
+        RESULTS[name] = (n_networks, epochs, median, ne_s)
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("fastxor throughput (network-epochs per second)")
+    tr.write_line(f"cpu: {cpu_name()}, "
+                  f"numba threads {numba.get_num_threads()}, numpy {np.__version__}, "
+                  f"numba {numba.__version__}, SVML {numba.config.USING_SVML}")
+    base = {dt: v[3] for k, v in RESULTS.items() for dt in ("float32", "float64")
+            if k == f"numpy {dt} H=2"}
+    for name, (n, e, t, ne) in sorted(RESULTS.items()):
+        dt = "float64" if "float64" in name else "float32"
+        ratio = f"{ne / base[dt]:8.1f}x numpy" if dt in base else ""
+        tr.write_line(f"{name:32s} N={n:>7d} epochs={e:>7d} {t:9.4f} s {ne:10.3e} NE/s {ratio}")
