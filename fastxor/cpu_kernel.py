@@ -100,6 +100,15 @@ def _emit_backward_update(H, ind, Xc):
     return [ind + s for s in L]
 
 
+def _emit_data():
+    """The inputs, targets and target sides as scalar locals x{n}{i}, y{n}, s{n}."""
+    return (
+        [f"    x{n}{i} = X[{n}, {i}]" for n in range(4) for i in range(2)]
+        + [f"    y{n} = y[{n}]" for n in range(4)]
+        + [f"    s{n} = sides[{n}]" for n in range(4)]
+    )
+
+
 def _emit_load(H, ind):
     return [ind + f"{p} = a[{q}, k]" for q, p in enumerate(_names(H))]
 
@@ -140,9 +149,7 @@ def kernel_source(hidden, dtype, Xc=None):
         "                solved, diverged):",
         f'    """Train the {C} networks of one chunk; a: ({P}, {C}) parameters."""',
     ]
-    src += [f"    x{n}{i} = X[{n}, {i}]" for n in range(4) for i in range(2)]
-    src += [f"    y{n} = y[{n}]" for n in range(4)]
-    src += [f"    s{n} = sides[{n}]" for n in range(4)]
+    src += _emit_data()
     src += [
         f"    losses = np.zeros({C}, dtype=F)",
         "    for epoch in range(epochs):",
@@ -173,9 +180,7 @@ def kernel_source(hidden, dtype, Xc=None):
         "                 pred_out, solved_out, diverged_out):",
         '    """Forward pass of the final parameters: loss, predictions, solved."""',
     ]
-    src += [f"    x{n}{i} = X[{n}, {i}]" for n in range(4) for i in range(2)]
-    src += [f"    y{n} = y[{n}]" for n in range(4)]
-    src += [f"    s{n} = sides[{n}]" for n in range(4)]
+    src += _emit_data()
     src += ["    for k in range(m):"]
     src += _emit_load(H, i2)
     src += _emit_forward(H, i2, Xc)
