@@ -46,9 +46,16 @@ def test_float64_matches_reference_tightly(hidden, boolean, rng):
         kf, rf = k["params"].to_flat(), r["params"].to_flat()
         sens = np.abs(r80["params"].to_flat() - rf).max(axis=0).astype(np.float64)
         bound = 4 * sens + 1e-12 * (1 + np.abs(rf).max(axis=0))
-        assert (np.abs(kf - rf).max(axis=0) <= bound).all()
+        # From lr ~ 2 some networks are chaotic: a rounding difference grows
+        # to the attractor's size, and one run's sensitivity does not bound
+        # another's (seen: 28x). Per-network bounds are for lr <= 1 only.
+        tight = lr <= 1
+        assert (np.abs(kf - rf).max(axis=0)[tight] <= bound[tight]).all()
+        assert np.isfinite(kf).all() == np.isfinite(rf).all()
         calm = sens < 1e-12
-        assert calm.mean() > 0.5  # the bound is tight for most networks
+        # The tight checks below must cover every lr <= 1 network (measured:
+        # 6445 of 6445 such networks were calm; chaos starts near lr ~ 2).
+        assert calm[lr <= 1].all()
         np.testing.assert_allclose(k["loss"][calm], r["loss"][calm], rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(k["solved_epoch"][calm], r["solved_epoch"][calm])
         np.testing.assert_array_equal(k["diverged_epoch"], r["diverged_epoch"])
@@ -68,7 +75,8 @@ def test_float32_matches_reference_within_rounding(hidden, boolean, rng):
     moves a trajectory depends on the configuration, and the float32
     reference's own distance from the float64 trajectory measures exactly
     that. Measured: the kernel stays within 2.5x of it (loss history within
-    6x of a 1e-7 floor), so we allow 4x plus a few ulp."""
+    6x of a 1e-7 floor), so we allow 4x plus a few ulp. Past ~1e-3 the
+    network is chaotic (lr >~ 2) and only its finiteness is compared."""
     for _ in range(3):
         X, y, n, epochs, lr, rec, scale, seed = random_config(rng, hidden, boolean)
         p = init_params(n, hidden, seed, init_scale=scale, dtype="float32")
@@ -77,15 +85,23 @@ def test_float32_matches_reference_within_rounding(hidden, boolean, rng):
         kf, rf, r64f = (o["params"].to_flat() for o in (k, r, r64))
         sens = np.abs(r64f - rf).max(axis=0)  # per network
         bound = 4 * sens + 64 * EPS32 * (1 + np.abs(rf).max(axis=0))
-        assert (np.abs(kf - rf).max(axis=0) <= bound).all()
+        tight = lr <= 1  # as in float64: chaotic networks have no per-network bound
+        assert (np.abs(kf - rf).max(axis=0)[tight] <= bound[tight]).all()
+        assert np.isfinite(kf).all() == np.isfinite(rf).all()
         if rec:
             hs = np.abs(r64["loss_history"] - r["loss_history"]).max(axis=1, keepdims=True, initial=0)
-            assert (np.abs(k["loss_history"] - r["loss_history"]) <= 8 * hs + 16 * EPS32).all()
-        np.testing.assert_allclose(k["loss"], r["loss"], rtol=1e-3, atol=1e-5)
-        # A network whose margin crosses 0.5 at the same moment in both may
-        # flip by an epoch or so; float64 vs float32 references do the same.
-        diff = np.abs(k["solved_epoch"] - r["solved_epoch"])
-        assert (diff > 0).mean() <= 0.02 and diff.max() <= max(2, epochs // 100)
+            assert (np.abs(k["loss_history"] - r["loss_history"]) <= 8 * hs + 16 * EPS32)[tight].all()
+        # The final loss is a function of the final parameters (bounded above):
+        # check the kernel computed it for its own parameters, in float64.
+        _, yk = reference.forward(k["params"].astype(np.float64), X)
+        np.testing.assert_allclose(k["loss"], reference.loss_of(yk, y), rtol=2e-5, atol=1e-9)
+        # Solved epochs, where rounding moves the trajectory by < 1e-3 (lr <= 1;
+        # measured: max 1.1e-4 over 8825 networks): one whose margin crosses
+        # 0.5 in the same epoch in both may flip by an epoch or so; the
+        # float64 and float32 references do the same.
+        assert (sens[tight] < 1e-3).all()
+        diff = np.abs(k["solved_epoch"] - r["solved_epoch"])[tight]
+        assert np.count_nonzero(diff) <= 0.02 * diff.size and diff.max(initial=0) <= max(2, epochs // 100)
 
 
 def test_boolean_specialisation_agrees_with_generic_kernel(rng):
