@@ -8,11 +8,12 @@ from .data import FUNCTIONS, boolean_function
 from .params import Params, init_params
 from .result import TrainResult, wilson_interval
 from .torch_compat import torch_init
-from .train import available_backends, train
+from .results_file import load
+from .training import available_backends, resume, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FUNCTIONS", "Params", "TrainResult", "available_backends", "boolean_function",
-    "init_params", "torch_init", "train", "wilson_interval", "__version__",
+    "init_params", "load", "resume", "torch_init", "train", "wilson_interval", "__version__",
 ]

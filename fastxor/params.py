@@ -12,7 +12,7 @@ import numpy as np
 
 from . import config
 from .philox import network_words, uniform_pm1
-from .validate import check_dtype, check_int, check_real
+from .validate import check_dtype, check_int, check_per_network
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,10 @@ def init_scales(hidden, init_scale=1.0):
 
     ``nn.Linear``'s default draws weights and biases from U(-1/sqrt(fan_in),
     +1/sqrt(fan_in)): fan_in is 2 for the hidden layer, H for the output.
+    ``init_scale``: a number, giving shape (P,), or (N,) per network, (N, P).
     """
-    s1 = init_scale / np.sqrt(2.0)
-    s2 = init_scale / np.sqrt(float(hidden))
-    return np.array([s1] * (3 * hidden) + [s2] * (hidden + 1), dtype=np.float64)
+    fan_in = np.array([2.0] * (3 * hidden) + [float(hidden)] * (hidden + 1))
+    return np.asarray(init_scale, dtype=np.float64)[..., None] / np.sqrt(fan_in)
 
 
 def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="float32"):
@@ -131,13 +131,15 @@ def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="fl
 
         value = dtype( double(((w >> 8) - 2**23) * 2**-23) * double(scale) )
 
-    with scale = init_scale / sqrt(fan_in): nn.Linear's default distribution.
+    with scale = double(init_scale) / sqrt(fan_in): nn.Linear's default
+    distribution. ``init_scale`` >= 0 may be one number or an (N,) array (a
+    scale per network, for sweeps).
     """
     n = check_int("n_networks", n_networks, 1, 2**40)
     h = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
     seed = check_int("seed", seed, 0, config.SEED_MAX)
     start = check_int("start", start, 0, 2**64 - 1 - n)
-    scale = check_real("init_scale", init_scale, low=0.0)
+    scale = check_per_network("init_scale", init_scale, n, low=0.0)
     dt = check_dtype(dtype)
     flat = uniform_pm1(network_words(seed, start, n, n_params(h)))
     flat = (flat * init_scales(h, scale)).astype(dt)

@@ -16,7 +16,9 @@ def wilson_interval(successes, trials, z=Z95):
     denom = 1.0 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z / denom * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == trials else min(1.0, centre + half)
+    return (lo, hi)
 
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -39,6 +41,7 @@ class TrainResult:
     diverged_epoch : (N,) epoch of that update, -1 if none.
     loss_history : (N, R) loss at epochs 0, k, 2k, ... (k = record_every), or None.
     config : dict, the arguments that produced this result.
+    versions : dict, package versions, for a result loaded from a file.
     """
 
     params: Params
@@ -50,6 +53,7 @@ class TrainResult:
     diverged_epoch: np.ndarray
     loss_history: np.ndarray = None
     config: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
 
     @property
     def n_networks(self):
@@ -62,6 +66,56 @@ class TrainResult:
         if not k or self.loss_history is None:
             return None
         return np.arange(self.loss_history.shape[1]) * k
+
+    def stuck_groups(self, tol=0.05, max_groups=5):
+        """The unsolved (not diverged) networks, grouped by where they ended.
+
+        Networks whose 4 outputs agree within ``tol`` (max-norm) share a
+        group: a local minimum or plateau of the loss, e.g. outputs
+        (0.05, 0.66, 0.66, 0.67) for XOR. Returns up to ``max_groups`` dicts,
+        largest first: ``outputs`` (mean), ``count``, ``fraction`` (of all
+        networks), ``median_loss``.
+        """
+        stuck = ~self.solved & ~self.diverged
+        pred = np.asarray(self.predictions, dtype=np.float64)[stuck]
+        loss = np.asarray(self.loss, dtype=np.float64)[stuck]
+        if not pred.size:
+            return []
+        cells, inverse, counts = np.unique(
+            np.round(pred / (tol / 2)).astype(np.int64), axis=0, return_inverse=True, return_counts=True
+        )
+        centres, cell_group = [], np.empty(len(cells), dtype=np.int64)
+        for c in np.argsort(-counts, kind="stable"):  # greedy: big cells seed groups
+            x = cells[c] * (tol / 2)
+            near = [g for g, y in enumerate(centres) if np.abs(x - y).max() <= tol]
+            cell_group[c] = near[0] if near else len(centres)
+            if not near:
+                centres.append(x)
+        group = cell_group[inverse.reshape(-1)]
+        sizes = np.bincount(group)
+        out = []
+        for g in np.argsort(-sizes, kind="stable")[:max_groups]:
+            m = group == g
+            out.append(dict(
+                outputs=tuple(float(v) for v in pred[m].mean(axis=0)), count=int(sizes[g]),
+                fraction=sizes[g] / self.n_networks, median_loss=float(np.median(loss[m])),
+            ))
+        return out
+
+    def save(self, path):
+        """Save to a ``.npz`` results file; ``fastxor.load(path)`` reads it back."""
+        from .results_file import save
+
+        return save(self, path)
+
+    def to_torch(self, index):
+        """The seed's ``XORNeuralNetwork`` (an nn.Module) with network ``index``'s
+        trained weights; its outputs on X equal ``predictions[index]``."""
+        from .torch_compat import to_module
+
+        if not -self.n_networks <= index < self.n_networks:
+            raise IndexError(f"index must be in [0, {self.n_networks}), got {index}")
+        return to_module(self.params, index % self.n_networks)
 
     def stats(self):
         """Success rate with its 95 % Wilson interval, and quantiles, as a dict."""
@@ -100,6 +154,15 @@ class TrainResult:
         if s["loss_quantiles"]:
             v = " ".join(f"{x:.3g}" for x in s["loss_quantiles"].values())
             lines.append(f"final loss quantiles   ({q}): {v}")
+        if c.get("interrupted"):
+            lines.append(f"INTERRUPTED after {c['epochs']} of {c['epochs_requested']} epochs")
+        groups = self.stuck_groups()
+        if groups:
+            lines.append("unsolved networks by where they ended (outputs for the 4 inputs):")
+            for g in groups:
+                outs = ", ".join(f"{v:.2f}" for v in g["outputs"])
+                lines.append(f"  ({outs}): {g['count']} ({100 * g['fraction']:.2f} %), "
+                             f"median loss {g['median_loss']:.3g}")
         return "\n".join(lines)
 
     def __repr__(self):

@@ -1,0 +1,159 @@
+"""Figures of a run or a sweep (matplotlib, an optional extra: ``fastxor[plot]``).
+
+Each function writes one PNG and returns its path; ``plot_result`` and
+``plot_sweep`` write the standard set that ``fastxor plot`` produces.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from .reference import forward
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("plotting needs matplotlib: pip install 'fastxor[plot]'") from exc
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    fig.clf()
+    return Path(path)
+
+
+def loss_curves(result, path, sample=30, seed=0):
+    """A sample of loss curves, the median and the 5-95 % band (log scale)."""
+    plt = _pyplot()
+    if result.loss_history is None or result.loss_history.shape[1] == 0:
+        raise ValueError("loss curves need a loss history: train with record_every > 0")
+    e, h = result.history_epochs, np.asarray(result.loss_history, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pick = np.random.default_rng(seed).choice(len(h), min(sample, len(h)), replace=False)
+    for i in pick:
+        ax.plot(e, h[i], lw=0.6, alpha=0.5, color="tab:green" if result.solved[i] else "tab:red")
+    q = np.nanquantile(h, (0.05, 0.5, 0.95), axis=0)
+    ax.fill_between(e, q[0], q[2], color="tab:blue", alpha=0.2, label="5-95 %")
+    ax.plot(e, q[1], color="tab:blue", lw=2, label="median")
+    ax.set(yscale="log", xlabel="epoch", ylabel="MSE loss",
+           title=f"{result.n_networks} networks (sample: green solved, red not)")
+    ax.legend()
+    return _save(fig, path)
+
+
+def solved_epochs(result, path):
+    """Histogram of the epoch at which each network first solved the task."""
+    plt = _pyplot()
+    at = result.solved_epoch[result.solved_epoch >= 0]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.hist(at, bins=60, color="tab:blue")
+    ax.set(xlabel="first solved epoch", ylabel="networks",
+           title=f"{at.size} of {result.n_networks} solved ({100 * at.size / result.n_networks:.1f} %)")
+    return _save(fig, path)
+
+
+def final_losses(result, path):
+    """Distribution of final losses (log-spaced bins), solved vs not."""
+    plt = _pyplot()
+    loss = np.asarray(result.loss, dtype=np.float64)
+    ok = np.isfinite(loss) & (loss > 0)
+    bins = np.geomspace(loss[ok].min(), loss[ok].max(), 60) if ok.sum() > 1 else 10
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for mask, label, colour in ((result.solved, "solved", "tab:green"), (~result.solved, "not solved", "tab:red")):
+        ax.hist(loss[ok & mask], bins=bins, alpha=0.7, label=label, color=colour)
+    ax.set(xscale="log", xlabel="final loss", ylabel="networks", title="final loss")
+    ax.legend()
+    return _save(fig, path)
+
+
+def decision_surfaces(result, path, per_kind=3):
+    """Output over [0, 1]^2 with each hidden unit's line w.x + b = 0, for a
+    few solved and a few unsolved networks."""
+    plt = _pyplot()
+    kinds = [("solved", np.flatnonzero(result.solved)[:per_kind]),
+             ("not solved", np.flatnonzero(~result.solved & ~result.diverged)[:per_kind])]
+    cols = max(1, max(len(ix) for _, ix in kinds))
+    fig, axes = plt.subplots(2, cols, figsize=(3.2 * cols, 6.4), squeeze=False)
+    g = np.linspace(-0.25, 1.25, 121)
+    gx, gy = np.meshgrid(g, g)
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    X = np.asarray(result.config.get("X", [[0, 0], [0, 1], [1, 0], [1, 1]]), dtype=np.float64)
+    y = np.asarray(result.config.get("y", [0, 1, 1, 0]), dtype=np.float64)
+    for row, (label, idx) in enumerate(kinds):
+        for col in range(cols):
+            ax = axes[row, col]
+            if col >= len(idx):
+                ax.axis("off")
+                continue
+            p = result.params[int(idx[col])].astype(np.float64)
+            _, out = _forward_on(p, grid)
+            im = ax.contourf(gx, gy, out.reshape(gx.shape), levels=np.linspace(0, 1, 11), cmap="RdBu_r")
+            ax.contour(gx, gy, out.reshape(gx.shape), levels=[0.5], colors="k", linewidths=1.5)
+            for w, b in zip(p.W1[0], p.b1[0]):  # hidden unit j: w0 x + w1 y + b = 0
+                if abs(w[1]) > 1e-12:
+                    ax.plot(g, -(w[0] * g + b) / w[1], "--", color="0.3", lw=1)
+                elif abs(w[0]) > 1e-12:
+                    ax.axvline(-b / w[0], ls="--", color="0.3", lw=1)
+            ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", vmin=0, vmax=1, edgecolors="k", s=60)
+            ax.set(xlim=(g[0], g[-1]), ylim=(g[0], g[-1]), title=f"{label}: #{int(idx[col])}")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="output")
+    fig.savefig(path, dpi=110)
+    fig.clf()
+    return Path(path)
+
+
+def _forward_on(p, points):
+    """Outputs of one network on arbitrary inputs (the reference forward pass)."""
+    h, out = forward(p, points)
+    return h[0], out[0]
+
+
+def plot_result(result, out_dir):
+    """The standard figures of a run into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    if result.loss_history is not None and result.loss_history.shape[1]:
+        paths.append(loss_curves(result, out / "loss_curves.png"))
+    paths += [
+        solved_epochs(result, out / "solved_epochs.png"),
+        final_losses(result, out / "final_losses.png"),
+        decision_surfaces(result, out / "decision_surfaces.png"),
+    ]
+    return paths
+
+
+def success_heatmap(table, path):
+    """Success rate per (lr, init_scale), one panel per hidden width."""
+    plt = _pyplot()
+    t = table.to_records(index=False) if hasattr(table, "to_records") else table
+    widths = sorted(set(int(h) for h in t["hidden"]))
+    lrs, scales = sorted(set(t["lr"])), sorted(set(t["init_scale"]))
+    fig, axes = plt.subplots(1, len(widths), squeeze=False, layout="constrained",
+                             figsize=(1.5 + (1.2 + 0.8 * len(lrs)) * len(widths), 2.0 + 0.6 * len(scales)))
+    for ax, h in zip(axes[0], widths):
+        m = np.full((len(scales), len(lrs)), np.nan)
+        for r in t[t["hidden"] == h]:
+            m[scales.index(r["init_scale"]), lrs.index(r["lr"])] = r["success_rate"]
+        im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", color="w" if v < 0.6 else "k")
+        ax.set(xticks=range(len(lrs)), xticklabels=[f"{v:g}" for v in lrs],
+               yticks=range(len(scales)), yticklabels=[f"{v:g}" for v in scales],
+               xlabel="learning rate", ylabel="init scale", title=f"H = {h}: % solved")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
+    fig.savefig(path, dpi=110)
+    fig.clf()
+    return Path(path)
+
+
+def plot_sweep(table, out_dir):
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return [success_heatmap(table, out / "success_rate.png")]

@@ -1,0 +1,111 @@
+"""Hyper-parameter sweeps: a grid of (lr, init scale) x seeds in one launch.
+
+Why one launch: learning rate and init scale are per-network inputs of the
+kernels, so every grid cell of one hidden width trains in the same batch
+(widths change the kernel, so each width is its own batch). Every cell uses
+the same seeds (network i of each cell starts from the same draw, scaled):
+common random numbers, so differences between cells are not seed noise.
+"""
+import csv
+
+import numpy as np
+
+from .params import Params, init_params
+from .result import wilson_interval
+from .validate import check_int, check_real
+
+COLUMNS = (
+    ("hidden", "i8"), ("lr", "f8"), ("init_scale", "f8"), ("networks", "i8"), ("solved", "i8"),
+    ("success_rate", "f8"), ("ci95_low", "f8"), ("ci95_high", "f8"), ("diverged", "i8"),
+    ("solved_epoch_q25", "f8"), ("solved_epoch_median", "f8"), ("solved_epoch_q75", "f8"),
+    ("loss_median", "f8"), ("epochs", "i8"),
+)
+
+
+def _values(name, values, check):
+    if np.isscalar(values):
+        values = [values]
+    values = [check(name, v) for v in values]
+    if not values:
+        raise ValueError(f"{name} must list at least one value")
+    return values
+
+
+def _initial(init, networks, hidden, seed, scale, dtype):
+    if init == "philox":
+        return init_params(networks, hidden, seed, 0, scale, dtype)
+    from .torch_compat import torch_init
+
+    base = torch_init(range(seed, seed + networks), hidden)
+    return Params(*(np.asarray(a, np.float64) * scale for a in base.arrays())).astype(dtype)
+
+
+def sweep(
+    lr=(0.1,), hidden=(2,), init_scale=(1.0,), *, networks=1000, epochs=100_000, seed=0,
+    init="philox", X=None, y=None, dtype="float32", backend="auto", progress=None,
+):
+    """Train ``networks`` seeds at every (hidden, lr, init_scale) grid point.
+
+    ``init``: "philox" (fastxor's deterministic init, seed ``seed``) or
+    "torch" (PyTorch's for seeds seed..seed+networks-1, times init_scale).
+    ``progress``: None or ``f(hidden, done, total)``. Returns one row per
+    cell, columns ``COLUMNS``: a pandas DataFrame when pandas is installed,
+    else a NumPy structured array.
+    """
+    from .training import train
+
+    lrs = _values("lr", lr, lambda n, v: check_real(n, v, low=0.0, low_open=True))
+    widths = _values("hidden", hidden, lambda n, v: check_int(n, v, 1, 32))
+    scales = _values("init_scale", init_scale, lambda n, v: check_real(n, v, low=0.0))
+    networks = check_int("networks", networks, 1, 2**40)
+    if init not in ("philox", "torch"):
+        raise ValueError(f"init must be 'philox' or 'torch', got {init!r}")
+    rows = []
+    for h in widths:
+        cells = [(a, s) for s in scales for a in lrs]
+        starts = {s: _initial(init, networks, h, seed, s, dtype) for s in scales}
+        p = Params(*(np.concatenate(parts) for parts in zip(*(starts[s].arrays() for _, s in cells))))
+        rate = np.repeat([a for a, _ in cells], networks)
+        cb = (lambda d, t, h=h: progress(h, d, t)) if progress else None
+        r = train(init=p, epochs=epochs, lr=rate, X=X, y=y, dtype=dtype, backend=backend, progress=cb)
+        for c, (a, s) in enumerate(cells):
+            sl = slice(c * networks, (c + 1) * networks)
+            solved, diverged = r.solved[sl], r.diverged[sl]
+            at = r.solved_epoch[sl][r.solved_epoch[sl] >= 0]
+            q = np.quantile(at, (0.25, 0.5, 0.75)) if at.size else (np.nan,) * 3
+            k = int(solved.sum())
+            lo, hi = wilson_interval(k, networks)
+            rows.append((h, a, s, networks, k, k / networks, lo, hi, int(diverged.sum()),
+                         *q, float(np.median(r.loss[sl])), epochs))
+    table = np.array(rows, dtype=list(COLUMNS))
+    try:
+        import pandas as pd
+    except ImportError:
+        return table
+    return pd.DataFrame(table)
+
+
+def write_csv(table, path):
+    """Write a sweep table (DataFrame or structured array) as CSV."""
+    names = [c for c, _ in COLUMNS]
+    records = table.to_records(index=False) if hasattr(table, "to_records") else table
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(names)
+        for rec in records:
+            w.writerow([_cell(rec[c]) for c in names])
+    return path
+
+
+def read_csv(path):
+    """A sweep CSV back as a structured array (for plotting)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or set(rows[0]) != {c for c, _ in COLUMNS}:
+        raise ValueError(f"{path} is not a fastxor sweep CSV (columns {[c for c, _ in COLUMNS]})")
+    return np.array([tuple(float(r[c]) for c, _ in COLUMNS) for r in rows], dtype=list(COLUMNS))
+
+
+def _cell(v):
+    v = v.item() if hasattr(v, "item") else v
+    return repr(v) if isinstance(v, float) else v

@@ -1,0 +1,256 @@
+"""The research workflow: segments and resume, results files, stuck groups,
+sweeps, the CLI and plots — each checked against a plain one-call run."""
+import sys
+
+import numpy as np
+import pytest
+
+import fastxor
+from fastxor import cli, reference
+from fastxor.params import Params, init_params
+from fastxor.result import TrainResult
+from fastxor.sweep import COLUMNS, read_csv, sweep, write_csv
+
+FIELDS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
+
+
+def assert_same_result(a, b):
+    for x, y in zip(a.params.arrays(), b.params.arrays()):
+        np.testing.assert_array_equal(x, y)
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    if a.loss_history is None:
+        assert b.loss_history is None
+    else:
+        np.testing.assert_array_equal(a.loss_history, b.loss_history)
+
+
+def with_diverging_network(p):
+    """Network 0 overflows at its first update (see test_kernel's diverging test)."""
+    big = np.finfo(p.dtype).max * 0.99
+    W1, b1, W2, b2 = (a.copy() for a in p.arrays())
+    W1[0], b1[0], W2[0, 0], b2[0] = 0.0, 0.0, (big, -big), 2.0
+    return Params(W1, b1, W2, b2)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_resume_in_pieces_equals_one_run(backend, rng):
+    n = int(rng.integers(2, 90))
+    dtype = str(rng.choice(["float32", "float64"]))
+    p = with_diverging_network(init_params(n, 2, int(rng.integers(0, 2**32)), dtype=dtype))
+    lr = rng.uniform(0.1, 2.0, n)
+    lr[0] = np.finfo(dtype).max * 0.5
+    k = int(rng.choice([0, 1, int(rng.integers(2, 40))]))
+    pieces = [int(v) for v in rng.integers(0, 300, 3)]
+    kw = dict(lr=lr, dtype=dtype, backend=backend, record_every=k)
+    whole = fastxor.train(init=p, epochs=sum(pieces), **kw)
+    r = fastxor.train(init=p, epochs=pieces[0], **kw)
+    for more in pieces[1:]:
+        r = fastxor.resume(r, more, backend=backend)
+    assert r.config["epochs"] == sum(pieces)
+    assert_same_result(whole, r)
+    assert whole.diverged[0] and whole.diverged_epoch[0] == 0
+
+
+def short_segments(monkeypatch, lengths):
+    """Segments of ``lengths()`` epochs each instead of ~0.5 s each."""
+    from fastxor import training
+
+    class Pacer(training._Pacer):
+        def __init__(self, n, total):
+            super().__init__(n, total)
+            self.next = lengths()
+
+        def measured(self, epochs, dt):
+            self.next = lengths()
+
+    monkeypatch.setattr(training, "_Pacer", Pacer)
+
+
+def test_progress_segments_equal_one_call(rng, monkeypatch):
+    short_segments(monkeypatch, lambda: int(rng.integers(1, 40)))
+    seen = []
+    kw = dict(epochs=int(rng.integers(100, 400)), lr=0.9, seed=int(rng.integers(0, 2**32)),
+              record_every=int(rng.integers(1, 30)))
+    a = fastxor.train(70, progress=lambda d, t: seen.append((d, t)), **kw)
+    b = fastxor.train(70, **kw)
+    assert_same_result(a, b)
+    assert len(seen) > 3 and seen[-1] == (kw["epochs"], kw["epochs"])
+    assert all(x[0] < y[0] for x, y in zip(seen, seen[1:]))
+
+
+def test_interrupt_keeps_finished_epochs_and_resumes_exactly(rng, monkeypatch):
+    short_segments(monkeypatch, lambda: 50)
+    calls = []
+
+    def ctrl_c_on_third(done, total):
+        calls.append(done)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    kw = dict(epochs=400, lr=0.7, seed=int(rng.integers(0, 2**32)), record_every=7)
+    r = fastxor.train(40, progress=ctrl_c_on_third, interruptible=True, **kw)
+    assert r.config["interrupted"] and r.config["epochs"] == calls[-1]
+    assert r.loss_history.shape[1] == -(-calls[-1] // 7)
+    rest = fastxor.resume(r, 400 - r.config["epochs"])
+    assert "interrupted" not in rest.config
+    assert_same_result(rest, fastxor.train(40, **kw))
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        fastxor.train(40, progress=ctrl_c_on_third, **kw)  # not interruptible: re-raised
+
+
+def test_results_file_round_trip(tmp_path, rng):
+    n = 33
+    lr = rng.uniform(0.1, 1.0, n)
+    r = fastxor.train(n, epochs=300, lr=lr, init_scale=rng.uniform(0.5, 2, n), record_every=10,
+                      dtype="float64", seed=int(rng.integers(0, 2**32)))
+    path = r.save(tmp_path / "run.npz")
+    back = fastxor.load(path)
+    assert_same_result(r, back)
+    assert back.params.dtype == np.float64
+    np.testing.assert_array_equal(back.config["lr"], lr)
+    assert {k: v for k, v in back.config.items() if k not in ("lr", "init_scale")} == {
+        k: v for k, v in r.config.items() if k not in ("lr", "init_scale")}
+    assert back.versions["fastxor"] == fastxor.__version__ and "numpy" in back.versions
+    assert_same_result(fastxor.resume(path, 50), fastxor.resume(r, 50))
+    with pytest.raises(ValueError, match="must end in .npz"):
+        r.save(tmp_path / "run.txt")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a fastxor results file"):
+        fastxor.load(tmp_path / "other.npz")
+
+
+def test_solved_means_the_final_parameters_solve_it(rng):
+    """A chaotic network (lr 4-8) can solve XOR and leave again: ``solved``
+    is about the final parameters, ``solved_epoch`` about the first time."""
+    r = fastxor.train(500, epochs=2000, lr=rng.uniform(4, 8, 500), seed=int(rng.integers(0, 2**32)))
+    sides = np.sign(np.asarray(r.config["y"]) - 0.5)
+    np.testing.assert_array_equal(r.solved, (sides * (r.predictions - 0.5) > 0).all(axis=1))
+    assert (r.solved_epoch[r.solved] >= 0).all()
+
+
+def test_stuck_groups_find_planted_clusters(rng):
+    centres = np.array([[0.05, 0.66, 0.66, 0.67], [0.5, 0.5, 0.5, 0.5], [0.06, 0.94, 0.5, 0.5]])
+    sizes = [int(v) for v in rng.integers(5, 200, 3)]
+    pred = np.concatenate([c + rng.uniform(-0.01, 0.01, (s, 4)) for c, s in zip(centres, sizes)])
+    n_solved = 20
+    pred = np.concatenate([pred, np.tile([0.02, 0.98, 0.98, 0.02], (n_solved, 1))])
+    n = len(pred)
+    solved = np.arange(n) >= n - n_solved
+    p = init_params(n, 2, 0)
+    r = TrainResult(p, ((pred - [0, 1, 1, 0]) ** 2).mean(1), pred, solved, np.where(solved, 5, -1),
+                    np.zeros(n, bool), np.full(n, -1))
+    groups = r.stuck_groups()
+    assert sorted(g["count"] for g in groups) == sorted(sizes)
+    for g in groups:
+        c = centres[sizes.index(g["count"])] if sizes.count(g["count"]) == 1 else None
+        if c is not None:
+            np.testing.assert_allclose(g["outputs"], c, atol=0.01)
+    assert "unsolved networks by where they ended" in r.summary()
+
+
+def test_sweep_cells_equal_separate_runs(rng, monkeypatch):
+    seed = int(rng.integers(0, 2**32))
+    lrs, scales = [0.3, 1.5], [0.7, 2.0]
+    monkeypatch.setitem(sys.modules, "pandas", None)  # the structured-array path
+    t = sweep(lrs, [2, 3], scales, networks=40, epochs=400, seed=seed)
+    assert isinstance(t, np.ndarray) and len(t) == 8 and t.dtype.names == tuple(c for c, _ in COLUMNS)
+    for row in t[rng.choice(8, 3, replace=False)]:
+        one = fastxor.train(40, epochs=400, lr=row["lr"], hidden=int(row["hidden"]),
+                            init_scale=row["init_scale"], seed=seed)
+        assert row["solved"] == one.solved.sum() and row["diverged"] == one.diverged.sum()
+        assert row["loss_median"] == pytest.approx(float(np.median(one.loss)), rel=1e-12)
+        at = one.solved_epoch[one.solved_epoch >= 0]
+        if at.size:
+            assert row["solved_epoch_median"] == np.median(at)
+        lo, hi = fastxor.wilson_interval(row["solved"], 40)
+        assert (row["ci95_low"], row["ci95_high"]) == (lo, hi)
+
+
+def test_sweep_csv_round_trip_and_dataframe(tmp_path, rng):
+    pd = pytest.importorskip("pandas")
+    t = sweep([0.2, 0.9], 2, 1.0, networks=30, epochs=200, seed=int(rng.integers(0, 2**32)))
+    assert isinstance(t, pd.DataFrame) and list(t.columns) == [c for c, _ in COLUMNS]
+    back = read_csv(write_csv(t, tmp_path / "s.csv"))
+    for c, _ in COLUMNS:
+        np.testing.assert_array_equal(back[c], t[c].to_numpy())
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(lr=[0.1, -1]), "lr must be a finite number"),
+    (dict(hidden=[0]), r"hidden must be in \[1, 32\]"),
+    (dict(init_scale=[]), "init_scale must list at least one value"),
+    (dict(networks=0), "networks must be in"),
+    (dict(init="xavier"), "init must be 'philox' or 'torch'"),
+])
+def test_sweep_bad_input(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        sweep(**{**dict(networks=5, epochs=1), **bad})
+
+
+def test_per_network_init_scale_equals_one_scale_at_a_time(rng):
+    s = rng.uniform(0, 3, 10)
+    seed = int(rng.integers(0, 2**32))
+    p = init_params(10, 3, seed, init_scale=s, dtype="float64").to_flat()
+    for i in range(10):
+        q = init_params(10, 3, seed, init_scale=float(s[i]), dtype="float64").to_flat()
+        np.testing.assert_array_equal(p[:, i], q[:, i])
+    with pytest.raises(ValueError, match=r"init_scale\[1\] must be a finite number"):
+        init_params(2, 2, 0, init_scale=[1.0, -1.0])
+
+
+def test_to_torch_outputs_equal_predictions(rng):
+    torch = pytest.importorskip("torch")
+    r = fastxor.train(20, epochs=500, lr=0.8, seed=int(rng.integers(0, 2**32)))
+    i = int(rng.integers(0, 20))
+    m = r.to_torch(i)
+    with torch.no_grad():
+        out = m(torch.tensor(r.config["X"], dtype=torch.float32)).numpy()[:, 0]
+    np.testing.assert_allclose(out, r.predictions[i], rtol=1e-6, atol=1e-7)
+    with pytest.raises(IndexError, match=r"index must be in \[0, 20\)"):
+        r.to_torch(20)
+
+
+def test_cli_train_save_resume_plot_sweep(tmp_path, capsys, rng):
+    seed = str(int(rng.integers(0, 2**32)))
+    out = tmp_path / "r.npz"
+    args = ["--networks", "50", "--seed", seed, "--record-every", "25", "--progress", "off"]
+    assert cli.main(["train", "--epochs", "300", "--out", str(out), *args]) == 0
+    assert cli.main(["train", "--resume", str(out), "--epochs", "200", "--progress", "off"]) == 0
+    text = capsys.readouterr().out
+    assert "solved:" in text and "95 % CI" in text and "saved:" in text
+    assert_same_result(fastxor.load(out), fastxor.train(50, epochs=500, seed=int(seed), record_every=25))
+    pytest.importorskip("matplotlib")
+    assert cli.main(["plot", str(out), "--out", str(tmp_path / "plots")]) == 0
+    names = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert names == {"loss_curves.png", "solved_epochs.png", "final_losses.png", "decision_surfaces.png"}
+    csv = tmp_path / "s.csv"
+    assert cli.main(["sweep", "--lr", "0.5,1", "--hidden", "2", "--init-scale", "1,2", "--networks", "20",
+                     "--epochs", "100", "--out", str(csv), "--progress", "off"]) == 0
+    assert len(read_csv(csv)) == 4
+    assert cli.main(["plot", str(csv), "--out", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "success_rate.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--networks", "0"], r"n_networks must be in \[1,"),
+    (["train", "--networks", "5", "--lr", "nan"], "lr must be a finite number"),
+    (["train", "--networks", "5", "--function", "0120"], "truth table of four 0/1 digits"),
+    (["train", "--resume", "/nonexistent/r.npz"], "No such file"),
+])
+def test_cli_errors_name_the_argument(argv, match, capsys):
+    assert cli.main(argv) == 2
+    assert __import__("re").search(match, capsys.readouterr().err)
+
+
+def test_loss_history_columns_are_reference_losses(rng):
+    """A resumed run's history columns are the losses of epochs 0, k, 2k, ...
+    computed directly by the reference at those epochs."""
+    p = init_params(8, 2, int(rng.integers(0, 2**32)), dtype="float64")
+    r = fastxor.resume(fastxor.train(init=p, epochs=13, record_every=5, dtype="float64"), 9)
+    X, y = np.asarray(r.config["X"]), np.asarray(r.config["y"])
+    for col, e in enumerate(r.history_epochs):
+        q = reference.train(p, X, y, int(e), np.full(8, 0.1))["params"]
+        _, out = reference.forward(q, X)
+        np.testing.assert_allclose(r.loss_history[:, col], reference.loss_of(out, y), rtol=1e-12)
