@@ -15,6 +15,20 @@ from .philox import network_words, uniform_pm1
 from .validate import check_dtype, check_int, check_per_network
 
 
+def array_module(a):
+    """numpy, or cupy for a CuPy array (results left on the GPU on request)."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_host(a):
+    """A NumPy array (copies a CuPy array to the host)."""
+    return a.get() if array_module(a) is not np else a
+
+
 @dataclass(frozen=True)
 class Params:
     """Parameters of N 2-H-1 networks.
@@ -67,13 +81,15 @@ class Params:
 
     @classmethod
     def from_flat(cls, flat, hidden):
-        flat = np.asarray(flat).T
+        """From (P, N); a CuPy array stays on its device."""
+        xp = array_module(flat)
+        flat = xp.asarray(flat).T
         n, h = flat.shape[0], hidden
         return cls(
-            np.ascontiguousarray(flat[:, : 2 * h].reshape(n, h, 2)),
-            np.ascontiguousarray(flat[:, 2 * h : 3 * h]),
-            np.ascontiguousarray(flat[:, 3 * h : 4 * h].reshape(n, 1, h)),
-            np.ascontiguousarray(flat[:, 4 * h :]),
+            xp.ascontiguousarray(flat[:, : 2 * h].reshape(n, h, 2)),
+            xp.ascontiguousarray(flat[:, 2 * h : 3 * h]),
+            xp.ascontiguousarray(flat[:, 3 * h : 4 * h].reshape(n, 1, h)),
+            xp.ascontiguousarray(flat[:, 4 * h :]),
         )
 
     def validated(self, dtype=None, name="init"):
@@ -144,3 +160,20 @@ def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="fl
     flat = uniform_pm1(network_words(seed, start, n, n_params(h)))
     flat = (flat * init_scales(h, scale)).astype(dt)
     return Params.from_flat(flat.T, h)
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """The deterministic init of networks start..start+N-1, not yet made:
+    the GPU kernel generates it in registers; ``make()`` gives the same
+    Params on the host."""
+
+    n_networks: int
+    hidden: int
+    seed: int
+    start: int
+    scales: np.ndarray  # (N,) float64 init_scale per network
+    dtype: object
+
+    def make(self):
+        return init_params(self.n_networks, self.hidden, self.seed, self.start, self.scales, self.dtype)

@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .params import Params
+from .params import Params, to_host
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -76,9 +76,9 @@ class TrainResult:
         largest first: ``outputs`` (mean), ``count``, ``fraction`` (of all
         networks), ``median_loss``.
         """
-        stuck = ~self.solved & ~self.diverged
-        pred = np.asarray(self.predictions, dtype=np.float64)[stuck]
-        loss = np.asarray(self.loss, dtype=np.float64)[stuck]
+        stuck = ~to_host(self.solved) & ~to_host(self.diverged)
+        pred = np.asarray(to_host(self.predictions), dtype=np.float64)[stuck]
+        loss = np.asarray(to_host(self.loss), dtype=np.float64)[stuck]
         if not pred.size:
             return []
         cells, inverse, counts = np.unique(
@@ -120,16 +120,17 @@ class TrainResult:
     def stats(self):
         """Success rate with its 95 % Wilson interval, and quantiles, as a dict."""
         n = self.n_networks
-        k = int(self.solved.sum())
+        solved, solved_epoch, loss = (to_host(a) for a in (self.solved, self.solved_epoch, self.loss))
+        k = int(solved.sum())
         lo, hi = wilson_interval(k, n)
-        solved_at = self.solved_epoch[self.solved_epoch >= 0]
-        finite_loss = self.loss[np.isfinite(self.loss)]
+        solved_at = solved_epoch[solved_epoch >= 0]
+        finite_loss = loss[np.isfinite(loss)]
         return dict(
             networks=n,
             solved=k,
             success_rate=k / n,
             success_ci95=(lo, hi),
-            diverged=int(self.diverged.sum()),
+            diverged=int(to_host(self.diverged).sum()),
             solved_epoch_quantiles=dict(zip(QUANTILES, np.quantile(solved_at, QUANTILES)))
             if solved_at.size else None,
             loss_quantiles=dict(zip(QUANTILES, np.quantile(finite_loss, QUANTILES)))

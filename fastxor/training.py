@@ -14,14 +14,16 @@ import numpy as np
 
 from . import config
 from .data import check_data, target_sides
-from .params import Params, init_params, n_params
+from .params import InitSpec, Params, array_module, n_params
 from .result import TrainResult
 from .validate import check_dtype, check_int, check_per_network
 
 
 def available_backends():
-    """Backends usable here, fastest first."""
-    out = []
+    """Backends usable here, fastest first (a GPU first when CuPy can use one)."""
+    from .gpu import gpu_problem
+
+    out = ["cupy"] if gpu_problem() is None else []
     try:
         import numba  # noqa: F401
 
@@ -40,10 +42,11 @@ def _resolve_backend(backend):
     if backend == "numba" and "numba" not in available_backends():
         raise ImportError("backend='numba' needs Numba: pip install numba (a core dependency of fastxor)")
     if backend == "cupy":
-        raise NotImplementedError(
-            "backend='cupy' (NVIDIA GPU) is not available in this version of fastxor; "
-            "use backend='numba' or 'auto'"
-        )
+        from .gpu import gpu_problem
+
+        problem = gpu_problem()
+        if problem is not None:
+            raise ImportError(f"backend='cupy' cannot run here: {problem}")
     return backend
 
 
@@ -90,11 +93,17 @@ def _check_memory(n, hidden, epochs, record_every, dtype, backend):
 def solved_by_sides(predictions, sides):
     """All predictions strictly on their target's side of 0.5 (the final
     parameters; a chaotic network may have solved earlier and left again)."""
-    return (sides * (np.asarray(predictions, dtype=np.float64) - 0.5) > 0).all(axis=1)
+    xp = array_module(predictions)
+    return (xp.asarray(sides) * (predictions.astype(xp.float64) - 0.5) > 0).all(axis=1)
 
 
-def _backend_function(name):
+def _backend_function(name, fast_math=False, device_arrays=False):
     """``f(params, X, y, sides, epochs, lr, record_every) -> dict`` (as reference.train)."""
+    if name == "cupy":
+        from . import gpu
+
+        return lambda p, X, y, sides, epochs, lr, k: gpu.train(
+            p, X, y, sides, epochs, lr, k, fast=fast_math, device_arrays=device_arrays)
     if name == "numba":
         from . import cpu_kernel
 
@@ -117,6 +126,8 @@ def _segment(run, p, X, y, sides, rates, epoch0, epochs, k):
     if epochs or not parts:
         parts.append((epoch0, run(p, X, y, sides, epochs, rates, k)))
     out = dict(parts[-1][1])
+    if len(parts) == 1 and parts[0][0] == 0:
+        return out  # epoch numbers are already global (and arrays may be on a GPU)
     for key in ("solved_epoch", "diverged_epoch"):
         ev = np.full(p.n_networks, -1, dtype=np.int64)
         for e0, o in reversed(parts):  # the earliest event wins
@@ -201,7 +212,7 @@ def _describe(values):
 def train(
     n_networks=None, *, epochs=100_000, lr=0.1, hidden=2, seed=0, init=None, X=None, y=None,
     dtype="float32", backend="auto", record_every=0, init_scale=1.0, start=0,
-    progress=None, interruptible=False,
+    progress=None, interruptible=False, fast_math=False, device_arrays=False,
 ):
     """Train many 2-H-1 sigmoid networks with the seed's full-batch SGD.
 
@@ -222,6 +233,9 @@ def train(
         segment of about half a second (results are identical either way).
     interruptible : True: Ctrl-C ends training at the last finished segment
         and returns it (``config["interrupted"]``, ``config["epochs"]`` done).
+    fast_math : cupy only: a hardware tanh.approx sigmoid (faster, not
+        bit-comparable; see the README for its effect on success rates).
+    device_arrays : cupy only: leave the result's arrays on the GPU (CuPy).
 
     Returns
     -------
@@ -251,12 +265,19 @@ def train(
     scales = None if init is not None else check_per_network("init_scale", init_scale, n, low=0.0)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
-    _check_memory(n, hidden, epochs, record_every, dt, name)
+    if (fast_math or device_arrays) and name != "cupy":
+        raise ValueError(f"fast_math and device_arrays need backend='cupy', not {name!r}")
+    if device_arrays and (progress is not None or interruptible):
+        raise ValueError("device_arrays=True runs in one piece: no progress or interruptible")
+    if not device_arrays:
+        _check_memory(n, hidden, epochs, record_every, dt, name)
     if p is None:
-        p = init_params(n, hidden, seed, start, scales, dt)
+        spec = InitSpec(n, hidden, check_int("seed", seed, 0, config.SEED_MAX),
+                        check_int("start", start, 0, 2**64 - 1 - n), scales, dt)
+        p = spec if name == "cupy" else spec.make()  # the GPU makes it in registers
     sides = target_sides(y)
     out, done, interrupted = _run_epochs(
-        _backend_function(name), p, X, y, sides, rates, 0, epochs, record_every, progress, interruptible
+        _backend_function(name, fast_math, device_arrays), p, X, y, sides, rates, 0, epochs, record_every, progress, interruptible
     )
     given = init is not None
     cfg = dict(
@@ -264,6 +285,7 @@ def train(
         start=None if given else start,
         init_scale=None if given else (float(scales[0]) if np.all(scales == scales[0]) else scales),
         init="given" if given else "philox", dtype=np.dtype(dt).name, backend=name,
+        fast_math=fast_math,
         record_every=record_every, X=X.tolist(), y=y.tolist(),
         lr=float(rates[0]) if np.all(rates == rates[0]) else rates, lr_desc=_describe(rates),
     )
@@ -297,7 +319,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     _check_memory(n, p.hidden, more, k, p.dtype, name)
     sides = target_sides(y)
     seg, ran, interrupted = _run_epochs(
-        _backend_function(name), p, X, y, sides, rates, done, more, k, progress, interruptible
+        _backend_function(name, c.get("fast_math", False) and name == "cupy"), p, X, y, sides, rates, done, more, k, progress, interruptible
     )
     before = dict(
         solved_epoch=result.solved_epoch, diverged_epoch=result.diverged_epoch,

@@ -83,7 +83,7 @@ def test_lr_per_network_equals_separate_runs():
         (dict(n_networks=4, seed=-1), ValueError, "seed must be in [0"),
         (dict(n_networks=4, init_scale=-1.0), ValueError, "init_scale"),
         (dict(), TypeError, "n_networks is required unless init"),
-        (dict(n_networks=4, backend="cupy"), NotImplementedError, "backend='cupy'"),
+        (dict(n_networks=4, fast_math=True), ValueError, "fast_math and device_arrays need backend='cupy'"),
         (dict(n_networks=10**9, epochs=10**6, record_every=1), MemoryError, "record_every=1"),
     ],
 )
@@ -121,3 +121,18 @@ def test_cli_trains_and_reports(capsys):
     assert f"solved: {int(r.solved.sum())} (" in out and "targets 0111" in out
     assert main(["train", "--networks", "0"]) == 2
     assert "n_networks must be in [1" in capsys.readouterr().err
+
+
+def test_cupy_without_a_gpu_says_what_is_missing(monkeypatch):
+    """No CuPy here (CI): a clear error naming the extra; with CuPy but no
+    device, the error names the device. ``import fastxor`` never needs CuPy."""
+    from fastxor import gpu
+
+    gpu.gpu_problem.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "cupy", None)
+    try:
+        with pytest.raises(ImportError, match=r"CuPy is not installed: pip install 'fastxor\[gpu\]' \(cupy-cuda12x"):
+            fastxor.train(4, epochs=1, backend="cupy")
+        assert "cupy" not in fastxor.available_backends()
+    finally:
+        gpu.gpu_problem.cache_clear()

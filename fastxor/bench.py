@@ -1,0 +1,268 @@
+"""``fastxor bench``: fastxor against what a user would otherwise write, on this machine.
+
+Every implementation trains the same networks (identical initial parameters,
+XOR, lr, width, float32) for the same epochs; its final parameters are
+checked against fastxor's before its time counts. Epochs are calibrated so
+each case runs about ``target`` seconds; the first call (JIT compilation,
+kernel loading) is timed separately. Unit: network-epochs per second (NE/s),
+and the ratio to fastxor's fastest backend measured in the same run.
+"""
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from .data import boolean_function
+from .params import init_params
+from .peers import IMPLS
+
+QUICK = dict(sizes=(1, 1_000, 100_000), target=0.4, repeats=1, scaling=False)
+FULL = dict(sizes=(1, 1_000, 100_000), target=2.0, repeats=2, scaling=True)
+GPU_SIZES = (1_000_000,)
+TOLERANCE = 1e-3  # max |peer - fastxor| per parameter, relative to 1 + |p|; float32, lr 0.1
+
+
+def environment():
+    """CPU, cores, GPU and the versions of everything measured."""
+    env = dict(cpu=cpu_name(), cores=os.cpu_count(), python=platform.python_version(),
+               machine=platform.machine(), clock_ghz=cpu_clock_ghz())
+    for mod in ("numpy", "numba", "torch", "jax", "cupy"):
+        try:
+            env[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - not installed
+            env[mod] = None
+    try:
+        import numba
+
+        env["numba_threads"] = numba.get_num_threads()
+    except ImportError:
+        pass
+    from .gpu import device_description
+
+    env["gpu"] = device_description()
+    return env
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_clock_ghz():
+    """The clock /proc/cpuinfo reports (nominal under a hypervisor), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
+        return round(max(mhz) / 1000, 3) if mhz else None
+    except (OSError, ValueError):
+        return None
+
+
+# --- the compute bound ------------------------------------------------------------------
+
+#: Vector operations in one float32 sigmoid of ``fastxor.vmath``: 2 clamps,
+#: 1 FMA + 1 convert + 1 convert back + 1 subtract (k), 2 FMA (r), 1 multiply
+#: + 5 FMA (polynomial), 1 FMA + 1 add, 2 integer ops + 1 multiply (2^k),
+#: 1 negate, 1 add, 1 divide.
+SIGMOID_OPS = 22
+#: float32 lane-operations per core per cycle assumed: 2 FMA/multiply pipes and
+#: 2 add pipes, 256 bits each (AMD Zen 4; AVX-512 runs as 2 x 256 bits).
+LANE_OPS_PER_CYCLE = 4 * 256 // 32
+
+
+def ops_per_network_epoch(hidden=2):
+    """Arithmetic vector operations of the fused kernel's loop body per
+    network-epoch: counted in the generated source (each ``+ - * /``,
+    comparison and select is one), each sigmoid as ``SIGMOID_OPS``."""
+    import ast
+
+    from .cpu_kernel import kernel_source
+
+    tree = ast.parse(kernel_source(hidden, "float32", ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))))
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_chunk")
+    loop = next(n for n in ast.walk(fn) if isinstance(n, ast.For) and ast.unparse(n.iter).startswith("range(64"))
+    ops = 0
+    for node in ast.walk(loop):
+        if isinstance(node, (ast.BinOp, ast.Compare, ast.IfExp, ast.UnaryOp)):
+            ops += 1
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "sig":
+            ops += SIGMOID_OPS
+    return ops
+
+
+def compute_bound(hidden=2):
+    """(NE/s bound, ops per network-epoch, the assumptions) for float32 on this CPU."""
+    ops = ops_per_network_epoch(hidden)
+    ghz = cpu_clock_ghz() or 2.5
+    bound = (os.cpu_count() or 1) * ghz * 1e9 * LANE_OPS_PER_CYCLE / ops
+    return bound, ops, f"{os.cpu_count()} cores x {ghz} GHz x {LANE_OPS_PER_CYCLE} float32 lane-ops/cycle / {ops} ops"
+
+
+# --- measuring one case -----------------------------------------------------------------
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def measure(impl, n, *, target=0.5, repeats=1, hidden=2, lr=0.1, seed=0, check=True):
+    """One implementation at one N: throughput, first-call time, correctness."""
+    X, y = boolean_function("xor")
+    p = init_params(n, hidden, seed, dtype="float32")
+    run, setup_s = _timed(impl.setup, p, X, y, lr)
+    _, first_s = _timed(run, 2)  # compilation / tracing / kernel loading
+    epochs, dt = 2, 0.0
+    while True:  # calibrate: grow until a run takes >= 1/8 of the target
+        epochs = max(epochs * 2, int(epochs * target / 8 / dt) if dt > 0 else 0)
+        _, dt = _timed(run, epochs)
+        if dt >= target / 8:
+            break
+    epochs = max(1, int(epochs * target / dt))
+    times = []
+    for _ in range(repeats):
+        final, t = _timed(run, epochs)
+        times.append(t)
+    t = float(np.median(times))
+    row = dict(impl=impl.name, n=n, epochs=epochs, seconds=t, ne_per_s=n * epochs / t,
+               first_call_s=first_s, setup_s=setup_s, max_error=None, valid=True)
+    if check and impl.name != "fastxor numba":
+        from .training import train
+
+        ref = train(init=p, epochs=epochs, lr=lr, backend="auto").params
+        err = max(float(np.max(np.abs(np.asarray(a, np.float64) - b) / (1 + np.abs(b))))
+                  for a, b in zip(final.arrays(), ref.arrays()))
+        row.update(max_error=err, valid=bool(err <= TOLERANCE))
+    return row
+
+
+def run_suite(mode=QUICK, impls=None, log=print):
+    """Measure every implementation at every size; returns the report dict."""
+    impls = [i for i in IMPLS if impls is None or i.name in impls]
+    rows, skipped = [], []
+    sizes = list(mode["sizes"])
+    for impl in impls:
+        if not impl.available():
+            skipped.append(dict(impl=impl.name, install=impl.extra))
+            log(f"skipped {impl.name}: not installed ({impl.extra})")
+            continue
+        impl_sizes = sizes + (list(GPU_SIZES) if impl.device == "gpu" else [])
+        for n in impl_sizes:
+            if n > impl.max_networks:
+                continue
+            if impl.name == "fastxor numpy" and n == 1:
+                continue  # the reference's Python loop: per-epoch overhead only
+            row = measure(impl, n, target=mode["target"], repeats=mode["repeats"])
+            rows.append(row)
+            log(f"{impl.name:22s} N={n:>9,d} {row['ne_per_s']:10.3g} NE/s"
+                + ("" if row["valid"] else f"  WRONG (max error {row['max_error']:.2g})"))
+    best = {}
+    for r in rows:
+        if r["impl"].startswith("fastxor") and r["valid"]:
+            best[r["n"]] = max(best.get(r["n"], 0.0), r["ne_per_s"])
+    for r in rows:
+        r["fastxor_speedup"] = best[r["n"]] / r["ne_per_s"] if r["n"] in best else None
+    bound, ops, how = compute_bound()
+    report = dict(environment=environment(), mode=mode, rows=rows, skipped=skipped,
+                  compute_bound=dict(ne_per_s=bound, ops_per_network_epoch=ops, model=how))
+    if mode.get("scaling"):
+        report["scaling"] = scaling(log=log)
+    return report
+
+
+def scaling(epochs=2_000, n=100_000, log=print):
+    """Time against N (fixed epochs) and against epochs (fixed N) for fastxor's
+    compiled backends: linear scaling, and where a GPU overtakes the CPU."""
+    from .training import available_backends, train
+
+    out = []
+    for backend in [b for b in available_backends() if b in ("numba", "cupy")]:
+        train(64, epochs=10, backend=backend)  # compile / load
+        for nn in (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000):
+            _, t = _timed(lambda: train(nn, epochs=epochs, backend=backend))
+            out.append(dict(backend=backend, n=nn, epochs=epochs, seconds=t, ne_per_s=nn * epochs / t))
+            log(f"scaling {backend} N={nn:>9,d} epochs={epochs}: {t:.3f} s {nn * epochs / t:.3g} NE/s")
+        for ee in (500, 2_000, 8_000):
+            _, t = _timed(lambda: train(n // 10, epochs=ee, backend=backend))
+            out.append(dict(backend=backend, n=n // 10, epochs=ee, seconds=t, ne_per_s=n // 10 * ee / t))
+            log(f"scaling {backend} N={n // 10:>9,d} epochs={ee}: {t:.3f} s {n // 10 * ee / t:.3g} NE/s")
+    return out
+
+
+def format_report(report):
+    """The table: implementation x N -> NE/s and how many times faster fastxor is."""
+    rows, env = report["rows"], report["environment"]
+    sizes = sorted({r["n"] for r in rows})
+    names = list(dict.fromkeys(r["impl"] for r in rows))
+    lines = [
+        f"machine: {env['cpu']}, {env['cores']} cores, GPU: {env['gpu'] or 'none'}",
+        "versions: " + ", ".join(f"{k} {env[k]}" for k in ("python", "numpy", "numba", "torch", "jax", "cupy")
+                                 if env.get(k)),
+        "network-epochs/s (float32, H=2, XOR, lr 0.1); in brackets: fastxor's speed-up over it",
+        f"{'implementation':22s}" + "".join(f"{'N=' + format(n, ','):>24s}" for n in sizes),
+    ]
+    for name in names:
+        cells = []
+        for n in sizes:
+            r = next((r for r in rows if r["impl"] == name and r["n"] == n), None)
+            if r is None:
+                cells.append(f"{'-':>24s}")
+            elif not r["valid"]:
+                cells.append(f"{'WRONG':>24s}")
+            else:
+                s = r["fastxor_speedup"]
+                cells.append(f"{r['ne_per_s']:>11.3g} ({'x' + format(s, '.3g') if s else '':>9s})  ")
+        lines.append(f"{name:22s}" + "".join(cells))
+    first = [f"{r['impl']} {r['first_call_s']:.2f} s" for r in rows if r["n"] == sizes[0] or r["impl"] == "fastxor numba"]
+    lines.append("first call (compile/trace/load, 2 epochs): " + ", ".join(dict.fromkeys(first)))
+    for s in report["skipped"]:
+        lines.append(f"skipped: {s['impl']} (install: {s['install']})")
+    cb = report["compute_bound"]
+    numba_rows = [r for r in rows if r["impl"] == "fastxor numba" and r["n"] >= 1000]
+    if numba_rows:
+        best = max(r["ne_per_s"] for r in numba_rows)
+        lines.append(f"compute bound (float32, CPU): {cb['ne_per_s']:.3g} NE/s = {cb['model']}; "
+                     f"fastxor numba reaches {100 * best / cb['ne_per_s']:.0f} %")
+    return "\n".join(lines)
+
+
+def plot_report(report, path):
+    """Throughput against N per implementation, log-log."""
+    from .plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(r["impl"] for r in report["rows"]):
+        pts = sorted((r["n"], r["ne_per_s"]) for r in report["rows"] if r["impl"] == name and r["valid"])
+        if pts:
+            ax.plot(*zip(*pts), "o-", label=name, lw=2 if name.startswith("fastxor") else 1)
+    ax.set(xscale="log", yscale="log", xlabel="networks N", ylabel="network-epochs / s",
+           title=report["environment"]["cpu"])
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main(args):
+    mode = QUICK if args.quick else FULL
+    report = run_suite(mode, log=lambda s: print(s, file=sys.stderr))
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1, default=str)
+        print(f"saved: {args.json}")
+    if args.plot:
+        plot_report(report, args.plot)
+        print(f"saved: {args.plot}")
+    return 0
