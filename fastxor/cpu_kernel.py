@@ -146,15 +146,17 @@ def kernel_source(hidden, dtype, Xc=None):
         "",
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
         "def train_chunk(a, rates, X, y, sides, epochs, record_every, lo, m, history,",
-        "                solved, diverged):",
-        f'    """Train the {C} networks of one chunk; a: ({P}, {C}) parameters."""',
+        "                solved, diverged, width):",
+        f'    """Train the networks of one chunk; a: ({P}, {C}) parameters. ``width``:',
+        f'    {C} (a constant trip count LLVM vectorises) or, for a last partial',
+        '    chunk, m (a single network then costs one lane, not a whole chunk)."""',
     ]
     src += _emit_data()
     src += [
         f"    losses = np.zeros({C}, dtype=F)",
         "    for epoch in range(epochs):",
         "        ep = np.int32(epoch)",
-        f"        for k in range({C}):",
+        "        for k in range(width):",
     ]
     body = [
         "rate = rates[k]",
@@ -209,8 +211,12 @@ def kernel_source(hidden, dtype, Xc=None):
         "            rates[k] = lr[lo + k]",
         f"            for q in range({P}):",
         "                a[q, k] = P[q, lo + k]",
-        "        train_chunk(a, rates, X, y, sides, epochs, record_every, lo, m, history,",
-        "                    solved, diverged)",
+        "        if m == " + str(C) + ":",
+        "            train_chunk(a, rates, X, y, sides, epochs, record_every, lo, m, history,",
+        f"                        solved, diverged, {C})",
+        "        else:",
+        "            train_chunk(a, rates, X, y, sides, epochs, record_every, lo, m, history,",
+        "                        solved, diverged, m)",
         "        finish_chunk(a, X, y, sides, epochs, lo, m, solved, diverged, loss_out,",
         "                     pred_out, solved_out, diverged_out)",
         "        for k in range(m):",

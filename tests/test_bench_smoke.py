@@ -1,0 +1,57 @@
+"""One tiny case of the benchmark suite (the real runs: ``fastxor bench``, ``make bench``)."""
+import json
+
+import numpy as np
+
+from fastxor import bench, cli
+from fastxor.params import Params
+from fastxor.peers import IMPLS, Impl, by_name
+
+
+def test_suite_measures_checks_and_reports(capsys, tmp_path, monkeypatch):
+    wrong = Impl("wrong lr", "", "", lambda p, X, y, lr: by_name("numpy vectorised").setup(p, X, y, 1.5 * lr))
+    monkeypatch.setattr(bench, "IMPLS", (by_name("fastxor numba"), by_name("numpy vectorised"), wrong,
+                                         Impl("absent peer", "no_such_module_xyz", "pip install xyz", None)))
+    monkeypatch.setitem(bench.QUICK, "sizes", (1, 300))
+    monkeypatch.setitem(bench.QUICK, "target", 0.05)
+    report = bench.run_suite(bench.QUICK, log=lambda s: None)
+    rows = {(r["impl"], r["n"]): r for r in report["rows"]}
+    assert rows["numpy vectorised", 300]["valid"] and rows["numpy vectorised", 300]["max_error"] < 1e-5
+    assert not rows["wrong lr", 300]["valid"]  # a wrong computation never counts
+    fx = rows["fastxor numba", 300]
+    assert fx["ne_per_s"] == fx["n"] * fx["epochs"] / fx["seconds"] and fx["fastxor_speedup"] == 1.0
+    assert report["skipped"] == [dict(impl="absent peer", install="pip install xyz")]
+    text = bench.format_report(report)
+    assert "WRONG" in text and "skipped: absent peer (install: pip install xyz)" in text
+    assert "compute bound" in text
+    json.dumps(report, default=str)
+
+
+def test_every_peer_trains_the_same_networks(rng):
+    """Each installed peer's final parameters equal fastxor's (the check the
+    benchmark applies before a time counts), on fresh random networks."""
+    from fastxor.data import boolean_function
+    from fastxor.params import init_params
+    from fastxor.training import train
+
+    X, y = boolean_function("xor")
+    p = init_params(3, 2, int(rng.integers(0, 2**32)))
+    ref = train(init=p, epochs=150, lr=0.5).params
+    for impl in IMPLS:
+        if impl.available():
+            got = impl.setup(p, X, y, 0.5)(150)
+            assert isinstance(got, Params)
+            for a, b in zip(got.arrays(), ref.arrays()):
+                np.testing.assert_allclose(np.asarray(a), b, atol=2e-5, err_msg=impl.name)
+
+
+def test_op_count_and_bound_are_stated():
+    ops = bench.ops_per_network_epoch(2)
+    assert 12 * bench.SIGMOID_OPS < ops < 12 * bench.SIGMOID_OPS + 400
+    bound, ops2, how = bench.compute_bound()
+    assert ops2 == ops and bound > 0 and str(ops) in how
+
+
+def test_bench_command_parses():
+    args = cli.parser().parse_args(["bench", "--quick", "--json", "x.json"])
+    assert args.quick and args.json == "x.json"
