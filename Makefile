@@ -26,6 +26,7 @@ test: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q tests
 
 bench: $(VENV)/.test-installed
+	$(PIP) install -q ".[bench]"
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(PY) -m pytest bench -q --benchmark-columns=median --benchmark-sort=name
 
