@@ -1,22 +1,11 @@
 """Collects network-epochs/s per case and prints them, with ratios, at the end."""
-import platform
-
 import numba
 import numpy as np
 import pytest
 
+from fastxor.bench import cpu_name
+
 RESULTS = {}
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @pytest.fixture

@@ -19,14 +19,6 @@ def _progress(args, n, epoch0=0):
     return ProgressBar(n, epoch0=epoch0, delay=0.0 if args.progress == "on" else 1.0)
 
 
-def _torch_start(seed, networks, hidden, scale):
-    from .params import Params
-    from .torch_compat import torch_init
-
-    p = torch_init(range(seed, seed + networks), hidden)
-    return Params(*(np.asarray(a, np.float64) * scale for a in p.arrays())).astype(np.float32)
-
-
 def _train(args):
     from .training import resume, train
 
@@ -45,7 +37,9 @@ def _train(args):
         n, ran = args.networks, None
         init = None
         if args.init == "torch":
-            init = _torch_start(args.seed, n, args.hidden, args.init_scale)
+            from .torch_compat import torch_init
+
+            init = torch_init(range(args.seed, args.seed + n), args.hidden, args.init_scale)
         r = train(
             None if init is not None else n, epochs=args.epochs, lr=args.lr, hidden=args.hidden,
             seed=args.seed, init=init, init_scale=args.init_scale, X=X, y=y, dtype=args.dtype,

@@ -36,8 +36,7 @@ def _initial(init, networks, hidden, seed, scale, dtype):
         return init_params(networks, hidden, seed, 0, scale, dtype)
     from .torch_compat import torch_init
 
-    base = torch_init(range(seed, seed + networks), hidden)
-    return Params(*(np.asarray(a, np.float64) * scale for a in base.arrays())).astype(dtype)
+    return torch_init(range(seed, seed + networks), hidden, scale).astype(dtype)
 
 
 def sweep(

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import config
 from .params import Params
-from .validate import check_int
+from .validate import check_int, check_real
 
 
 def _torch():
@@ -48,9 +48,10 @@ def _seed_list(seeds):
     return seeds
 
 
-def torch_init(seeds, hidden=2):
+def torch_init(seeds, hidden=2, init_scale=1.0):
     """Bit-for-bit the parameters ``torch.manual_seed(s); XORNeuralNetwork(2, hidden, 1)``
-    creates, for each seed s, as a float32 ``Params`` (network axis = seeds)."""
+    creates, for each seed s, as a float32 ``Params`` (network axis = seeds).
+    ``init_scale`` != 1 multiplies them (in float64, rounded to float32)."""
     torch = _torch()
     hidden = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
     cls = xor_network_class()
@@ -60,7 +61,9 @@ def torch_init(seeds, hidden=2):
         m = cls(2, hidden, 1)
         layers.append([t.detach().numpy().copy() for t in (
             m.hidden_layer.weight, m.hidden_layer.bias, m.output_layer.weight, m.output_layer.bias)])
-    return Params(*(np.stack(a) for a in zip(*layers)))
+    p = Params(*(np.stack(a) for a in zip(*layers)))
+    scale = check_real("init_scale", init_scale, low=0.0)
+    return p if scale == 1.0 else Params(*(a.astype(np.float64) * scale for a in p.arrays())).astype(np.float32)
 
 
 def to_module(params, index=0):

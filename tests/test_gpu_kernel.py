@@ -21,7 +21,7 @@ from fastxor import gpu, reference
 from fastxor.data import boolean_function, target_sides
 from fastxor.params import InitSpec, Params, init_params, n_params
 
-from test_kernel import EPS32, random_config
+from test_kernel import EPS32, random_config, with_diverging_network
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST_CONFIGS = [(1, "float32"), (2, "float32"), (3, "float32"), (2, "float64"), (5, "float64")]
@@ -119,16 +119,13 @@ def test_host_compiled_kernel_matches_reference(h, dtype, host_kernels, rng):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_host_compiled_kernel_flags_divergence(dtype, host_kernels, rng):
-    big = np.finfo(dtype).max * 0.99
-    p = init_params(5, 2, int(rng.integers(0, 2**32)), dtype=dtype)
-    W1, b1, W2, b2 = (a.copy() for a in p.arrays())
-    W1[0], b1[0], W2[0, 0], b2[0] = 0.0, 0.0, (big, -big), 2.0
+    p = with_diverging_network(init_params(5, 2, int(rng.integers(0, 2**32)), dtype=dtype))
     lr = np.array([np.finfo(dtype).max * 0.5, 0.3, 0.3, 0.3, 0.3])
     X, y = boolean_function("xor")
-    k = host_train(host_kernels[2, dtype], Params(W1, b1, W2, b2), X, y, 200, lr, 10)
+    k = host_train(host_kernels[2, dtype], p, X, y, 200, lr, 10)
     assert k["diverged_epoch"].tolist() == [0, -1, -1, -1, -1]
     assert np.isfinite(k["params"].to_flat()).all()
-    np.testing.assert_array_equal(k["params"][0].W2, W2[:1])  # frozen at its last finite state
+    np.testing.assert_array_equal(k["params"][0].W2, p[0].W2)  # frozen at its last finite state
 
 
 # --- nvcc -------------------------------------------------------------------------------

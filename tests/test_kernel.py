@@ -25,6 +25,15 @@ def random_config(rng, hidden, boolean):
     return X, y, n, epochs, lr, record_every, scale, seed
 
 
+def with_diverging_network(p):
+    """``p`` with network 0 built to overflow at its first update when its lr
+    is half the float maximum (see test_diverging_network_is_flagged...)."""
+    big = np.finfo(p.dtype).max * 0.99
+    W1, b1, W2, b2 = (a.copy() for a in p.arrays())
+    W1[0], b1[0], W2[0, 0], b2[0] = 0.0, 0.0, (big, -big), 2.0
+    return Params(W1, b1, W2, b2)
+
+
 def run_both(p, X, y, epochs, lr, record_every, **kw):
     k = cpu_kernel.train(p, X, y, target_sides(y), epochs, lr, record_every, **kw)
     r = reference.train(p, X, y, epochs, lr, record_every)
@@ -146,11 +155,7 @@ def test_diverging_network_is_flagged_and_the_others_go_on(backend, dtype, rng):
     zero weights give activations of exactly 0.5, so output weights near the
     float maximum with opposite signs cancel exactly; the output gradient is
     ordinary and lr * gradient pushes one of them past the maximum."""
-    big = np.finfo(dtype).max * 0.99
-    p = init_params(5, 2, int(rng.integers(0, 2**32)), dtype=dtype)
-    W1, b1, W2, b2 = (a.copy() for a in p.arrays())
-    W1[0], b1[0], W2[0, 0], b2[0] = 0.0, 0.0, (big, -big), 2.0
-    init = Params(W1, b1, W2, b2)
+    init = with_diverging_network(init_params(5, 2, int(rng.integers(0, 2**32)), dtype=dtype))
     lr = np.array([np.finfo(dtype).max * 0.5, 0.3, 0.3, 0.3, 0.3])
     r = fastxor.train(init=init, epochs=200, lr=lr, dtype=dtype, backend=backend, record_every=10)
     assert r.diverged.tolist() == [True, False, False, False, False]

@@ -11,6 +11,8 @@ from fastxor.params import Params, init_params
 from fastxor.result import TrainResult
 from fastxor.sweep import COLUMNS, read_csv, sweep, write_csv
 
+from test_kernel import with_diverging_network
+
 FIELDS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 
 
@@ -23,14 +25,6 @@ def assert_same_result(a, b):
         assert b.loss_history is None
     else:
         np.testing.assert_array_equal(a.loss_history, b.loss_history)
-
-
-def with_diverging_network(p):
-    """Network 0 overflows at its first update (see test_kernel's diverging test)."""
-    big = np.finfo(p.dtype).max * 0.99
-    W1, b1, W2, b2 = (a.copy() for a in p.arrays())
-    W1[0], b1[0], W2[0, 0], b2[0] = 0.0, 0.0, (big, -big), 2.0
-    return Params(W1, b1, W2, b2)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -254,3 +248,14 @@ def test_loss_history_columns_are_reference_losses(rng):
         q = reference.train(p, X, y, int(e), np.full(8, 0.1))["params"]
         _, out = reference.forward(q, X)
         np.testing.assert_allclose(r.loss_history[:, col], reference.loss_of(out, y), rtol=1e-12)
+
+
+def test_torch_init_scaled_and_sweep_with_torch_init(rng):
+    pytest.importorskip("torch")
+    seeds = [int(s) for s in rng.integers(0, 2**31, 4)]
+    base, scaled = fastxor.torch_init(seeds, 3), fastxor.torch_init(seeds, 3, init_scale=1.7)
+    for a, b in zip(base.arrays(), scaled.arrays()):
+        np.testing.assert_array_equal(b, (a.astype(np.float64) * 1.7).astype(np.float32))
+    t = sweep(0.5, 3, 1.7, networks=4, epochs=50, seed=seeds[0], init="torch")
+    one = fastxor.train(init=fastxor.torch_init(range(seeds[0], seeds[0] + 4), 3, 1.7), epochs=50, lr=0.5)
+    assert t["loss_median"][0] == pytest.approx(float(np.median(one.loss)), rel=1e-12)
