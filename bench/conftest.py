@@ -31,4 +31,7 @@ def pytest_terminal_summary(terminalreporter):
     for name, (n, e, t, ne) in sorted(RESULTS.items()):
         dt = "float64" if "float64" in name else "float32"
         ratio = f"{ne / base[dt]:8.1f}x numpy" if dt in base else ""
+        peer_base = RESULTS.get(f"fastxor numba N={n}")
+        if " N=" in name and peer_base:  # a peer case: how much faster fastxor is
+            ratio = f"fastxor numba {peer_base[3] / ne:8.1f}x faster"
         tr.write_line(f"{name:32s} N={n:>7d} epochs={e:>7d} {t:9.4f} s {ne:10.3e} NE/s {ratio}")

@@ -22,7 +22,7 @@ from .peers import IMPLS
 QUICK = dict(sizes=(1, 1_000, 100_000), target=0.4, repeats=1, scaling=False)
 FULL = dict(sizes=(1, 1_000, 100_000), target=2.0, repeats=2, scaling=True)
 GPU_SIZES = (1_000_000,)
-TOLERANCE = 1e-3  # max |peer - fastxor| per parameter, relative to 1 + |p|; float32, lr 0.1
+TOLERANCE = 1e-4  # max |peer - fastxor| per parameter, relative to 1 + |p|, beyond rounding effects
 
 
 def environment():
@@ -58,13 +58,23 @@ def cpu_name():
 
 
 def cpu_clock_ghz():
-    """The clock /proc/cpuinfo reports (nominal under a hypervisor), or None."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
-        return round(max(mhz) / 1000, 3) if mhz else None
-    except (OSError, ValueError):
-        return None
+    """The core clock while busy, measured: a dependent multiply-then-add chain
+    (no FMA contraction) costs 6 cycles per step on AMD Zen 3/4 and Intel since
+    Skylake (3 + 3, or 4 + 4 = 8 on Intel: there this overestimates by 4/3).
+    Under a hypervisor /proc/cpuinfo shows only the nominal clock."""
+    import numba
+
+    @numba.njit
+    def chain(n, a):
+        for _ in range(n):
+            a = a * 0.9999999 + 1e-7
+        return a
+
+    chain(10, 1.0)
+    n = 100_000_000
+    t0 = time.perf_counter()
+    chain(n, 1.0)
+    return round(6 * n / (time.perf_counter() - t0) / 1e9, 2)
 
 
 # --- the compute bound ------------------------------------------------------------------
@@ -75,7 +85,8 @@ def cpu_clock_ghz():
 #: 1 negate, 1 add, 1 divide.
 SIGMOID_OPS = 22
 #: float32 lane-operations per core per cycle assumed: 2 FMA/multiply pipes and
-#: 2 add pipes, 256 bits each (AMD Zen 4; AVX-512 runs as 2 x 256 bits).
+#: 2 add pipes, 256 bits each (AMD Zen 4; AVX-512 runs as 2 x 256 bits). An
+#: optimistic bound: most of the kernel's operations need the FMA/multiply pipes.
 LANE_OPS_PER_CYCLE = 4 * 256 // 32
 
 
@@ -99,10 +110,10 @@ def ops_per_network_epoch(hidden=2):
     return ops
 
 
-def compute_bound(hidden=2):
+def compute_bound(hidden=2, ghz=None):
     """(NE/s bound, ops per network-epoch, the assumptions) for float32 on this CPU."""
     ops = ops_per_network_epoch(hidden)
-    ghz = cpu_clock_ghz() or 2.5
+    ghz = ghz or cpu_clock_ghz()
     bound = (os.cpu_count() or 1) * ghz * 1e9 * LANE_OPS_PER_CYCLE / ops
     return bound, ops, f"{os.cpu_count()} cores x {ghz} GHz x {LANE_OPS_PER_CYCLE} float32 lane-ops/cycle / {ops} ops"
 
@@ -137,12 +148,23 @@ def measure(impl, n, *, target=0.5, repeats=1, hidden=2, lr=0.1, seed=0, check=T
     row = dict(impl=impl.name, n=n, epochs=epochs, seconds=t, ne_per_s=n * epochs / t,
                first_call_s=first_s, setup_s=setup_s, max_error=None, valid=True)
     if check and impl.name != "fastxor numba":
-        from .training import train
+        row.update(check_against_fastxor(final, p, epochs, lr))
+    return row
 
-        ref = train(init=p, epochs=epochs, lr=lr, backend="auto").params
-        err = max(float(np.max(np.abs(np.asarray(a, np.float64) - b) / (1 + np.abs(b))))
-                  for a, b in zip(final.arrays(), ref.arrays()))
-        row.update(max_error=err, valid=bool(err <= TOLERANCE))
+
+def check_against_fastxor(final, p, epochs, lr):
+    """Is ``final`` what fastxor computes from ``p``? Two float32 programs
+    differ by rounding, which some networks amplify (near a plateau's end):
+    each network may differ by TOLERANCE plus 4x the distance between
+    fastxor's float32 and float64 results for it."""
+    from .training import train
+
+    ref = train(init=p, epochs=epochs, lr=lr).params.to_flat().astype(np.float64)
+    ref64 = train(init=p, epochs=epochs, lr=lr, dtype="float64").params.to_flat()
+    got = final.astype(np.float64).to_flat()
+    err = np.abs(got - ref).max(axis=0)
+    allowed = TOLERANCE * (1 + np.abs(ref).max(axis=0)) + 4 * np.abs(ref64 - ref).max(axis=0)
+    return dict(max_error=float(err.max()), valid=bool((err <= allowed).all()))
     return row
 
 
@@ -172,8 +194,9 @@ def run_suite(mode=QUICK, impls=None, log=print):
             best[r["n"]] = max(best.get(r["n"], 0.0), r["ne_per_s"])
     for r in rows:
         r["fastxor_speedup"] = best[r["n"]] / r["ne_per_s"] if r["n"] in best else None
-    bound, ops, how = compute_bound()
-    report = dict(environment=environment(), mode=mode, rows=rows, skipped=skipped,
+    env = environment()
+    bound, ops, how = compute_bound(ghz=env["clock_ghz"])
+    report = dict(environment=env, mode=mode, rows=rows, skipped=skipped,
                   compute_bound=dict(ne_per_s=bound, ops_per_network_epoch=ops, model=how))
     if mode.get("scaling"):
         report["scaling"] = scaling(log=log)
