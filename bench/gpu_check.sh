@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: the GPU tests, then the GPU benchmark, into
 # bench/results/gpu-<date>.json (device, driver, CUDA, CuPy, figures).
-# Usage: bash bench/gpu_check.sh    (sets up .venv with the gpu extra first)
-set -euo pipefail
+# Runs from the source checkout (no install, no network): it needs numpy,
+# numba, cupy (cupy-cuda12x or -13x) and pytest in ${PYTHON:-python3}.
+#   bash bench/gpu_check.sh
+set -uo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv-gpu
-.venv-gpu/bin/pip install -q --upgrade pip
-.venv-gpu/bin/pip install -q ".[test,gpu]"
-.venv-gpu/bin/python -m pytest -q -m gpu tests/test_gpu_kernel.py -rs 2>&1 | tee /tmp/fastxor-gpu-tests.txt
-.venv-gpu/bin/python bench/gpu_bench.py --tests /tmp/fastxor-gpu-tests.txt --out "bench/results/gpu-$(date -u +%Y%m%d).json"
+PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+log=$(mktemp)
+$PY -m pytest -q -m gpu -rs -p no:cacheprovider tests/test_gpu_kernel.py 2>&1 | tee "$log"
+tests_rc=${PIPESTATUS[0]}
+$PY bench/gpu_bench.py --tests "$log" --out "bench/results/gpu-$(date -u +%Y%m%d).json"
+exit $(( tests_rc || $? ))
