@@ -3,7 +3,6 @@
 Run: ``make bench`` (or ``pytest bench``). Compilation is excluded (a warm-up
 call first; kernels are also cached on disk).
 """
-import numpy as np
 import pytest
 
 import fastxor

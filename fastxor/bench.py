@@ -27,13 +27,10 @@ TOLERANCE = 1e-4  # max |peer - fastxor| per parameter, relative to 1 + |p|, bey
 
 def environment():
     """CPU, cores, GPU and the versions of everything measured."""
-    env = dict(cpu=cpu_name(), cores=os.cpu_count(), python=platform.python_version(),
-               machine=platform.machine(), clock_ghz=cpu_clock_ghz())
-    for mod in ("numpy", "numba", "torch", "jax", "cupy"):
-        try:
-            env[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - not installed
-            env[mod] = None
+    from .results_file import versions
+
+    env = dict(cpu=cpu_name(), cores=os.cpu_count(), machine=platform.machine(), clock_ghz=cpu_clock_ghz(),
+               **versions(("numba", "torch", "jax", "cupy")))
     try:
         import numba
 
@@ -165,7 +162,6 @@ def check_against_fastxor(final, p, epochs, lr):
     err = np.abs(got - ref).max(axis=0)
     allowed = TOLERANCE * (1 + np.abs(ref).max(axis=0)) + 4 * np.abs(ref64 - ref).max(axis=0)
     return dict(max_error=float(err.max()), valid=bool((err <= allowed).all()))
-    return row
 
 
 def run_suite(mode=QUICK, impls=None, log=print):

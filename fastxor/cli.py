@@ -3,8 +3,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
 from . import config
 from .data import FUNCTIONS, boolean_function
 

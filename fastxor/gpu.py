@@ -8,7 +8,6 @@ Nothing here imports CuPy at ``import fastxor`` time; ``gpu_problem()`` says in
 words why the backend cannot run (no CuPy, no driver, no device).
 """
 import functools
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -33,8 +32,12 @@ def kernel_path(name=SOURCE):
     return Path(str(resources.files("fastxor.kernels") / name))
 
 
+def _suffix(dtype, fast):
+    return SUFFIX[np.dtype(dtype)] + ("fast" if fast else "")
+
+
 def entry_name(hidden, dtype, fast=False):
-    return f"fastxor_train_h{hidden}_{SUFFIX[np.dtype(dtype)]}{'fast' if fast else ''}"
+    return f"fastxor_train_h{hidden}_{_suffix(dtype, fast)}"
 
 
 def module_source(hidden, dtype, fast=False):
@@ -44,8 +47,7 @@ def module_source(hidden, dtype, fast=False):
     t = "float" if np.dtype(dtype) == np.float32 else "double"
     return (
         f'#line 1 "{path.as_posix()}"\n{path.read_text()}\n'
-        f"FASTXOR_ENTRY({hidden}, {t}, {entry_name(hidden, dtype, fast)[len(f'fastxor_train_h{hidden}_'):]}, "
-        f"{'true' if fast else 'false'})\n"
+        f"FASTXOR_ENTRY({hidden}, {t}, {_suffix(dtype, fast)}, {'true' if fast else 'false'})\n"
     )
 
 

@@ -19,12 +19,13 @@ FORMAT = 1
 _ARRAYS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 
 
-def versions():
-    """Versions of what produced a run (fastxor, Python, NumPy, and the backends)."""
+def versions(modules=("numba", "cupy", "torch")):
+    """Versions of what produced a run: fastxor, Python, NumPy, and those of
+    ``modules`` that are installed."""
     from . import __version__
 
     out = {"fastxor": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("numba", "cupy", "torch"):
+    for mod in modules:
         try:
             out[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - absent or broken: simply not recorded

@@ -7,7 +7,7 @@ import pytest
 
 import fastxor
 from fastxor import cli, reference
-from fastxor.params import Params, init_params
+from fastxor.params import init_params
 from fastxor.result import TrainResult
 from fastxor.sweep import COLUMNS, read_csv, sweep, write_csv
 
