@@ -46,9 +46,21 @@ def test_reference_matches_seed_pytorch_loop(seed, hidden, lr, function, rng):
     p = torch_init([seed], hidden)
     tp, th = train_seed_loop(p, X, y, 10_000, lr, record_every=100)
     r = reference.train(p, X, y, 10_000, np.array([lr]), 100)
-    for a, b in zip(tp.arrays(), r["params"].arrays()):
-        np.testing.assert_allclose(b, a, rtol=0, atol=2e-4)
-    np.testing.assert_allclose(r["loss_history"][0], th, rtol=0, atol=5e-6)
+    h_sens, p_sens = rounding_sensitivity(p, X, y, 10_000, [lr], 100, r)
+    for a, b, s in zip(tp.arrays(), r["params"].arrays(), p_sens):
+        assert (np.abs(b - a) <= 2e-4 + 4 * s).all()
+    assert (np.abs(r["loss_history"][0] - th) <= 5e-6 + 4 * h_sens[0]).all()
+
+
+def rounding_sensitivity(p, X, y, epochs, lr, k, r32):
+    """How far float32 rounding alone moves this trajectory: the distance of
+    the float32 reference ``r32`` from the float64 one, per history entry and
+    per parameter. Small on most of a run; large where a network leaves a
+    plateau, where the escape epoch shifts with rounding (seen: 1e-5 in the
+    loss history near epoch 7 700), so the fixed tolerances get it added."""
+    r64 = reference.train(p.astype(np.float64), X, y, epochs, np.asarray(lr, np.float64), k)
+    h = np.abs(r64["loss_history"] - r32["loss_history"])
+    return h, [np.abs(a - b) for a, b in zip(r64["params"].arrays(), r32["params"].arrays())]
 
 
 def test_numba_backend_matches_pytorch_with_torch_init(rng):
@@ -57,8 +69,10 @@ def test_numba_backend_matches_pytorch_with_torch_init(rng):
     p = torch_init(seeds, 2)
     r = fastxor.train(init=p, epochs=5_000, lr=0.5, backend="numba", record_every=250)
     X, y = boolean_function("xor")
+    r32 = reference.train(p, X, y, 5_000, np.full(2, 0.5), 250)
+    h_sens, p_sens = rounding_sensitivity(p, X, y, 5_000, np.full(2, 0.5), 250, r32)
     for i in range(2):
         tp, th = train_seed_loop(p, X, y, 5_000, 0.5, record_every=250, index=i)
-        for a, b in zip(tp.arrays(), r.params[i].arrays()):
-            np.testing.assert_allclose(b, a, rtol=0, atol=2e-4)
-        np.testing.assert_allclose(r.loss_history[i], th, rtol=0, atol=5e-6)
+        for a, b, s in zip(tp.arrays(), r.params[i].arrays(), p_sens):
+            assert (np.abs(b - a) <= 2e-4 + 4 * s[i : i + 1]).all()
+        assert (np.abs(r.loss_history[i] - th) <= 5e-6 + 4 * h_sens[i]).all()
