@@ -77,10 +77,9 @@ def cpu_clock_ghz():
 # --- the compute bound ------------------------------------------------------------------
 
 #: Vector operations in one float32 sigmoid of ``fastxor.vmath``: 2 clamps,
-#: 1 FMA + 1 convert + 1 convert back + 1 subtract (k), 2 FMA (r), 1 multiply
-#: + 5 FMA (polynomial), 1 FMA + 1 add, 2 integer ops + 1 multiply (2^k),
-#: 1 negate, 1 add, 1 divide.
-SIGMOID_OPS = 22
+#: 1 FMA + 1 subtract (k), 2 FMA (r), 1 multiply + 5 FMA (polynomial),
+#: 1 FMA + 1 add, 2 integer ops + 1 multiply (2^k), 1 negate, 1 add, 1 divide.
+SIGMOID_OPS = 20
 #: float32 lane-operations per core per cycle assumed: 2 FMA/multiply pipes and
 #: 2 add pipes, 256 bits each (AMD Zen 4; AVX-512 runs as 2 x 256 bits). An
 #: optimistic bound: most of the kernel's operations need the FMA/multiply pipes.
@@ -88,23 +87,28 @@ LANE_OPS_PER_CYCLE = 4 * 256 // 32
 
 
 def ops_per_network_epoch(hidden=2):
-    """Arithmetic vector operations of the fused kernel's loop body per
-    network-epoch: counted in the generated source (each ``+ - * /``,
-    comparison and select is one), each sigmoid as ``SIGMOID_OPS``."""
+    """Arithmetic vector operations of the fused kernel per network-epoch:
+    counted in the generated loop body (each ``+ - * /``, comparison and
+    select is one, each sigmoid ``SIGMOID_OPS``), divided by the networks
+    one iteration trains."""
     import ast
 
-    from .cpu_kernel import kernel_source
+    from .cpu_kernel import kernel_source, lane_groups
 
     tree = ast.parse(kernel_source(hidden, "float32", ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))))
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_chunk")
     loop = next(n for n in ast.walk(fn) if isinstance(n, ast.For) and ast.unparse(n.iter) == "range(width)")
+    index_math = {id(n) for sub in ast.walk(loop) if isinstance(sub, ast.Subscript)
+                  for n in ast.walk(sub.slice)}  # addresses, not arithmetic
     ops = 0
     for node in ast.walk(loop):
+        if id(node) in index_math:
+            continue
         if isinstance(node, (ast.BinOp, ast.Compare, ast.IfExp, ast.UnaryOp)):
             ops += 1
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "sig":
             ops += SIGMOID_OPS
-    return ops
+    return ops // lane_groups(hidden)  # the loop body trains that many networks
 
 
 def compute_bound(hidden=2, ghz=None):

@@ -18,6 +18,10 @@ NUMBA_FASTMATH = {"nsz", "contract"}
 #: chunk's parameters stay in L1 cache for the whole training run.
 NUMBA_CHUNK = 64
 
+#: Widest hidden layer for which the Numba kernel trains two lane groups per
+#: SIMD iteration (see ``cpu_kernel.lane_groups``); measured, not derived.
+NUMBA_INTERLEAVE_MAX_HIDDEN = 4
+
 #: Supported floating-point types, by name.
 DTYPES = {"float32": np.float32, "float64": np.float64}
 

@@ -17,6 +17,7 @@ never reuses a stale kernel. ``kernel_source(H, dtype)`` shows the code.
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -73,8 +74,9 @@ def _names(H):
     )
 
 
-def _emit_backward_update(H, ind, Xc):
-    """Backpropagation (the seed's steps 1-5) and the guarded SGD update."""
+def _emit_backward_update(H, ind, Xc, at):
+    """Backpropagation (the seed's steps 1-5) and the guarded SGD update;
+    ``at(row)`` is the chunk-state element of parameter row ``row``."""
     L = []
     # (1)+(2): d loss / d z2 = 2/4 (o - y) * o (1 - o)
     L += [f"g{n} = (d{n} * HALF) * o{n} * (ONE - o{n})" for n in range(4)]
@@ -94,9 +96,11 @@ def _emit_backward_update(H, ind, Xc):
     # SGD step; an update that makes any parameter NaN/inf is not applied.
     names = _names(H)
     L += [f"n_{p} = {p} - rate * g{p}" for p in names]
-    L.append("bad = " + " + ".join(f"(n_{p} - n_{p})" for p in names))
+    # x - x is 0 for finite x and NaN otherwise; a balanced sum keeps the
+    # check's dependency chain short (log2 of the parameter count).
+    L.append("bad = " + _tree_sum([f"(n_{p} - n_{p})" for p in names]))
     L.append("ok = bad == ZERO")
-    L += [f"a[{q}, k] = n_{p} if ok else {p}" for q, p in enumerate(names)]
+    L += [f"{at(q)} = n_{p} if ok else {p}" for q, p in enumerate(names)]
     return [ind + s for s in L]
 
 
@@ -109,8 +113,47 @@ def _emit_data():
     )
 
 
-def _emit_load(H, ind):
-    return [ind + f"{p} = a[{q}, k]" for q, p in enumerate(_names(H))]
+def _emit_load(H, ind, at):
+    return [ind + f"{p} = {at(q)}" for q, p in enumerate(_names(H))]
+
+
+def _tree_sum(terms):
+    """``terms`` summed as a balanced tree of ``+`` (same value for the 0/NaN
+    test it is used for; shorter latency than a left-to-right chain)."""
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return f"({_tree_sum(terms[:half])} + {_tree_sum(terms[half:])})"
+
+
+def lane_groups(hidden):
+    """Networks trained side by side in one iteration of the SIMD loop.
+
+    Why: one network-epoch is a long dependency chain (two sigmoid layers,
+    backprop, update) of ~450 vector operations, more than the CPU's
+    reorder window; two independent networks per iteration give the
+    out-of-order core work to overlap. Measured (float32, 2-core Zen 4):
+    H=2 2.8e8 -> 3.2e8 NE/s. From H=5 the gain is gone and from H=12 the
+    doubled register pressure stops LLVM from vectorising, so wide layers
+    use one group.
+    """
+    return 2 if hidden <= config.NUMBA_INTERLEAVE_MAX_HIDDEN else 1
+
+
+#: Identifiers the lane groups share; every other local of the loop body
+#: gets a per-group suffix.
+_SHARED = {"a", "st", "k", "ep", "sig", "ZERO", "HALF", "ONE", "QUARTER", "if", "else"}
+_SHARED |= {f"x{n}{i}" for n in range(4) for i in range(2)}
+_SHARED |= {f"y{n}" for n in range(4)} | {f"s{n}" for n in range(4)}
+
+
+def _for_group(line, g):
+    """``line`` of the loop body rewritten for lane group ``g``: its locals renamed."""
+    return re.sub(
+        r"\b[A-Za-z_]\w*\b",
+        lambda t: t.group(0) if t.group(0) in _SHARED else f"{t.group(0)}_{g}",
+        line,
+    )
 
 
 def boolean_inputs(X):
@@ -126,12 +169,46 @@ def kernel_source(hidden, dtype, Xc=None):
 
     ``Xc``: inputs baked in as constants (see ``boolean_inputs``), or None
     for a kernel that reads any X at run time.
+
+    A chunk's state lives in one flat array ``a``: row q (element q*C + lane)
+    holds parameter q, then the rows of learning rates and losses; ``st``
+    holds the solved and diverged epochs. Constant row strides let LLVM
+    prove that the lanes of a SIMD iteration never overlap, which it cannot
+    for a 2-D array's run-time strides (it then refuses to vectorise wide
+    layers, and interleaved lane groups at all).
     """
     H = hidden
     dt = np.dtype(dtype).name
     C = config.NUMBA_CHUNK
+    G = lane_groups(H)
+    W = C // G  # lanes per group: iteration k trains lanes k, k+W, ...
     P = 4 * H + 1
-    i2, i3 = " " * 8, " " * 12
+    RATE, LOSS = P * C, (P + 1) * C
+    i2 = " " * 8
+
+    def lane(row, g):
+        return f"a[{row * C + g * W} + k]"
+
+    body = [
+        f"rate = {lane(P, 0)}",
+        *_emit_load(H, "", lambda q: lane(q, 0)),
+        *_emit_forward(H, "", Xc),
+        *_emit_backward_update(H, "", Xc, lambda q: lane(q, 0)),
+        f"{lane(P + 1, 0)} = loss",
+        "s_old = st[k]",
+        "st[k] = ep if (s_old < 0) & (margin > ZERO) else s_old",
+        f"d_old = st[{C} + k]",
+        f"st[{C} + k] = ep if (d_old < 0) & (~ok) else d_old",
+    ]
+
+    def shifted(line, g):
+        # group g's copy: lanes offset by g*W, locals renamed
+        line = re.sub(r"a\[(\d+) \+ k\]", lambda t: f"a[{int(t.group(1)) + g * W} + k]", line)
+        line = re.sub(r"st\[(?:(\d+) \+ )?k\]",
+                      lambda t: f"st[{int(t.group(1) or 0) + g * W} + k]", line)
+        return _for_group(line, g)
+
+    groups = [[shifted(line, g) for line in body] for g in range(G)]
     src = [
         f'"""Generated by fastxor.cpu_kernel for H={H}, {dt}, X={Xc}. Do not edit."""',
         "import numpy as np",
@@ -145,53 +222,40 @@ def kernel_source(hidden, dtype, Xc=None):
         "",
         "",
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
-        "def train_chunk(a, rates, X, y, sides, epochs, record_every, lo, m, history,",
-        "                solved, diverged, width):",
-        f'    """Train the networks of one chunk; a: ({P}, {C}) parameters. ``width``:',
-        f'    {C} (a constant trip count LLVM vectorises) or, for a last partial',
-        '    chunk, m (a single network then costs one lane, not a whole chunk)."""',
+        "def train_chunk(a, st, X, y, sides, epochs, record_every, lo, m, history, width):",
+        f'    """Train the networks of one chunk ({C} lanes, {G} group(s) of {W}); lanes',
+        '    0..width-1 of every group are trained (a partial chunk need not pay',
+        '    for the whole chunk). Statements of the groups are interleaved."""',
     ]
     src += _emit_data()
     src += [
-        f"    losses = np.zeros({C}, dtype=F)",
         "    for epoch in range(epochs):",
         "        ep = np.int32(epoch)",
         "        for k in range(width):",
     ]
-    body = [
-        "rate = rates[k]",
-        *_emit_load(H, ""),
-        *_emit_forward(H, "", Xc),
-        *_emit_backward_update(H, "", Xc),
-        "losses[k] = loss",
-        "s_old = solved[k]",
-        "solved[k] = ep if (s_old < 0) & (margin > ZERO) else s_old",
-        "d_old = diverged[k]",
-        "diverged[k] = ep if (d_old < 0) & (~ok) else d_old",
-    ]
-    src += [i3 + line for line in body]
+    src += [" " * 12 + line for stmt in zip(*groups) for line in stmt]
     src += [
         "        if record_every > 0 and epoch % record_every == 0:",
         "            r = epoch // record_every",
         "            for k in range(m):",
-        "                history[r, lo + k] = losses[k]",
+        f"                history[r, lo + k] = a[{LOSS} + k]",
         "",
         "",
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
-        "def finish_chunk(a, X, y, sides, epochs, lo, m, solved, diverged, loss_out,",
-        "                 pred_out, solved_out, diverged_out):",
+        "def finish_chunk(a, st, X, y, sides, epochs, lo, m, loss_out, pred_out, solved_out,",
+        "                 diverged_out):",
         '    """Forward pass of the final parameters: loss, predictions, solved."""',
     ]
     src += _emit_data()
     src += ["    for k in range(m):"]
-    src += _emit_load(H, i2)
+    src += _emit_load(H, i2, lambda q: lane(q, 0))
     src += _emit_forward(H, i2, Xc)
     src += [i2 + "loss_out[lo + k] = loss"]
     src += [i2 + f"pred_out[{n}, lo + k] = o{n}" for n in range(4)]
     src += [
-        i2 + "s_old = solved[k]",
+        i2 + "s_old = st[k]",
         i2 + "solved_out[lo + k] = epochs if (s_old < 0) and (margin > ZERO) else s_old",
-        i2 + "diverged_out[lo + k] = diverged[k]",
+        i2 + f"diverged_out[lo + k] = st[{C} + k]",
         "",
         "",
         "@njit(parallel=True, cache=True)",
@@ -203,25 +267,18 @@ def kernel_source(hidden, dtype, Xc=None):
         "    for c in prange(n_chunks):",
         f"        lo = c * {C}",
         f"        m = min({C}, n_total - lo)",
-        f"        a = np.zeros(({P}, {C}), dtype=F)",
-        f"        rates = np.zeros({C}, dtype=F)",
-        f"        solved = np.full({C}, -1, dtype=np.int32)",
-        f"        diverged = np.full({C}, -1, dtype=np.int32)",
+        f"        a = np.zeros({(P + 2) * C}, dtype=F)  # unused lanes: zero parameters, rate 0",
+        f"        st = np.full({2 * C}, -1, dtype=np.int32)",
         "        for k in range(m):",
-        "            rates[k] = lr[lo + k]",
+        f"            a[{RATE} + k] = lr[lo + k]",
         f"            for q in range({P}):",
-        "                a[q, k] = P[q, lo + k]",
-        "        if m == " + str(C) + ":",
-        "            train_chunk(a, rates, X, y, sides, epochs, record_every, lo, m, history,",
-        f"                        solved, diverged, {C})",
-        "        else:",
-        "            train_chunk(a, rates, X, y, sides, epochs, record_every, lo, m, history,",
-        "                        solved, diverged, m)",
-        "        finish_chunk(a, X, y, sides, epochs, lo, m, solved, diverged, loss_out,",
-        "                     pred_out, solved_out, diverged_out)",
+        f"                a[q * {C} + k] = P[q, lo + k]",
+        f"        train_chunk(a, st, X, y, sides, epochs, record_every, lo, m, history, min(m, {W}))",
+        "        finish_chunk(a, st, X, y, sides, epochs, lo, m, loss_out, pred_out, solved_out,",
+        "                     diverged_out)",
         "        for k in range(m):",
         f"            for q in range({P}):",
-        "                P[q, lo + k] = a[q, k]",
+        f"                P[q, lo + k] = a[q * {C} + k]",
     ]
     return "\n".join(src) + "\n"
 

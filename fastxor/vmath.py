@@ -2,12 +2,17 @@
 
 Why: PyPI's llvmlite has no SVML, so ``math.exp`` inside a loop stays a scalar
 libm call and blocks SIMD across networks. This exp uses only multiply/add,
-float<->int32 conversion and an in-register bitcast (a Numba intrinsic), all
-of which LLVM turns into 8- or 16-wide vector instructions:
+integer shift/add and in-register bitcasts (Numba intrinsics), all of which
+LLVM turns into 8- or 16-wide vector instructions:
 
     exp(x) = 2**k * exp(r),  k = round(x / ln 2),  r = x - k ln2  (Cody-Waite),
     exp(r) by a polynomial (Cephes ``expf`` for float32, degree-13 Taylor for
     float64), 2**k built from its exponent bits.
+
+k is rounded with the "magic number" 1.5 * 2**mantissa_bits rather than a
+float->int conversion: the rounded sum holds k in its low bits, so one add
+and one subtract replace a convert and a round (measured: +4 % on the whole
+kernel), and it needs no 64-bit conversion, which AVX2 lacks.
 
 ``sigmoid(z) = 1 / (1 + exp(-z))`` — the same formula PyTorch's CPU kernel
 uses — with -z clamped to [LO, HI] so 2**k stays a normal number. The clamp
@@ -47,16 +52,42 @@ def _int64_as_float64(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _float32_as_int32(typingctx, x):
+    """Reinterpret a float32's bits as an int32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _float64_as_int64(typingctx, x):
+    """Reinterpret a float64's bits as an int64."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
 # Per-dtype constants: clamp range, exponent layout, polynomial (high degree first).
 _SPEC = {
     np.float32: dict(
-        lo=-87.0, hi=88.0, offset=256, bias=127, mant=23, int_t=np.int32, bits=_int32_as_float32,
+        lo=-87.0, hi=88.0, bias=127, mant=23, int_t=np.int32,
+        as_float=_int32_as_float32, as_int=_float32_as_int32,
         ln2_hi=0.693359375, ln2_lo=-2.12194440e-4,
         poly=(1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
               4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1),
     ),
     np.float64: dict(
-        lo=-708.0, hi=709.0, offset=2048, bias=1023, mant=52, int_t=np.int64, bits=_int64_as_float64,
+        lo=-708.0, hi=709.0, bias=1023, mant=52, int_t=np.int64,
+        as_float=_int64_as_float64, as_int=_float64_as_int64,
         ln2_hi=6.93145751953125e-1, ln2_lo=1.42860682030941723212e-6,
         # 1/n! for n = 13..2: exp(r) = 1 + r + r^2 * P(r), |r| <= ln2/2, error < 1e-17
         poly=tuple(1.0 / np.prod(np.arange(1.0, n + 1)) for n in range(13, 1, -1)),
@@ -70,12 +101,12 @@ def make_sigmoid(dtype):
     f = dtype
     lo, hi = f(s["lo"]), f(s["hi"])
     log2e = f(1.0 / np.log(2.0))
-    int_t, bits = s["int_t"], s["bits"]
-    # k = round(x / ln2) = floor(x / ln2 + 0.5); adding ``offset`` first keeps
-    # the float->int truncation on non-negative values, where it is floor.
-    # Integer arithmetic stays in int_t (int64 would not vectorise on AVX2).
-    bias_minus_offset, mant = int_t(s["bias"] - s["offset"]), int_t(s["mant"])
-    offset, f_offset = f(s["offset"] + 0.5), f(s["offset"])
+    int_t, as_float, as_int = s["int_t"], s["as_float"], s["as_int"]
+    # Round-to-integer by the "magic number" 1.5 * 2**mant: for |v| < 2**(mant-1),
+    # v + magic is rounded to an integer, held in the low mantissa bits.
+    mant = int_t(s["mant"])
+    magic = f(1.5 * 2.0 ** s["mant"])
+    bias_bits = int_t(s["bias"] << s["mant"])
     ln2_hi, ln2_lo = f(s["ln2_hi"]), f(s["ln2_lo"])
     c = tuple(f(v) for v in s["poly"])
     one = f(1.0)
@@ -110,12 +141,14 @@ def make_sigmoid(dtype):
         # Written so that NaN fails both comparisons and passes through.
         x = hi if x > hi else x
         x = lo if x < lo else x
-        kk = np.int32(x * log2e + offset)  # k + offset >= 0; int32 converts on AVX2
-        kf = f(kk) - f_offset  # exact: small integers
+        t = x * log2e + magic  # k = round(x / ln2) sits in t's low mantissa bits
+        kf = t - magic  # k as a float, exact
         r = x - kf * ln2_hi
         r = r - kf * ln2_lo
         e = (r * r) * poly(r) + r + one
-        return e * bits(int_t((kk + bias_minus_offset) << mant))
+        # 2**k: shifting t's bits left by ``mant`` keeps just k (two's
+        # complement, wrapping), then the exponent bias is added.
+        return e * as_float(int_t(int_t(as_int(t) << mant) + bias_bits))
 
     @njit(inline="always", fastmath=config.NUMBA_FASTMATH, error_model="numpy")
     def sigmoid(z):
