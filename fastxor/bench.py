@@ -17,10 +17,10 @@ import numpy as np
 
 from .data import boolean_function
 from .params import init_params
-from .peers import IMPLS
+from .peers import IMPLS, by_name
 
 QUICK = dict(sizes=(1, 1_000, 100_000), target=0.4, repeats=1, scaling=False)
-FULL = dict(sizes=(1, 1_000, 100_000), target=2.0, repeats=2, scaling=True)
+FULL = dict(sizes=(1, 1_000, 100_000), target=2.0, repeats=2, scaling=True, widths=(1, 2, 3, 4, 8, 16))
 GPU_SIZES = (1_000_000,)
 TOLERANCE = 1e-4  # max |peer - fastxor| per parameter, relative to 1 + |p|, beyond rounding effects
 
@@ -97,7 +97,7 @@ def ops_per_network_epoch(hidden=2):
 
     tree = ast.parse(kernel_source(hidden, "float32", ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))))
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_chunk")
-    loop = next(n for n in ast.walk(fn) if isinstance(n, ast.For) and ast.unparse(n.iter) == "range(width)")
+    loop = next(n for n in ast.walk(fn) if isinstance(n, ast.For) and ast.unparse(n.target) == "k")
     index_math = {id(n) for sub in ast.walk(loop) if isinstance(sub, ast.Subscript)
                   for n in ast.walk(sub.slice)}  # addresses, not arithmetic
     ops = 0
@@ -200,7 +200,26 @@ def run_suite(mode=QUICK, impls=None, log=print):
                   compute_bound=dict(ne_per_s=bound, ops_per_network_epoch=ops, model=how))
     if mode.get("scaling"):
         report["scaling"] = scaling(log=log)
+    if mode.get("widths"):
+        report["widths"] = widths(mode["widths"], log=log)
     return report
+
+
+def widths(hidden_sizes, n=16_384, target=1.0, log=print):
+    """fastxor numba against its NumPy reference for each hidden width (the
+    kernel is generated per width, so each is its own program); the
+    reference's result is checked against the kernel's as in the main table."""
+    out = []
+    for h in hidden_sizes:
+        kernel = measure(by_name("fastxor numba"), n, target=target, hidden=h)
+        ref = measure(by_name("fastxor numpy"), n, target=target, hidden=h)
+        row = dict(hidden=h, n=n, numba_ne_per_s=kernel["ne_per_s"], numpy_ne_per_s=ref["ne_per_s"],
+                   numba_over_numpy=kernel["ne_per_s"] / ref["ne_per_s"], agree=ref["valid"],
+                   max_error=ref["max_error"], compile_s=kernel["first_call_s"])
+        out.append(row)
+        log(f"width H={h:>2d}: numba {row['numba_ne_per_s']:.3g} NE/s, numpy {row['numpy_ne_per_s']:.3g},"
+            f" x{row['numba_over_numpy']:.0f}" + ("" if row["agree"] else "  WRONG"))
+    return out
 
 
 def scaling(epochs=2_000, n=100_000, log=print):
@@ -260,6 +279,10 @@ def format_report(report):
         best = max(numba_rows, key=lambda r: r["ne_per_s"])
         line += f"; fastxor numba reaches {100 * best['ne_per_s'] / cb['ne_per_s']:.0f} % (N={best['n']:,})"
     lines.append(line)
+    for w in report.get("widths", []):
+        lines.append(f"hidden width {w['hidden']:>2d} (N={w['n']:,}): numba {w['numba_ne_per_s']:.3g} NE/s,"
+                     f" {w['numba_over_numpy']:.0f}x the numpy reference"
+                     + ("" if w["agree"] else " (results DISAGREE)"))
     return "\n".join(lines)
 
 

@@ -174,3 +174,26 @@ def test_kernel_source_is_generated_per_width():
     assert "x00 = X[0, 0]" in src  # generic kernel reads X at run time
     xor = cpu_kernel.kernel_source(3, "float32", cpu_kernel.boolean_inputs(boolean_function("xor")[0]))
     assert "* x" not in xor and "sig((w1_0_0 + w1_0_1) + b1_0)" in xor
+
+
+@pytest.mark.parametrize("hidden, dtype", [(2, "float32"), (5, "float32"), (3, "float64")])
+def test_training_loop_compiles_to_simd(hidden, dtype):
+    """A kernel that LLVM leaves scalar is still correct, only ~10x slower, so
+    no numeric test notices; the old 2-D chunk layout silently lost SIMD for
+    H >= 3. Checked in the compiled IR: the sigmoid's divide runs on vectors.
+    (One width per lane-group count; each compiles in ~10 s.)"""
+    import re
+
+    src = cpu_kernel.kernel_source(hidden, dtype).replace("cache=True", "cache=False")
+    namespace = {}
+    exec(compile(src, f"<fastxor kernel H={hidden} {dtype}>", "exec"), namespace)
+    C, P, F = config.NUMBA_CHUNK, 4 * hidden + 1, np.dtype(dtype).type
+    X, y = boolean_function("xor")
+    namespace["train_chunk"](
+        np.zeros((P + 2) * C, F), np.full(2 * C, -1, np.int32), X.astype(F), y.astype(F),
+        np.ones(4, F), 1, 0, 0, C, np.zeros((0, 1), F),
+    )
+    ir = "\n".join(namespace["train_chunk"].inspect_llvm().values())
+    scalar = "float" if dtype == "float32" else "double"
+    lanes = [int(n) for n in re.findall(rf"fdiv [^\n]*<(\d+) x {scalar}>", ir)]
+    assert lanes and min(lanes) >= 4, f"no vector divide in the training loop: {lanes}"
