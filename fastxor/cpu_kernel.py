@@ -109,11 +109,11 @@ def _emit_epochs(name, lanes, groups, loss_row, doc):
     whose body is the groups' statements interleaved, and the history."""
     src = [
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
-        f"def {name}(a, st, X, y, sides, epochs, record_every, lo, m, history):",
+        f"def {name}(a, X, y, sides, epochs, record_every, lo, m, history):",
         f'    """{doc}"""',
         *_emit_data(),
         "    for epoch in range(epochs):",
-        "        ep = np.int32(epoch)",
+        "        ep = as_float(I(epoch))  # the epoch's bits, stored in the float state",
         f"        for k in range({lanes}):",
         *[" " * 12 + line for stmt in zip(*groups) for line in stmt],
         "        if record_every > 0 and epoch % record_every == 0:",
@@ -127,7 +127,7 @@ def _emit_epochs(name, lanes, groups, loss_row, doc):
 
 
 def _emit_chunk_call(G, C):
-    call = "(a, st, X, y, sides, epochs, record_every, lo, m, history)"
+    call = "(a, X, y, sides, epochs, record_every, lo, m, history)"
     if G == 1:
         return ["        train_chunk" + call]
     return [
@@ -176,7 +176,7 @@ def lane_groups(hidden):
 
 #: Identifiers the lane groups share; every other local of the loop body
 #: gets a per-group suffix.
-_SHARED = {"a", "st", "k", "ep", "sig", "ZERO", "HALF", "ONE", "QUARTER", "if", "else"}
+_SHARED = {"a", "k", "ep", "sig", "as_int", "ZERO", "HALF", "ONE", "QUARTER", "if", "else"}
 _SHARED |= {f"x{n}{i}" for n in range(4) for i in range(2)}
 _SHARED |= {f"y{n}" for n in range(4)} | {f"s{n}" for n in range(4)}
 
@@ -204,12 +204,14 @@ def kernel_source(hidden, dtype, Xc=None):
     ``Xc``: inputs baked in as constants (see ``boolean_inputs``), or None
     for a kernel that reads any X at run time.
 
-    A chunk's state lives in one flat array ``a``: row q (element q*C + lane)
-    holds parameter q, then the rows of learning rates and losses; ``st``
-    holds the solved and diverged epochs. Constant row strides let LLVM
-    prove that the lanes of a SIMD iteration never overlap, which it cannot
-    for a 2-D array's run-time strides (it then refuses to vectorise wide
-    layers, and interleaved lane groups at all).
+    A chunk's whole state is one flat array ``a``: row q (elements q*C ..
+    q*C + C-1, one per lane) holds parameter q, then come the rows of
+    learning rates, losses, and the solved and diverged epochs (integers
+    stored as their bit patterns, see ``vmath.bitcasts``). Constant row
+    offsets in one array let LLVM prove that the lanes of a SIMD iteration
+    never overlap; with a 2-D array's run-time strides it could not, nor
+    with a second array for the epochs once the layer is wide (too many
+    run-time alias checks), and it then leaves the loop scalar, ~10x slower.
     """
     H = hidden
     dt = np.dtype(dtype).name
@@ -226,7 +228,7 @@ def kernel_source(hidden, dtype, Xc=None):
     def body(g):
         """Lines training the network in lane k of group g; locals renamed per group."""
         at = lambda row: lane(row, g)  # noqa: E731
-        solved, diverged = f"st[{g * W} + k]", f"st[{C + g * W} + k]"
+        solved, diverged = at(P + 2), at(P + 3)
         lines = [
             f"rate = {at(P)}",
             *_emit_load(H, "", at),
@@ -234,9 +236,9 @@ def kernel_source(hidden, dtype, Xc=None):
             *_emit_backward_update(H, "", Xc, at),
             f"{at(P + 1)} = loss",
             f"s_old = {solved}",
-            f"{solved} = ep if (s_old < 0) & (margin > ZERO) else s_old",
+            f"{solved} = ep if (as_int(s_old) < 0) & (margin > ZERO) else s_old",
             f"d_old = {diverged}",
-            f"{diverged} = ep if (d_old < 0) & (~ok) else d_old",
+            f"{diverged} = ep if (as_int(d_old) < 0) & (~ok) else d_old",
         ]
         return [_for_group(line, g) for line in lines]
 
@@ -246,10 +248,11 @@ def kernel_source(hidden, dtype, Xc=None):
         "import numpy as np",
         "from numba import njit, prange",
         "from fastxor import config",
-        "from fastxor.vmath import make_sigmoid",
+        "from fastxor.vmath import bitcasts, make_sigmoid",
         "",
         f"F = np.{dt}",
         "sig = make_sigmoid(F)",
+        "as_int, as_float, I = bitcasts(F)",
         "ZERO, HALF, ONE, QUARTER = F(0.0), F(0.5), F(1.0), F(0.25)",
         "",
         "",
@@ -266,7 +269,7 @@ def kernel_source(hidden, dtype, Xc=None):
                             "    single network costs one lane, not one per group.")
     src += [
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
-        "def finish_chunk(a, st, X, y, sides, epochs, lo, m, loss_out, pred_out, solved_out,",
+        "def finish_chunk(a, X, y, sides, epochs, lo, m, loss_out, pred_out, solved_out,",
         "                 diverged_out):",
         '    """Forward pass of the final parameters: loss, predictions, solved."""',
     ]
@@ -277,9 +280,9 @@ def kernel_source(hidden, dtype, Xc=None):
     src += [i2 + "loss_out[lo + k] = loss"]
     src += [i2 + f"pred_out[{n}, lo + k] = o{n}" for n in range(4)]
     src += [
-        i2 + "s_old = st[k]",
+        i2 + f"s_old = as_int({lane(P + 2, 0)})",
         i2 + "solved_out[lo + k] = epochs if (s_old < 0) and (margin > ZERO) else s_old",
-        i2 + f"diverged_out[lo + k] = st[{C} + k]",
+        i2 + f"diverged_out[lo + k] = as_int({lane(P + 3, 0)})",
         "",
         "",
         "@njit(parallel=True, cache=True)",
@@ -291,14 +294,14 @@ def kernel_source(hidden, dtype, Xc=None):
         "    for c in prange(n_chunks):",
         f"        lo = c * {C}",
         f"        m = min({C}, n_total - lo)",
-        f"        a = np.zeros({(P + 2) * C}, dtype=F)  # unused lanes: zero parameters, rate 0",
-        f"        st = np.full({2 * C}, -1, dtype=np.int32)",
+        f"        a = np.zeros({(P + 4) * C}, dtype=F)  # unused lanes: zero parameters, rate 0",
+        f"        a[{(P + 2) * C}:] = as_float(I(-1))  # solved/diverged epoch -1: not (yet)",
         "        for k in range(m):",
         f"            a[{RATE} + k] = lr[lo + k]",
         f"            for q in range({P}):",
         f"                a[q * {C} + k] = P[q, lo + k]",
         *_emit_chunk_call(G, C),
-        "        finish_chunk(a, st, X, y, sides, epochs, lo, m, loss_out, pred_out, solved_out,",
+        "        finish_chunk(a, X, y, sides, epochs, lo, m, loss_out, pred_out, solved_out,",
         "                     diverged_out)",
         "        for k in range(m):",
         f"            for q in range({P}):",

@@ -157,6 +157,15 @@ def make_sigmoid(dtype):
     return sigmoid
 
 
+def bitcasts(dtype):
+    """(as_int, as_float, int type): reinterpret ``dtype`` values as same-width
+    integers and back. The CPU kernel keeps integer epochs in its float state
+    array this way, so that all of a chunk's state is one array (see
+    ``cpu_kernel.kernel_source``)."""
+    s = _SPEC[dtype]
+    return s["as_int"], s["as_float"], s["int_t"]
+
+
 _SIGMOID = {dt: make_sigmoid(dt) for dt in (np.float32, np.float64)}
 
 

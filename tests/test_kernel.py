@@ -189,10 +189,10 @@ def test_training_loop_compiles_to_simd(hidden, dtype):
     exec(compile(src, f"<fastxor kernel H={hidden} {dtype}>", "exec"), namespace)
     C, P, F = config.NUMBA_CHUNK, 4 * hidden + 1, np.dtype(dtype).type
     X, y = boolean_function("xor")
-    namespace["train_chunk"](
-        np.zeros((P + 2) * C, F), np.full(2 * C, -1, np.int32), X.astype(F), y.astype(F),
-        np.ones(4, F), 1, 0, 0, C, np.zeros((0, 1), F),
-    )
+    state = np.zeros((P + 4) * C, F)  # parameters, rates, losses, solved, diverged
+    state[(P + 2) * C:] = np.array(-1, np.int32 if F is np.float32 else np.int64).view(F)
+    namespace["train_chunk"](state, X.astype(F), y.astype(F), np.ones(4, F), 1, 0, 0, C,
+                             np.zeros((0, 1), F))
     ir = "\n".join(namespace["train_chunk"].inspect_llvm().values())
     scalar = "float" if dtype == "float32" else "double"
     lanes = [int(n) for n in re.findall(rf"fdiv [^\n]*<(\d+) x {scalar}>", ir)]
