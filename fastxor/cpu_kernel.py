@@ -164,7 +164,7 @@ def lane_groups(hidden):
     """Networks trained side by side in one iteration of the SIMD loop.
 
     Why: one network-epoch is a long dependency chain (two sigmoid layers,
-    backprop, update) of ~450 vector operations, more than the CPU's
+    backprop, update) of ~420 vector operations, more than the CPU's
     reorder window; two independent networks per iteration give the
     out-of-order core work to overlap. Measured (float32, 2-core Zen 4):
     H=2 2.8e8 -> 3.2e8 NE/s. From H=5 the gain is gone and from H=12 the

@@ -28,52 +28,29 @@ from numba.extending import intrinsic
 from . import config
 
 
-@intrinsic
-def _int32_as_float32(typingctx, bits):
-    """Reinterpret an int32's bits as a float32 (no conversion, no memory)."""
-    if bits != types.int32:
-        return None
+def _bitcast(src, dst):
+    """A Numba intrinsic reinterpreting a ``src`` value's bits as ``dst`` (same
+    width): no conversion, no memory; LLVM vectorises it for free."""
+    llvm_type = {types.float32: ir.FloatType(), types.float64: ir.DoubleType(),
+                 types.int32: ir.IntType(32), types.int64: ir.IntType(64)}[dst]
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+    @intrinsic
+    def cast(typingctx, x):
+        if x != src:
+            return None
 
-    return types.float32(types.int32), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_type)
 
+        return dst(src), codegen
 
-@intrinsic
-def _int64_as_float64(typingctx, bits):
-    """Reinterpret an int64's bits as a float64."""
-    if bits != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
+    return cast
 
 
-@intrinsic
-def _float32_as_int32(typingctx, x):
-    """Reinterpret a float32's bits as an int32."""
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(types.float32), codegen
-
-
-@intrinsic
-def _float64_as_int64(typingctx, x):
-    """Reinterpret a float64's bits as an int64."""
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
+_int32_as_float32 = _bitcast(types.int32, types.float32)
+_int64_as_float64 = _bitcast(types.int64, types.float64)
+_float32_as_int32 = _bitcast(types.float32, types.int32)
+_float64_as_int64 = _bitcast(types.float64, types.int64)
 
 
 # Per-dtype constants: clamp range, exponent layout, polynomial (high degree first).
