@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .data import boolean_function
+from .machine import cpu_name
 from .params import init_params
 from .peers import IMPLS, by_name
 
@@ -41,17 +42,6 @@ def environment():
 
     env["gpu"] = device_description()
     return env
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_clock_ghz():

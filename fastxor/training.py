@@ -14,6 +14,7 @@ import numpy as np
 
 from . import config
 from .data import check_data, target_sides
+from .machine import available_memory
 from .params import InitSpec, Params, array_module, n_params
 from .result import TrainResult
 from .validate import check_dtype, check_int, check_per_network
@@ -50,20 +51,6 @@ def _resolve_backend(backend):
     return backend
 
 
-def _available_memory():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def estimate_bytes(n, hidden, epochs, record_every, dtype, backend):
     """Peak bytes a run allocates for its inputs, work arrays and outputs."""
     item = np.dtype(dtype).itemsize
@@ -79,7 +66,7 @@ def estimate_bytes(n, hidden, epochs, record_every, dtype, backend):
 
 def _check_memory(n, hidden, epochs, record_every, dtype, backend):
     need = estimate_bytes(n, hidden, epochs, record_every, dtype, backend)
-    avail = _available_memory()
+    avail = available_memory()
     if avail is not None and need > config.MEMORY_FRACTION * avail:
         raise MemoryError(
             f"this run needs about {need / 2**30:.1f} GiB for n_networks={n}"

@@ -55,3 +55,14 @@ def test_op_count_and_bound_are_stated():
 def test_bench_command_parses():
     args = cli.parser().parse_args(["bench", "--quick", "--json", "x.json"])
     assert args.quick and args.json == "x.json"
+
+
+def test_proc_field_reads_cpuinfo_and_meminfo_layouts(tmp_path):
+    from fastxor.machine import proc_field
+
+    f = tmp_path / "info"
+    f.write_text("processor\t: 0\nmodel name\t: Some CPU @ 3GHz\nMemAvailable:    1024 kB\n")
+    assert proc_field(f, "model name") == "Some CPU @ 3GHz"
+    assert proc_field(f, "MemAvailable") == "1024 kB"
+    assert proc_field(f, "missing") is None
+    assert proc_field(tmp_path / "absent", "model name") is None
