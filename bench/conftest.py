@@ -3,7 +3,7 @@ import numba
 import numpy as np
 import pytest
 
-from fastxor.bench import cpu_name
+from fastxor.machine import cpu_name
 
 RESULTS = {}
 

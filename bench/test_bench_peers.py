@@ -2,13 +2,12 @@
 against fastxor before a time counts. Run: ``make bench`` (``fastxor bench``
 gives the calibrated table; this file gives pytest-benchmark's statistics).
 """
-import numpy as np
 import pytest
 
+from fastxor.bench.harness import check_against_fastxor
+from fastxor.bench.peers import IMPLS
 from fastxor.data import boolean_function
 from fastxor.params import init_params
-from fastxor.peers import IMPLS
-from fastxor.training import train
 
 # (N, epochs): a second or so for the slow peers on a 2-core machine
 CASES = [(1, 2_000), (1_000, 200), (100_000, 10)]
@@ -26,7 +25,6 @@ def test_peer(benchmark, record_throughput, impl, n, epochs):
     run = impl.setup(p, X, y, 0.1)
     run(2)  # compile / trace / load, not timed
     final = benchmark.pedantic(run, args=(epochs,), rounds=3, iterations=1)
-    ref = train(init=p, epochs=epochs, lr=0.1).params
-    for a, b in zip(final.arrays(), ref.arrays()):
-        np.testing.assert_allclose(np.asarray(a), b, atol=1e-4, err_msg="wrong result: time not counted")
+    check = check_against_fastxor(final, p, epochs, 0.1)  # the check of `fastxor bench`
+    assert check["valid"], f"wrong result (max error {check['max_error']:.2g}): time not counted"
     record_throughput(f"{impl.name} N={n}", n, epochs)

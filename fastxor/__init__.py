@@ -2,18 +2,25 @@
 
 Each network follows exactly the seed's PyTorch training (nn.Linear, sigmoid,
 nn.MSELoss, full-batch optim.SGD); a fused kernel keeps every network's
-parameters in registers for the whole run.
+parameters in registers for the whole run. See docs/architecture.md.
 """
+from importlib import metadata as _metadata
+
 from .data import FUNCTIONS, boolean_function
 from .params import Params, init_params
 from .result import TrainResult, wilson_interval
+from .sweep import sweep
 from .torch_compat import torch_init
-from .results_file import load
 from .training import available_backends, resume, train
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("fastxor")  # the one version: pyproject.toml
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+load = TrainResult.load
 
 __all__ = [
-    "FUNCTIONS", "Params", "TrainResult", "available_backends", "boolean_function",
-    "init_params", "load", "resume", "torch_init", "train", "wilson_interval", "__version__",
+    "FUNCTIONS", "Params", "TrainResult", "available_backends", "boolean_function", "init_params",
+    "load", "resume", "sweep", "torch_init", "train", "wilson_interval", "__version__",
 ]

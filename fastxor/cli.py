@@ -4,7 +4,7 @@ import sys
 import time
 
 from . import config
-from .data import FUNCTIONS, boolean_function
+from .data import FUNCTIONS
 
 USER_ERRORS = (ValueError, TypeError, MemoryError, ImportError, NotImplementedError, FileNotFoundError)
 
@@ -22,34 +22,24 @@ def _train(args):
 
     t0 = time.perf_counter()
     if args.resume:
-        from .results_file import load
+        from .result import TrainResult
 
-        old = load(args.resume)
+        old = TrainResult.load(args.resume)
         n, epoch0 = old.n_networks, old.config["epochs"]
         r = resume(old, args.epochs, backend=args.backend, progress=_progress(args, n, epoch0),
                    interruptible=True)
         ran = r.config["epochs"] - epoch0
         out = args.out or args.resume
     else:
-        X, y = boolean_function(args.function)
-        n, ran = args.networks, None
-        init = None
-        if args.init == "torch":
-            from .torch_compat import torch_init
-
-            init = torch_init(range(args.seed, args.seed + n), args.hidden, args.init_scale)
+        n = args.networks
         r = train(
-            None if init is not None else n, epochs=args.epochs, lr=args.lr, hidden=args.hidden,
-            seed=args.seed, init=init, init_scale=args.init_scale, X=X, y=y, dtype=args.dtype,
-            backend=args.backend, record_every=args.record_every, progress=_progress(args, n),
-            interruptible=True,
+            n, epochs=args.epochs, lr=args.lr, hidden=args.hidden, seed=args.seed, init=args.init,
+            init_scale=args.init_scale, function=args.function, dtype=args.dtype, backend=args.backend,
+            record_every=args.record_every, progress=_progress(args, n), interruptible=True,
         )
-        r.config.update(function=args.function)
-        if init is not None:
-            r.config.update(init="torch", seed=args.seed, init_scale=args.init_scale)
         ran, out = r.config["epochs"], args.out
     dt = time.perf_counter() - t0
-    fn = r.config.get("function", "")
+    fn = r.config.get("function") or "custom"
     print(f"function {fn} (targets {''.join(f'{v:g}' for v in r.config['y'])})")
     print(r.summary())
     print(f"time: {dt:.2f} s including compilation, {n * ran / dt:.3g} network-epochs/s")
@@ -71,7 +61,6 @@ def _ints(text):
 def _sweep(args):
     from .sweep import sweep, write_csv
 
-    X, y = boolean_function(args.function)
     bar = {}
 
     def progress(h, done, total):
@@ -84,7 +73,7 @@ def _sweep(args):
     t0 = time.perf_counter()
     table = sweep(
         args.lr, args.hidden, args.init_scale, networks=args.networks, epochs=args.epochs,
-        seed=args.seed, init=args.init, X=X, y=y, dtype=args.dtype, backend=args.backend,
+        seed=args.seed, init=args.init, function=args.function, dtype=args.dtype, backend=args.backend,
         progress=progress,
     )
     dt = time.perf_counter() - t0
@@ -110,9 +99,9 @@ def _plot(args):
 
         paths = plots.plot_sweep(read_csv(args.path), args.out)
     else:
-        from .results_file import load
+        from .result import TrainResult
 
-        paths = plots.plot_result(load(args.path), args.out)
+        paths = plots.plot_result(TrainResult.load(args.path), args.out)
     for p in paths:
         print(p)
     return 0
@@ -164,7 +153,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     run = {"train": _train, "sweep": _sweep, "plot": _plot}.get(args.command)
     if run is None:
-        from .bench import main as bench_main
+        from .bench.report import main as bench_main
 
         run = bench_main
     try:

@@ -41,3 +41,9 @@ SEED_MAX = 2**64 - 1
 MEMORY_FRACTION = 0.8
 
 BACKENDS = ("auto", "numpy", "numba", "cupy")
+
+#: ``backend="auto"`` sends a run to the GPU only from this many networks:
+#: one GPU thread is about 10x slower than the CPU kernel on one network.
+#: Conservative until measured on a GPU (bench/gpu_bench.py reports the
+#: crossover).
+GPU_MIN_NETWORKS = 20_000

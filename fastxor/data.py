@@ -58,3 +58,22 @@ def target_sides(y):
     target of exactly 0.5 has no side and can never count as solved.
     """
     return np.sign(np.asarray(y, dtype=np.float64) - 0.5)
+
+
+def solved_by(predictions, sides):
+    """(N,) True where all 4 predictions lie strictly on their target's side
+    of 0.5 (``sides`` from ``target_sides``). The one definition of *solved*:
+    the kernels compute the same test as min over samples of side * (o - 0.5) > 0."""
+    from .arrays import array_module
+
+    xp = array_module(predictions)
+    return (xp.asarray(sides) * (predictions - 0.5) > 0).all(axis=1)
+
+
+def function_of(X, y):
+    """The name (or truth table) of the boolean function (X, y) is, or None
+    when X is not the boolean inputs in their order or y is not 0/1."""
+    if not np.array_equal(X, X_BOOL) or not np.isin(y, (0.0, 1.0)).all():
+        return None
+    table = "".join(str(int(v)) for v in y)
+    return next((name for name, t in FUNCTIONS.items() if t == table), table)

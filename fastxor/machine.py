@@ -1,6 +1,6 @@
-"""What this machine has: CPU name and available memory, read from Linux's
-/proc with portable fallbacks. One place for both readers, so the memory
-guard in ``training`` and the benchmark report in ``bench`` parse alike."""
+"""What this machine has: CPU name, available memory, package versions.
+/proc is read with portable fallbacks; one place for these readers, so the
+memory guard, results files and the benchmark report agree."""
 import os
 import platform
 
@@ -33,3 +33,25 @@ def available_memory():
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def versions(modules=("numba", "cupy", "torch")):
+    """Versions of what produced a run: fastxor, Python, NumPy, and those of
+    ``modules`` that are installed (read from package metadata: nothing is
+    imported, so asking never loads CuPy or torch)."""
+    from importlib import metadata
+
+    import numpy as np
+
+    from . import __version__
+
+    out = {"fastxor": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    dists = {"cupy": ("cupy", "cupy-cuda12x", "cupy-cuda13x", "cupy-cuda11x")}
+    for mod in modules:
+        for dist in dists.get(mod, (mod,)):
+            try:
+                out[mod] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                pass
+    return out

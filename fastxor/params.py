@@ -4,29 +4,17 @@
 leading network axis. The kernels work on a flat structure-of-arrays layout
 (P, N) instead — one row per scalar parameter, networks contiguous — because
 that is what SIMD lanes and coalesced GPU loads want; ``to_flat``/``from_flat``
-convert, in the fixed order W1 (row-major), b1, W2, b2.
+convert, in the order of ``state.param_rows``. Training keeps the flat form
+from start to end; a Params is built once, when the result is packaged.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import config
-from .philox import network_words, uniform_pm1
+from .arrays import array_module
+from .state import PARAM_FIELDS, fan_in, n_params, param_rows
 from .validate import check_dtype, check_int, check_per_network
-
-
-def array_module(a):
-    """numpy, or cupy for a CuPy array (results left on the GPU on request)."""
-    if type(a).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
-
-
-def to_host(a):
-    """A NumPy array (copies a CuPy array to the host)."""
-    return a.get() if array_module(a) is not np else a
 
 
 @dataclass(frozen=True)
@@ -69,33 +57,30 @@ class Params:
         return Params(*(np.asarray(a, dtype=dtype) for a in self.arrays()))
 
     def arrays(self):
-        return self.W1, self.b1, self.W2, self.b2
+        return tuple(getattr(self, f) for f in PARAM_FIELDS)
 
     def to_flat(self):
-        """(P, N) array, P = 4H + 1, rows W1[j, i] (j*2+i), b1, W2, b2."""
+        """A new (P, N) array, P = 4H + 1, rows in ``state.param_rows`` order."""
         n, h = self.n_networks, self.hidden
-        flat = np.concatenate(
-            [self.W1.reshape(n, 2 * h), self.b1, self.W2.reshape(n, h), self.b2], axis=1
-        )
-        return np.ascontiguousarray(flat.T)
+        flat = np.empty((n_params(h), n), dtype=self.dtype)
+        for field, (rows, _) in param_rows(h).items():
+            flat[rows] = getattr(self, field).reshape(n, -1).T
+        return flat
 
     @classmethod
     def from_flat(cls, flat, hidden):
-        """From (P, N); a CuPy array stays on its device."""
+        """New arrays from (P, N); a CuPy array stays on its device."""
         xp = array_module(flat)
-        flat = xp.asarray(flat).T
-        n, h = flat.shape[0], hidden
-        return cls(
-            xp.ascontiguousarray(flat[:, : 2 * h].reshape(n, h, 2)),
-            xp.ascontiguousarray(flat[:, 2 * h : 3 * h]),
-            xp.ascontiguousarray(flat[:, 3 * h : 4 * h].reshape(n, 1, h)),
-            xp.ascontiguousarray(flat[:, 4 * h :]),
-        )
+        n = flat.shape[1]
+        return cls(*(
+            xp.ascontiguousarray(flat[rows].T).reshape((n,) + shape)
+            for rows, shape in param_rows(hidden).values()
+        ))
 
     def validated(self, dtype=None, name="init"):
         """Return self as float arrays of ``dtype``, or raise naming ``name``."""
         arrays = []
-        for field, a in zip(("W1", "b1", "W2", "b2"), self.arrays()):
+        for field, a in zip(PARAM_FIELDS, self.arrays()):
             a = np.asarray(a)
             if a.dtype.kind not in "fiu":
                 raise TypeError(f"{name}.{field} must be a real numeric array, got dtype {a.dtype}")
@@ -114,16 +99,11 @@ class Params:
                 raise ValueError(
                     f"{name}.{field} must have shape {shape} to match W1 {W1.shape}, got {a.shape}"
                 )
-        for field, a in zip(("W1", "b1", "W2", "b2"), arrays):
+        for field, a in zip(PARAM_FIELDS, arrays):
             if not np.isfinite(a).all():
                 raise ValueError(f"{name}.{field} contains NaN or infinite values")
         dtype = W1.dtype if dtype is None and W1.dtype.kind == "f" else (dtype or np.float64)
         return Params(*(np.ascontiguousarray(a, dtype=dtype) for a in arrays))
-
-
-def n_params(hidden):
-    """Scalar parameters of one 2-H-1 network: 2H + H + H + 1."""
-    return 4 * hidden + 1
 
 
 def init_scales(hidden, init_scale=1.0):
@@ -133,8 +113,7 @@ def init_scales(hidden, init_scale=1.0):
     +1/sqrt(fan_in)): fan_in is 2 for the hidden layer, H for the output.
     ``init_scale``: a number, giving shape (P,), or (N,) per network, (N, P).
     """
-    fan_in = np.array([2.0] * (3 * hidden) + [float(hidden)] * (hidden + 1))
-    return np.asarray(init_scale, dtype=np.float64)[..., None] / np.sqrt(fan_in)
+    return np.asarray(init_scale, dtype=np.float64)[..., None] / np.sqrt(fan_in(hidden))
 
 
 def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="float32"):
@@ -151,22 +130,23 @@ def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="fl
     distribution. ``init_scale`` >= 0 may be one number or an (N,) array (a
     scale per network, for sweeps).
     """
+    return Params.from_flat(_init_spec(n_networks, hidden, seed, start, init_scale, dtype).make_flat(), hidden)
+
+
+def _init_spec(n_networks, hidden, seed, start, init_scale, dtype):
     n = check_int("n_networks", n_networks, 1, 2**40)
-    h = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
-    seed = check_int("seed", seed, 0, config.SEED_MAX)
-    start = check_int("start", start, 0, 2**64 - 1 - n)
-    scale = check_per_network("init_scale", init_scale, n, low=0.0)
-    dt = check_dtype(dtype)
-    flat = uniform_pm1(network_words(seed, start, n, n_params(h)))
-    flat = (flat * init_scales(h, scale)).astype(dt)
-    return Params.from_flat(flat.T, h)
+    return InitSpec(
+        n, check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX),
+        check_int("seed", seed, 0, config.SEED_MAX), check_int("start", start, 0, 2**64 - 1 - n),
+        check_per_network("init_scale", init_scale, n, low=0.0), check_dtype(dtype),
+    )
 
 
 @dataclass(frozen=True)
 class InitSpec:
     """The deterministic init of networks start..start+N-1, not yet made:
-    the GPU kernel generates it in registers; ``make()`` gives the same
-    Params on the host."""
+    the GPU kernel generates it in registers; ``make_flat()`` makes the same
+    values on the host, as the flat (P, N) array training works on."""
 
     n_networks: int
     hidden: int
@@ -175,5 +155,24 @@ class InitSpec:
     scales: np.ndarray  # (N,) float64 init_scale per network
     dtype: object
 
-    def make(self):
-        return init_params(self.n_networks, self.hidden, self.seed, self.start, self.scales, self.dtype)
+    def make_flat(self):
+        from .philox import init_flat
+
+        return init_flat(self.seed, self.start, self.scales, fan_in(self.hidden), np.dtype(self.dtype))
+
+
+def initial_parameters(init, n, hidden, seed, start, scales, dtype, lazy=False):
+    """The flat (P, N) initial parameters of ``train(init=...)``, as ``(flat, None)``;
+    with ``lazy`` and the Philox init, ``(None, spec)``: a GPU makes them in registers.
+
+    ``init``: "philox" (``init_params``'s networks start.. of ``seed``) or
+    "torch" (``torch_init`` of seeds seed+start, seed+start+1, ...); ``scales``:
+    (N,) float64 init_scale per network. The one place both inits are set up,
+    for ``train``, ``sweep`` and the command line.
+    """
+    if init == "philox":
+        spec = InitSpec(n, hidden, seed, start, scales, dtype)
+        return (None, spec) if lazy else (spec.make_flat(), None)
+    from .torch_compat import torch_init
+
+    return torch_init(range(seed + start, seed + start + n), hidden, scales).astype(dtype).to_flat(), None

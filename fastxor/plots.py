@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .reference import forward
+from .backends.numpy_reference import forward
 
 
 def _pyplot():

@@ -3,7 +3,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .params import Params, to_host
+from .arrays import to_host
+from .params import Params
+from .state import PARAM_FIELDS
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -22,6 +24,7 @@ def wilson_interval(successes, trials, z=Z95):
 
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+_ARRAYS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 
 
 @dataclass
@@ -77,36 +80,85 @@ class TrainResult:
         networks), ``median_loss``.
         """
         stuck = ~to_host(self.solved) & ~to_host(self.diverged)
-        pred = np.asarray(to_host(self.predictions), dtype=np.float64)[stuck]
-        loss = np.asarray(to_host(self.loss), dtype=np.float64)[stuck]
+        pred = to_host(self.predictions)[stuck]
         if not pred.size:
             return []
-        cells, inverse, counts = np.unique(
-            np.round(pred / (tol / 2)).astype(np.int64), axis=0, return_inverse=True, return_counts=True
-        )
+        loss = to_host(self.loss)[stuck]
+        # Each network's cell of side tol/2 in output space. Packed as one
+        # int64 key when the 4 indices fit 15 bits each (outputs lie in [0, 1]:
+        # any tol >= 1e-4), so grouping is a 1-D unique: 10**7 networks in ~1 s.
+        cell = np.round(pred.astype(np.float64) / (tol / 2)).astype(np.int64)
+        if 0 <= cell.min() and cell.max() < 32768:
+            key = ((cell[:, 0] * 32768 + cell[:, 1]) * 32768 + cell[:, 2]) * 32768 + cell[:, 3]
+            keys, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+            cells = np.stack([(keys >> (15 * (3 - i))) & 32767 for i in range(4)], axis=1)
+        else:
+            cells, inverse, counts = np.unique(cell, axis=0, return_inverse=True, return_counts=True)
+        order = np.argsort(-counts, kind="stable")  # greedy: big cells seed groups
         centres, cell_group = [], np.empty(len(cells), dtype=np.int64)
-        for c in np.argsort(-counts, kind="stable"):  # greedy: big cells seed groups
-            x = cells[c] * (tol / 2)
-            near = [g for g, y in enumerate(centres) if np.abs(x - y).max() <= tol]
-            cell_group[c] = near[0] if near else len(centres)
-            if not near:
-                centres.append(x)
+
+        def greedy(cs):
+            for c in cs:
+                x = cells[c] * (tol / 2)
+                near = [g for g, y in enumerate(centres) if np.abs(x - y).max() <= tol]
+                cell_group[c] = near[0] if near else len(centres)
+                if not near:
+                    centres.append(x)
+
+        greedy(order[:2000])
+        # The long tail of small cells, vectorised: the first centre within
+        # tol, as the greedy loop would choose; the rest go on greedily.
+        tail = order[2000:]
+        lonely = []
+        for part in np.array_split(tail, -(-tail.size // 20_000)) if tail.size else []:
+            near = (np.abs(cells[part][:, None, :] * (tol / 2) - np.array(centres)[None]).max(axis=2) <= tol)
+            found = near.any(axis=1)
+            cell_group[part[found]] = near[found].argmax(axis=1)
+            lonely.append(part[~found])
+        greedy(np.concatenate(lonely) if lonely else [])
         group = cell_group[inverse.reshape(-1)]
         sizes = np.bincount(group)
         out = []
         for g in np.argsort(-sizes, kind="stable")[:max_groups]:
             m = group == g
             out.append(dict(
-                outputs=tuple(float(v) for v in pred[m].mean(axis=0)), count=int(sizes[g]),
+                outputs=tuple(float(v) for v in pred[m].astype(np.float64).mean(axis=0)), count=int(sizes[g]),
                 fraction=sizes[g] / self.n_networks, median_loss=float(np.median(loss[m])),
             ))
         return out
 
     def save(self, path):
         """Save to a ``.npz`` results file; ``fastxor.load(path)`` reads it back."""
-        from .results_file import save
+        from .machine import versions
+        from .results_file import write
 
-        return save(self, path)
+        arrays = {k: to_host(getattr(self, k)) for k in _ARRAYS}
+        arrays.update(zip(PARAM_FIELDS, (to_host(a) for a in self.params.arrays())))
+        if self.loss_history is not None:
+            arrays["loss_history"] = to_host(self.loss_history)
+        cfg = {}
+        for key, value in self.config.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"config.{key}"] = value
+            else:
+                cfg[key] = value
+        return write(path, arrays, dict(config=cfg, versions=versions()))
+
+    @classmethod
+    def load(cls, path):
+        """The TrainResult saved at ``path`` (``result.versions`` says what made it)."""
+        from .results_file import read
+
+        arrays, meta = read(path)
+        cfg = dict(meta["config"])
+        cfg.update({k[len("config."):]: v for k, v in arrays.items() if k.startswith("config.")})
+        return cls(
+            params=Params(*(arrays[k] for k in PARAM_FIELDS)),
+            loss_history=arrays.get("loss_history"),
+            config=cfg,
+            versions=meta.get("versions", {}),
+            **{k: arrays[k] for k in _ARRAYS},
+        )
 
     def to_torch(self, index):
         """The seed's ``XORNeuralNetwork`` (an nn.Module) with network ``index``'s

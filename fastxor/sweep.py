@@ -10,9 +10,10 @@ import csv
 
 import numpy as np
 
-from .params import Params, init_params
+from . import config
+from .params import Params, initial_parameters
 from .result import wilson_interval
-from .validate import check_int, check_real
+from .validate import check_dtype, check_int, check_real
 
 COLUMNS = (
     ("hidden", "i8"), ("lr", "f8"), ("init_scale", "f8"), ("networks", "i8"), ("solved", "i8"),
@@ -31,22 +32,15 @@ def _values(name, values, check):
     return values
 
 
-def _initial(init, networks, hidden, seed, scale, dtype):
-    if init == "philox":
-        return init_params(networks, hidden, seed, 0, scale, dtype)
-    from .torch_compat import torch_init
-
-    return torch_init(range(seed, seed + networks), hidden, scale).astype(dtype)
-
-
 def sweep(
     lr=(0.1,), hidden=(2,), init_scale=(1.0,), *, networks=1000, epochs=100_000, seed=0,
-    init="philox", X=None, y=None, dtype="float32", backend="auto", progress=None,
+    init="philox", function=None, X=None, y=None, dtype="float32", backend="auto", progress=None,
 ):
     """Train ``networks`` seeds at every (hidden, lr, init_scale) grid point.
 
     ``init``: "philox" (fastxor's deterministic init, seed ``seed``) or
     "torch" (PyTorch's for seeds seed..seed+networks-1, times init_scale).
+    ``function`` or ``X``/``y``: the training data, as in ``train``.
     ``progress``: None or ``f(hidden, done, total)``. Returns one row per
     cell, columns ``COLUMNS``: a pandas DataFrame when pandas is installed,
     else a NumPy structured array.
@@ -54,19 +48,22 @@ def sweep(
     from .training import train
 
     lrs = _values("lr", lr, lambda n, v: check_real(n, v, low=0.0, low_open=True))
-    widths = _values("hidden", hidden, lambda n, v: check_int(n, v, 1, 32))
+    widths = _values("hidden", hidden, lambda n, v: check_int(n, v, config.HIDDEN_MIN, config.HIDDEN_MAX))
     scales = _values("init_scale", init_scale, lambda n, v: check_real(n, v, low=0.0))
     networks = check_int("networks", networks, 1, 2**40)
+    seed = check_int("seed", seed, 0, config.SEED_MAX)
+    dt = check_dtype(dtype)
     if init not in ("philox", "torch"):
         raise ValueError(f"init must be 'philox' or 'torch', got {init!r}")
     rows = []
     for h in widths:
         cells = [(a, s) for s in scales for a in lrs]
-        starts = {s: _initial(init, networks, h, seed, s, dtype) for s in scales}
-        p = Params(*(np.concatenate(parts) for parts in zip(*(starts[s].arrays() for _, s in cells))))
+        starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt)[0]
+                  for s in scales}  # every cell: the same seeds, scaled
+        p = Params.from_flat(np.concatenate([starts[s] for _, s in cells], axis=1), h)
         rate = np.repeat([a for a, _ in cells], networks)
         cb = (lambda d, t, h=h: progress(h, d, t)) if progress else None
-        r = train(init=p, epochs=epochs, lr=rate, X=X, y=y, dtype=dtype, backend=backend, progress=cb)
+        r = train(init=p, epochs=epochs, lr=rate, function=function, X=X, y=y, dtype=dtype, backend=backend, progress=cb)
         for c, (a, s) in enumerate(cells):
             sl = slice(c * networks, (c + 1) * networks)
             solved, diverged = r.solved[sl], r.diverged[sl]

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import config
 from .params import Params
-from .validate import check_int, check_real
+from .validate import check_int, check_per_network
 
 
 def _torch():
@@ -51,19 +51,24 @@ def _seed_list(seeds):
 def torch_init(seeds, hidden=2, init_scale=1.0):
     """Bit-for-bit the parameters ``torch.manual_seed(s); XORNeuralNetwork(2, hidden, 1)``
     creates, for each seed s, as a float32 ``Params`` (network axis = seeds).
-    ``init_scale`` != 1 multiplies them (in float64, rounded to float32)."""
+    ``init_scale`` != 1 (a number, or one per seed) multiplies them (in
+    float64, rounded to float32)."""
     torch = _torch()
     hidden = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
+    seeds = _seed_list(seeds)
+    scale = check_per_network("init_scale", init_scale, len(seeds), low=0.0)
     cls = xor_network_class()
     layers = []
-    for s in _seed_list(seeds):
+    for s in seeds:
         torch.manual_seed(s)
         m = cls(2, hidden, 1)
         layers.append([t.detach().numpy().copy() for t in (
             m.hidden_layer.weight, m.hidden_layer.bias, m.output_layer.weight, m.output_layer.bias)])
     p = Params(*(np.stack(a) for a in zip(*layers)))
-    scale = check_real("init_scale", init_scale, low=0.0)
-    return p if scale == 1.0 else Params(*(a.astype(np.float64) * scale for a in p.arrays())).astype(np.float32)
+    if (scale == 1.0).all():
+        return p
+    return Params(*(a.astype(np.float64) * scale.reshape((-1,) + (1,) * (a.ndim - 1))
+                    for a in p.arrays())).astype(np.float32)
 
 
 def to_module(params, index=0):

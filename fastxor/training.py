@@ -2,147 +2,61 @@
 it in epoch segments, package the result.
 
 Why segments: SGD is a Markov chain in the parameters, so training epochs
-[a, b) and then [b, c) gives exactly what one run over [a, c) gives — if the
-epoch numbers of solved/diverged events and of loss-history columns are
-offset. That one mechanism gives progress reporting, a clean Ctrl-C that keeps
-the finished epochs, and ``resume`` of a saved run, on every backend.
+[a, b) and then [b, c) gives exactly what one run over [a, c) gives. Every
+backend counts epochs globally from ``State.epoch`` and writes the loss
+history into the run's one history array, so a segment costs no copying and
+no merging: that one mechanism gives progress reporting, a clean Ctrl-C that
+keeps the finished epochs, and ``resume`` of a saved run, on every backend.
+
+Data flow: arguments -> ``State`` (flat (P, N) parameters, made once) ->
+``backend.run`` per segment, in place -> ``TrainResult`` (Params built once).
 """
 import os
 import time
 
 import numpy as np
 
-from . import config
-from .data import check_data, target_sides
+from . import backends, config
+from .data import check_data, function_of, solved_by, target_sides
 from .machine import available_memory
-from .params import InitSpec, Params, array_module, n_params
+from .params import Params, initial_parameters
 from .result import TrainResult
+from .state import Data, KernelOutput, Recipe, State, history_rows
 from .validate import check_dtype, check_int, check_per_network
 
 
 def available_backends():
-    """Backends usable here, fastest first (a GPU first when CuPy can use one)."""
-    from .gpu import gpu_problem
-
-    out = ["cupy"] if gpu_problem() is None else []
-    try:
-        import numba  # noqa: F401
-
-        out.append("numba")
-    except ImportError:
-        pass
-    out.append("numpy")
-    return out
+    """Backends usable here, in ``auto``'s order of preference."""
+    return backends.available()
 
 
-def _resolve_backend(backend):
-    if not isinstance(backend, str) or backend not in config.BACKENDS:
-        raise ValueError(f"backend must be one of {list(config.BACKENDS)}, got {backend!r}")
-    if backend == "auto":
-        return available_backends()[0]
-    if backend == "numba" and "numba" not in available_backends():
-        raise ImportError("backend='numba' needs Numba: pip install numba (a core dependency of fastxor)")
-    if backend == "cupy":
-        from .gpu import gpu_problem
-
-        problem = gpu_problem()
-        if problem is not None:
-            raise ImportError(f"backend='cupy' cannot run here: {problem}")
-    return backend
-
-
-def estimate_bytes(n, hidden, epochs, record_every, dtype, backend):
-    """Peak bytes a run allocates for its inputs, work arrays and outputs."""
-    item = np.dtype(dtype).itemsize
-    rows = -(-epochs // record_every) if record_every else 0
-    per_net = (
-        4 * n_params(hidden) * item  # initial Params, flat copy, final Params, float64 init
-        + 4 * n_params(hidden) * 8 * (backend == "numpy")  # reference temporaries
-        + (1 + 4 + 2) * item + 2 * 8 + 2 * 8  # loss, predictions, lr, epochs
-        + 2 * rows * item  # loss history (kernel layout and transposed copy)
-    )
-    return n * per_net
-
-
-def _check_memory(n, hidden, epochs, record_every, dtype, backend):
-    need = estimate_bytes(n, hidden, epochs, record_every, dtype, backend)
+def check_memory(backend, n, recipe, epochs, record_every):
+    """Refuse, before allocating, a run whose peak memory would not fit."""
+    rows = history_rows(epochs, record_every)
+    need = backend.memory_bytes(n, recipe, rows)
     avail = available_memory()
     if avail is not None and need > config.MEMORY_FRACTION * avail:
         raise MemoryError(
             f"this run needs about {need / 2**30:.1f} GiB for n_networks={n}"
-            + (f" with record_every={record_every} ({-(-epochs // record_every)} loss values per network)"
-               if record_every else "")
+            + (f" with record_every={record_every} ({rows} loss values per network)" if rows else "")
             + f", more than {config.MEMORY_FRACTION:.0%} of the {avail / 2**30:.1f} GiB available; "
             "use fewer networks, a larger record_every, or train in batches (start=...)"
         )
 
 
-def solved_by_sides(predictions, sides):
-    """All predictions strictly on their target's side of 0.5 (the final
-    parameters; a chaotic network may have solved earlier and left again)."""
-    xp = array_module(predictions)
-    return (xp.asarray(sides) * (predictions.astype(xp.float64) - 0.5) > 0).all(axis=1)
-
-
-def _backend_function(name, fast_math=False, device_arrays=False):
-    """``f(params, X, y, sides, epochs, lr, record_every) -> dict`` (as reference.train)."""
-    if name == "cupy":
-        from . import gpu
-
-        return lambda p, X, y, sides, epochs, lr, k: gpu.train(
-            p, X, y, sides, epochs, lr, k, fast=fast_math, device_arrays=device_arrays)
-    if name == "numba":
-        from . import cpu_kernel
-
-        return cpu_kernel.train
-    from . import reference
-
-    return lambda p, X, y, sides, epochs, lr, k: reference.train(p, X, y, epochs, lr, k)
-
-
-def _segment(run, p, X, y, sides, rates, epoch0, epochs, k):
-    """Epochs [epoch0, epoch0 + epochs) of a longer run, as one kernel result
-    with global epoch numbers. The kernel records the loss at its local epochs
-    0, k, 2k, ...; so first step to the next multiple of k without recording."""
-    parts = []
-    lead = (-epoch0) % k if k else 0
-    if lead and epochs:
-        a = min(lead, epochs)
-        parts.append((epoch0, run(p, X, y, sides, a, rates, 0)))
-        p, epoch0, epochs = parts[-1][1]["params"], epoch0 + a, epochs - a
-    if epochs or not parts:
-        parts.append((epoch0, run(p, X, y, sides, epochs, rates, k)))
-    out = dict(parts[-1][1])
-    if len(parts) == 1 and parts[0][0] == 0:
-        return out  # epoch numbers are already global (and arrays may be on a GPU)
-    for key in ("solved_epoch", "diverged_epoch"):
-        ev = np.full(p.n_networks, -1, dtype=np.int64)
-        for e0, o in reversed(parts):  # the earliest event wins
-            ev = np.where(o[key] >= 0, o[key] + e0, ev)
-        out[key] = ev
-    hist = [o["loss_history"] for _, o in parts if o["loss_history"] is not None]
-    out["loss_history"] = hist[0] if hist else (np.empty((p.n_networks, 0), p.dtype) if k else None)
-    return out
-
-
-def _merge(acc, seg):
-    """A run so far followed by its next segment."""
-    if acc is None:
-        return seg
-    out = dict(seg)
-    for key in ("solved_epoch", "diverged_epoch"):
-        out[key] = np.where(acc[key] >= 0, acc[key], seg[key])
-    if acc["loss_history"] is not None:
-        out["loss_history"] = np.concatenate([acc["loss_history"], seg["loss_history"]], axis=1)
-    return out
-
-
 class _Pacer:
-    """Epoch-segment lengths of about ``seconds`` each, from the measured rate."""
+    """Epoch-segment lengths: about ``seconds`` each, and long enough that the
+    per-segment fixed cost (copying the state into the kernel's chunks and
+    back, one forward pass) stays under 2 % of a segment.
 
-    def __init__(self, n, total, seconds=0.5):
-        self.n, self.left, self.seconds = n, total, seconds
+    Each segment's time is fitted as fixed + per_epoch * epochs over the
+    segments so far (the first is left out: it includes compilation).
+    """
+
+    def __init__(self, n, total, seconds=0.5, longest=10.0):
+        self.left, self.seconds, self.longest = total, seconds, longest
         self.next = max(1, min(total, int(2e7 // n)))  # ~0.1 s before the first measurement
+        self.samples = []
 
     def take(self):
         e = max(1, min(self.left, self.next))
@@ -150,43 +64,57 @@ class _Pacer:
         return e
 
     def measured(self, epochs, dt):
-        if dt > 0:
-            self.next = max(1, int(epochs * self.seconds / dt))
+        self.samples.append((epochs, max(dt, 1e-9)))
+        fit = self.samples[1:] or self.samples
+        e = np.array([s[0] for s in fit], dtype=float)
+        t = np.array([s[1] for s in fit])
+        fixed, per_epoch = 0.0, t.sum() / e.sum()
+        if len(set(e)) > 1:
+            slope, intercept = np.polyfit(e, t, 1)
+            if slope > 0:
+                fixed, per_epoch = max(0.0, intercept), slope
+        target = min(self.longest, max(self.seconds, 50 * fixed))
+        self.next = max(1, int((target - fixed) / per_epoch))
 
 
-def _run_epochs(run, p, X, y, sides, rates, epoch0, epochs, k, progress, interruptible):
-    """Train in segments; returns (result dict, epochs done, interrupted)."""
+def _run(backend, state, data, epochs, record_every, recipe, out, progress, interruptible):
+    """Train ``epochs`` more epochs in segments; returns (epochs done, interrupted)."""
     if progress is None and not interruptible:
-        return _segment(run, p, X, y, sides, rates, epoch0, epochs, k), epochs, False
-    pacer, acc, done = _Pacer(p.n_networks, epochs), None, 0
+        backend.run(state, data, epochs, record_every, recipe, out)
+        return epochs, False
+    pacer, done, ran_once = _Pacer(state.n_networks, epochs), 0, False
     report = progress if callable(progress) else (lambda d, t: None)
     try:
-        while acc is None or pacer.left > 0:
+        while not ran_once or pacer.left > 0:
             e = pacer.take()
             t0 = time.perf_counter()
-            seg = _segment(run, p, X, y, sides, rates, epoch0 + done, e, k)
-            acc, done, p = _merge(acc, seg), done + e, seg["params"]
+            backend.run(state, data, e, record_every, recipe, out)
+            ran_once, done = True, done + e
             pacer.measured(e, time.perf_counter() - t0)
             report(done, epochs)
     except KeyboardInterrupt:
         if not interruptible:
             raise
-        if acc is None:  # not one segment finished: the untrained state
-            acc = _segment(run, p, X, y, sides, rates, epoch0, 0, k)
-        return acc, done, True
-    return acc, done, False
+        if not ran_once:  # not one segment finished: outputs of the state as it is
+            backend.run(state, data, 0, record_every, recipe, out)
+        return done, True
+    return done, False
 
 
-def _package(out, cfg, sides):
+def _package(state, out, data, recipe, cfg):
+    """The result, with its Params built once from the flat state."""
+    rows = history_rows(state.epoch, cfg["record_every"])
+    params = Params.from_flat(state.params, recipe.hidden)
+    state.params = None  # the flat copy is not needed any more
     return TrainResult(
-        params=out["params"],
-        loss=out["loss"],
-        predictions=out["predictions"],
-        solved=solved_by_sides(out["predictions"], sides),
-        solved_epoch=out["solved_epoch"],
-        diverged=out["diverged_epoch"] >= 0,
-        diverged_epoch=out["diverged_epoch"],
-        loss_history=out["loss_history"],
+        params=params,
+        loss=out.loss,
+        predictions=out.predictions,
+        solved=solved_by(out.predictions, data.sides),
+        solved_epoch=state.solved_epoch,
+        diverged=state.diverged_epoch >= 0,
+        diverged_epoch=state.diverged_epoch,
+        loss_history=None if out.history is None else out.history[:, :rows],
         config=cfg,
     )
 
@@ -196,25 +124,42 @@ def _describe(values):
     return f"{v[0]:g}" if np.all(v == v[0]) else f"{v.min():g}..{v.max():g}"
 
 
+def _per_network_value(values):
+    """A float when every network has the same value (readable config), else the array."""
+    return float(values[0]) if np.all(values == values[0]) else values
+
+
+def _outputs(n, dtype, rows, device_arrays):
+    if not device_arrays:
+        return KernelOutput.empty(n, dtype, rows)
+    import cupy
+
+    return KernelOutput(cupy.empty(n, dtype), cupy.empty((n, 4), dtype),
+                        None if rows is None else cupy.empty((n, rows), dtype))
+
+
 def train(
-    n_networks=None, *, epochs=100_000, lr=0.1, hidden=2, seed=0, init=None, X=None, y=None,
-    dtype="float32", backend="auto", record_every=0, init_scale=1.0, start=0,
+    n_networks=None, *, epochs=100_000, lr=0.1, hidden=2, seed=0, init="philox", function=None,
+    X=None, y=None, dtype="float32", backend="auto", record_every=0, init_scale=1.0, start=0,
     progress=None, interruptible=False, fast_math=False, device_arrays=False,
 ):
     """Train many 2-H-1 sigmoid networks with the seed's full-batch SGD.
 
     Parameters
     ----------
-    n_networks : int >= 1, optional if ``init`` is given.
+    n_networks : int >= 1, optional if ``init`` is a Params.
     epochs : int >= 0, SGD steps.
     lr : float > 0, or (N,) array: a learning rate per network.
-    hidden : int in [1, 32], hidden width H (ignored when ``init`` is given).
-    seed, start : the deterministic init of networks start..start+N-1, see
-        ``init_params``; init_scale: a number or an (N,) array (per network).
-    init : Params, optional: start from these parameters instead.
-    X, y : (4, 2) inputs and (4,) targets; XOR by default.
+    hidden : int in [1, 32], hidden width H (ignored when ``init`` is a Params).
+    seed, start : networks start..start+N-1 of ``seed``; init_scale: a number
+        or an (N,) array (per network) multiplying nn.Linear's init range.
+    init : "philox" (fastxor's deterministic init, see ``init_params``),
+        "torch" (exactly PyTorch's nn.Linear init of seeds seed+start, ...;
+        needs torch), or a Params to start from.
+    function : a boolean function's name ("xor", "and", ...) or truth table
+        ("0110"); or give ``X`` (4, 2) and ``y`` (4,) instead. XOR by default.
     dtype : "float32" (the seed's) or "float64".
-    backend : "auto" (fastest here), "numba" or "numpy" (the reference).
+    backend : "auto" (fastest here), "numba", "numpy" (the reference) or "cupy".
     record_every : int >= 0; k > 0 records the loss at epochs 0, k, 2k, ...
     progress : None, or ``f(epochs_done, epochs_total)`` called after each
         segment of about half a second (results are identical either way).
@@ -226,59 +171,78 @@ def train(
 
     Returns
     -------
-    TrainResult
+    TrainResult; its ``config`` records every argument that made it.
     """
     dt = check_dtype(dtype)
     epochs = check_int("epochs", epochs, 0, config.EPOCHS_MAX)
     record_every = check_int("record_every", record_every, 0, config.EPOCHS_MAX)
-    name = _resolve_backend(backend)
-    X, y = check_data(X, y)
-    if init is not None:
-        if not isinstance(init, Params):
-            raise TypeError(f"init must be a fastxor.Params, got {type(init).__name__}")
-        p = init.validated(dt)
-        if n_networks is not None and check_int("n_networks", n_networks, 1) != p.n_networks:
+    X, y, fn = _training_data(function, X, y)
+    given = isinstance(init, Params)
+    if given:
+        init = init.validated(dt)
+        if n_networks is not None and check_int("n_networks", n_networks, 1) != init.n_networks:
             raise ValueError(
-                f"n_networks={n_networks} does not match init, which holds {p.n_networks} networks"
+                f"n_networks={n_networks} does not match init, which holds {init.n_networks} networks"
             )
-        n, hidden = p.n_networks, p.hidden
+        n, hidden = init.n_networks, init.hidden
     else:
+        if not isinstance(init, str):
+            raise TypeError(f"init must be 'philox', 'torch' or a fastxor.Params, got {type(init).__name__}")
+        if init not in ("philox", "torch"):
+            raise ValueError(f"init must be 'philox', 'torch' or a fastxor.Params, got {init!r}")
         if n_networks is None:
-            raise TypeError("n_networks is required unless init is given")
+            raise TypeError("n_networks is required unless init is a Params")
         n = check_int("n_networks", n_networks, 1, 2**40)
         hidden = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
-        p = None
+        seed = check_int("seed", seed, 0, config.SEED_MAX)
+        start = check_int("start", start, 0, 2**64 - 1 - n)
     rates = check_per_network("lr", lr, n, low=0.0, low_open=True)
-    scales = None if init is not None else check_per_network("init_scale", init_scale, n, low=0.0)
+    scales = None if given else check_per_network("init_scale", init_scale, n, low=0.0)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
-    if (fast_math or device_arrays) and name != "cupy":
-        raise ValueError(f"fast_math and device_arrays need backend='cupy', not {name!r}")
+    chosen = backends.choose(backend, n)
+    if (fast_math or device_arrays) and chosen.NAME != "cupy":
+        raise ValueError(f"fast_math and device_arrays need backend='cupy', not {chosen.NAME!r}")
     if device_arrays and (progress is not None or interruptible):
         raise ValueError("device_arrays=True runs in one piece: no progress or interruptible")
+    recipe = Recipe(hidden, np.dtype(dt), bool(fast_math))
+    rows = history_rows(epochs, record_every) if record_every else None
     if not device_arrays:
-        _check_memory(n, hidden, epochs, record_every, dt, name)
-    if p is None:
-        spec = InitSpec(n, hidden, check_int("seed", seed, 0, config.SEED_MAX),
-                        check_int("start", start, 0, 2**64 - 1 - n), scales, dt)
-        p = spec if name == "cupy" else spec.make()  # the GPU makes it in registers
-    sides = target_sides(y)
-    out, done, interrupted = _run_epochs(
-        _backend_function(name, fast_math, device_arrays), p, X, y, sides, rates, 0, epochs, record_every, progress, interruptible
-    )
-    given = init is not None
+        check_memory(chosen, n, recipe, epochs, record_every)
+    flat, spec = (init.to_flat(), None) if given else initial_parameters(
+        init, n, hidden, seed, start, scales, dt, lazy=chosen.NAME == "cupy")
+    xp = _outputs(n, dt, rows, device_arrays)
+    state = State.fresh(flat, rates.astype(dt), spec)
+    if device_arrays:
+        import cupy
+
+        state.solved_epoch, state.diverged_epoch = cupy.asarray(state.solved_epoch), cupy.asarray(state.diverged_epoch)
+    data = Data(X, y, target_sides(y))
+    done, interrupted = _run(chosen, state, data, epochs, record_every, recipe, xp, progress, interruptible)
     cfg = dict(
         n_networks=n, epochs=done, hidden=hidden, seed=None if given else seed,
         start=None if given else start,
-        init_scale=None if given else (float(scales[0]) if np.all(scales == scales[0]) else scales),
-        init="given" if given else "philox", dtype=np.dtype(dt).name, backend=name,
-        fast_math=fast_math,
-        record_every=record_every, X=X.tolist(), y=y.tolist(),
-        lr=float(rates[0]) if np.all(rates == rates[0]) else rates, lr_desc=_describe(rates),
+        init_scale=None if given else _per_network_value(scales),
+        init="given" if given else init, function=fn, dtype=recipe.dtype.name, backend=chosen.NAME,
+        fast_math=bool(fast_math), record_every=record_every, X=X.tolist(), y=y.tolist(),
+        lr=_per_network_value(rates), lr_desc=_describe(rates),
     )
     if interrupted:
         cfg.update(interrupted=True, epochs_requested=epochs)
-    return _package(out, cfg, sides)
+    return _package(state, xp, data, recipe, cfg)
+
+
+def _training_data(function, X, y):
+    """(X, y, function name or truth table or None) from train's arguments."""
+    if function is not None:
+        if X is not None or y is not None:
+            raise ValueError("give either function or X and y, not both")
+        from .data import boolean_function
+
+        X, y = boolean_function(function)
+        return X, y, function
+    X, y = check_data(X, y)
+    return X, y, function_of(X, y)
 
 
 def resume(result, epochs, *, backend="auto", progress=None, interruptible=False):
@@ -289,33 +253,33 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     solved/diverged epochs and the loss history continue where they stopped.
     """
     if isinstance(result, (str, os.PathLike)):
-        from .results_file import load
-
-        result = load(result)
+        result = TrainResult.load(result)
     if not isinstance(result, TrainResult):
         raise TypeError(f"result must be a TrainResult or a results-file path, got {type(result).__name__}")
     more = check_int("epochs", epochs, 0, config.EPOCHS_MAX)
     c = result.config
-    name = _resolve_backend(backend)
     done = check_int("result.config['epochs']", c["epochs"], 0)
     n = result.n_networks
     k = c.get("record_every", 0)
     rates = check_per_network("lr", c["lr"], n, low=0.0, low_open=True)
     X, y = check_data(np.array(c["X"]), np.array(c["y"]))
     p = result.params.validated(check_dtype(c["dtype"]), "result.params")
-    _check_memory(n, p.hidden, more, k, p.dtype, name)
-    sides = target_sides(y)
-    seg, ran, interrupted = _run_epochs(
-        _backend_function(name, c.get("fast_math", False) and name == "cupy"), p, X, y, sides, rates, done, more, k, progress, interruptible
-    )
-    before = dict(
-        solved_epoch=result.solved_epoch, diverged_epoch=result.diverged_epoch,
-        loss_history=result.loss_history if k else None,
-    )
-    out = _merge(before, seg)
-    cfg = dict(c, epochs=done + ran, backend=name)
+    chosen = backends.choose(backend, n)
+    fast = bool(c.get("fast_math", False)) and chosen.NAME == "cupy"
+    recipe = Recipe(p.hidden, p.dtype, fast)
+    rows = history_rows(done + more, k) if k else None
+    check_memory(chosen, n, recipe, done + more, k)
+    state = State(p.to_flat(), rates.astype(p.dtype), np.array(result.solved_epoch, dtype=np.int64),
+                  np.array(result.diverged_epoch, dtype=np.int64), done)
+    out = KernelOutput.empty(n, p.dtype, rows)
+    if k:
+        old = result.loss_history
+        out.history[:, :old.shape[1]] = old
+    data = Data(X, y, target_sides(y))
+    ran, interrupted = _run(chosen, state, data, more, k, recipe, out, progress, interruptible)
+    cfg = dict(c, epochs=done + ran, backend=chosen.NAME)
     cfg.pop("interrupted", None)
     cfg.pop("epochs_requested", None)
     if interrupted:
         cfg.update(interrupted=True, epochs_requested=done + more)
-    return _package(out, cfg, sides)
+    return _package(state, out, data, recipe, cfg)

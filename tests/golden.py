@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 import fastxor
-from fastxor.machine import cpu_name
+from helpers import FIELDS
+from fastxor.machine import proc_field
 
 PATH = Path(__file__).parent / "data" / "golden.npz"
-FIELDS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 
 # (backend, dtype, hidden, n, epochs, lr, init_scale, record_every, X/y, resume pieces)
 CASES = [
@@ -49,6 +49,14 @@ def run_case(i):
     return r
 
 
+def machine_signature():
+    """CPU vendor, family, model and vector extensions: bit-identical results
+    are expected only on the machine kind that recorded them."""
+    flags = set((proc_field("/proc/cpuinfo", "flags") or "").split())
+    return " ".join([proc_field("/proc/cpuinfo", k) or "?" for k in ("vendor_id", "cpu family", "model")]
+                    + sorted(f for f in flags if f.startswith(("avx", "fma"))))
+
+
 def arrays_of(r):
     out = {f: np.asarray(getattr(r, f)) for f in FIELDS}
     out.update(zip(("W1", "b1", "W2", "b2"), r.params.arrays()))
@@ -58,7 +66,7 @@ def arrays_of(r):
 
 
 if __name__ == "__main__":
-    data = {"cpu": np.array(cpu_name())}
+    data = {"machine": np.array(machine_signature())}
     for i in range(len(CASES)):
         for k, v in arrays_of(run_case(i)).items():
             data[f"{i}.{k}"] = v

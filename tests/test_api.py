@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import fastxor
-from fastxor import reference
+from fastxor.backends import numpy_reference as reference
 from fastxor.cli import main
+from fastxor.data import solved_by, target_sides
 from fastxor.result import wilson_interval
 
 
@@ -19,7 +20,7 @@ def test_result_fields_are_consistent(rng):
     _, y_hat = reference.forward(r.params.astype(np.float64), X)
     np.testing.assert_allclose(r.predictions, y_hat, atol=1e-6)
     np.testing.assert_allclose(r.loss, reference.loss_of(y_hat, y), atol=1e-6)
-    np.testing.assert_array_equal(r.solved, reference.solved_by(y_hat, y))
+    np.testing.assert_array_equal(r.solved, solved_by(y_hat, target_sides(y)))
     assert (r.solved == (r.solved_epoch >= 0)).all()
     assert 0 < r.solved.sum() < 200  # lr 1, 3000 epochs: some solve, some do not
     # epoch 0's recorded loss is the loss of the initial parameters
@@ -103,8 +104,10 @@ def test_bad_init_is_refused():
         fastxor.train(init=fastxor.Params(W1, p.b1, p.W2, p.b2))
     with pytest.raises(ValueError, match="n_networks=4 does not match init, which holds 3"):
         fastxor.train(4, init=p)
-    with pytest.raises(TypeError, match="init must be a fastxor.Params"):
+    with pytest.raises(TypeError, match="init must be 'philox', 'torch' or a fastxor.Params, got ndarray"):
         fastxor.train(init=p.W1)
+    with pytest.raises(ValueError, match="init must be 'philox', 'torch' or a fastxor.Params, got 'xavier'"):
+        fastxor.train(3, init="xavier")
 
 
 def test_boolean_functions():
@@ -126,13 +129,13 @@ def test_cli_trains_and_reports(capsys):
 def test_cupy_without_a_gpu_says_what_is_missing(monkeypatch):
     """No CuPy here (CI): a clear error naming the extra; with CuPy but no
     device, the error names the device. ``import fastxor`` never needs CuPy."""
-    from fastxor import gpu
+    from fastxor.backends import cupy_kernel as gpu
 
-    gpu.gpu_problem.cache_clear()
+    gpu.problem.cache_clear()
     monkeypatch.setitem(__import__("sys").modules, "cupy", None)
     try:
         with pytest.raises(ImportError, match=r"CuPy is not installed: pip install 'fastxor\[gpu\]' \(cupy-cuda12x"):
             fastxor.train(4, epochs=1, backend="cupy")
         assert "cupy" not in fastxor.available_backends()
     finally:
-        gpu.gpu_problem.cache_clear()
+        gpu.problem.cache_clear()

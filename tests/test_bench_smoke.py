@@ -3,28 +3,30 @@ import json
 
 import numpy as np
 
-from fastxor import bench, cli
+from fastxor import cli
+from fastxor.backends import numba_kernel
+from fastxor.bench import harness, report
+from fastxor.bench.peers import IMPLS, Impl, by_name
 from fastxor.params import Params
-from fastxor.peers import IMPLS, Impl, by_name
 
 
 def test_suite_measures_checks_and_reports(capsys, tmp_path, monkeypatch):
     wrong = Impl("wrong lr", "", "", lambda p, X, y, lr: by_name("numpy vectorised").setup(p, X, y, 1.5 * lr))
-    monkeypatch.setattr(bench, "IMPLS", (by_name("fastxor numba"), by_name("numpy vectorised"), wrong,
+    monkeypatch.setattr(harness, "IMPLS", (by_name("fastxor numba"), by_name("numpy vectorised"), wrong,
                                          Impl("absent peer", "no_such_module_xyz", "pip install xyz", None)))
-    monkeypatch.setitem(bench.QUICK, "sizes", (1, 300))
-    monkeypatch.setitem(bench.QUICK, "target", 0.05)
-    report = bench.run_suite(bench.QUICK, log=lambda s: None)
-    rows = {(r["impl"], r["n"]): r for r in report["rows"]}
+    monkeypatch.setitem(harness.QUICK, "sizes", (1, 300))
+    monkeypatch.setitem(harness.QUICK, "target", 0.05)
+    rep = harness.run_suite(harness.QUICK, log=lambda s: None)
+    rows = {(r["impl"], r["n"]): r for r in rep["rows"]}
     assert rows["numpy vectorised", 300]["valid"] and rows["numpy vectorised", 300]["max_error"] < 1e-5
     assert not rows["wrong lr", 300]["valid"]  # a wrong computation never counts
     fx = rows["fastxor numba", 300]
     assert fx["ne_per_s"] == fx["n"] * fx["epochs"] / fx["seconds"] and fx["fastxor_speedup"] == 1.0
-    assert report["skipped"] == [dict(impl="absent peer", install="pip install xyz")]
-    text = bench.format_report(report)
+    assert rep["skipped"] == [dict(impl="absent peer", install="pip install xyz")]
+    text = report.format_report(rep)
     assert "WRONG" in text and "skipped: absent peer (install: pip install xyz)" in text
     assert "compute bound" in text
-    json.dumps(report, default=str)
+    json.dumps(rep, default=str)
 
 
 def test_every_peer_trains_the_same_networks(rng):
@@ -46,9 +48,9 @@ def test_every_peer_trains_the_same_networks(rng):
 
 
 def test_op_count_and_bound_are_stated():
-    ops = bench.ops_per_network_epoch(2)
-    assert 12 * bench.SIGMOID_OPS < ops < 12 * bench.SIGMOID_OPS + 400
-    bound, ops2, how = bench.compute_bound()
+    ops = numba_kernel.ops_per_network_epoch(2)
+    assert 12 * numba_kernel.SIGMOID_OPS < ops < 12 * numba_kernel.SIGMOID_OPS + 400
+    bound, ops2, how = harness.compute_bound()
     assert ops2 == ops and bound > 0 and str(ops) in how
 
 

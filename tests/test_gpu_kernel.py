@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 import fastxor
-from fastxor import gpu, reference
+from fastxor.backends import cupy_kernel as gpu
+from fastxor.backends import numpy_reference as reference
 from fastxor.data import boolean_function, target_sides
-from fastxor.params import InitSpec, Params, init_params, n_params
+from fastxor.params import InitSpec, Params, init_params
+from fastxor.state import n_params
 
-from test_kernel import EPS32, random_config, with_diverging_network
+from helpers import EPS32, random_config, run_backend, with_diverging_network
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST_CONFIGS = [(1, "float32"), (2, "float32"), (3, "float32"), (2, "float64"), (5, "float64")]
@@ -88,7 +90,7 @@ def test_in_kernel_init_is_bit_identical_to_init_params(h, dtype, host_kernels, 
     scales = rng.uniform(0.0, 3.0, n)
     spec = InitSpec(n, h, seed, start, scales, np.dtype(dtype).type)
     out = host_train(host_kernels[h, dtype], spec, *boolean_function("xor"), 0, np.full(n, 0.1), 0)
-    for a, b in zip(out["params"].arrays(), spec.make().arrays()):
+    for a, b in zip(out["params"].arrays(), Params.from_flat(spec.make_flat(), h).arrays()):
         np.testing.assert_array_equal(a, b)
 
 
@@ -98,13 +100,13 @@ def test_host_compiled_kernel_matches_reference(h, dtype, host_kernels, rng):
         X, y, n, epochs, lr, rec, scale, seed = random_config(rng, h, bool(rng.integers(2)))
         p = init_params(n, h, seed, init_scale=scale, dtype=dtype)
         k = host_train(host_kernels[h, dtype], p, X, y, epochs, lr, rec)
-        r = reference.train(p, X, y, epochs, lr, rec)
+        r = run_backend("numpy", p, X, y, epochs, lr, rec)
         tight = lr <= 1  # chaotic networks (lr >~ 2) have no per-network bound, see test_kernel
         kf, rf = k["params"].to_flat(), r["params"].to_flat()
         if dtype == "float64":
             tol = 1e-9 * (1 + np.abs(rf))
         else:  # the float32 reference's own distance from float64 measures the rounding effect
-            r64 = reference.train(p.astype(np.float64), X, y, epochs, lr, rec)["params"].to_flat()
+            r64 = run_backend("numpy", p.astype(np.float64), X, y, epochs, lr, rec)["params"].to_flat()
             tol = 4 * np.abs(r64 - rf).max(axis=0) + 64 * EPS32 * (1 + np.abs(rf))
         assert (np.abs(kf - rf) <= tol)[:, tight].all()
         np.testing.assert_array_equal(k["diverged_epoch"], r["diverged_epoch"])
@@ -173,7 +175,7 @@ def test_loader_source_names_the_real_file():
 
 # --- on a GPU ---------------------------------------------------------------------------
 
-needs_gpu = pytest.mark.skipif(gpu.gpu_problem() is not None, reason=f"no GPU: {gpu.gpu_problem()}")
+needs_gpu = pytest.mark.skipif(gpu.problem() is not None, reason=f"no GPU: {gpu.problem()}")
 
 
 @pytest.mark.gpu
@@ -186,13 +188,13 @@ def test_gpu_matches_reference(hidden, dtype, rng):
         g = fastxor.train(n, epochs=epochs, lr=lr, hidden=hidden, init_scale=scale, seed=seed, X=X, y=y,
                           dtype=dtype, backend="cupy", record_every=rec)
         p = init_params(n, hidden, seed, init_scale=scale, dtype=dtype)
-        r = reference.train(p, X, y, epochs, lr, rec)
+        r = run_backend("numpy", p, X, y, epochs, lr, rec)
         tight = lr <= 1
         gf, rf = g.params.to_flat(), r["params"].to_flat()
         if dtype == "float64":
             tol = 1e-9 * (1 + np.abs(rf))
         else:
-            r64 = reference.train(p.astype(np.float64), X, y, epochs, lr, rec)["params"].to_flat()
+            r64 = run_backend("numpy", p.astype(np.float64), X, y, epochs, lr, rec)["params"].to_flat()
             tol = 4 * np.abs(r64 - rf).max(axis=0) + 64 * EPS32 * (1 + np.abs(rf))
         assert (np.abs(gf - rf) <= tol)[:, tight].all()
         np.testing.assert_array_equal(g.diverged_epoch, r["diverged_epoch"])

@@ -4,39 +4,17 @@ import numpy as np
 import pytest
 
 import fastxor
-from fastxor import config, cpu_kernel, reference
+from fastxor import config
+from fastxor.backends import numba_kernel
+from fastxor.backends import numpy_reference as reference
 from fastxor.data import FUNCTIONS, boolean_function, target_sides
 from fastxor.params import Params, init_params
 
-EPS32 = np.finfo(np.float32).eps
-
-
-def random_config(rng, hidden, boolean):
-    if boolean:
-        X, y = boolean_function(str(rng.choice(list(FUNCTIONS))))
-    else:
-        X, y = rng.uniform(-2, 2, (4, 2)), rng.uniform(0, 1, 4)
-    n = int(rng.choice([1, 3, config.NUMBA_CHUNK - 1, config.NUMBA_CHUNK + 1, 150]))
-    epochs = int(rng.choice([0, 1, 2, int(rng.integers(50, 1500))]))
-    lr = np.exp(rng.uniform(np.log(0.02), np.log(4.0), n))
-    record_every = int(rng.choice([0, 1, int(rng.integers(2, 50))]))
-    scale = float(rng.uniform(0.3, 3.0))
-    seed = int(rng.integers(0, 2**63))
-    return X, y, n, epochs, lr, record_every, scale, seed
-
-
-def with_diverging_network(p):
-    """``p`` with network 0 built to overflow at its first update when its lr
-    is half the float maximum (see test_diverging_network_is_flagged...)."""
-    big = np.finfo(p.dtype).max * 0.99
-    W1, b1, W2, b2 = (a.copy() for a in p.arrays())
-    W1[0], b1[0], W2[0, 0], b2[0] = 0.0, 0.0, (big, -big), 2.0
-    return Params(W1, b1, W2, b2)
-
+from helpers import EPS32, random_config, run_backend, with_diverging_network
 
 def run_both(p, X, y, epochs, lr, record_every, **kw):
-    k = cpu_kernel.train(p, X, y, target_sides(y), epochs, lr, record_every, **kw)
-    r = reference.train(p, X, y, epochs, lr, record_every)
+    k = run_backend("numba", p, X, y, epochs, lr, record_every, **kw)
+    r = run_backend("numpy", p, X, y, epochs, lr, record_every)
     return k, r
 
 
@@ -51,7 +29,7 @@ def test_float64_matches_reference_tightly(hidden, boolean, rng):
         # Most networks agree to ~1e-14; at high learning rates a few are
         # chaotic and amplify any rounding difference. The extended-precision
         # (long double) reference measures each network's sensitivity.
-        r80 = reference.train(p.astype(np.longdouble), X, y, epochs, lr, rec)
+        r80 = run_backend("numpy", p.astype(np.longdouble), X, y, epochs, lr, rec)
         kf, rf = k["params"].to_flat(), r["params"].to_flat()
         sens = np.abs(r80["params"].to_flat() - rf).max(axis=0).astype(np.float64)
         bound = 4 * sens + 1e-12 * (1 + np.abs(rf).max(axis=0))
@@ -90,7 +68,7 @@ def test_float32_matches_reference_within_rounding(hidden, boolean, rng):
         X, y, n, epochs, lr, rec, scale, seed = random_config(rng, hidden, boolean)
         p = init_params(n, hidden, seed, init_scale=scale, dtype="float32")
         k, r = run_both(p, X, y, epochs, lr, rec)
-        r64 = reference.train(p.astype(np.float64), X, y, epochs, lr, rec)
+        r64 = run_backend("numpy", p.astype(np.float64), X, y, epochs, lr, rec)
         kf, rf, r64f = (o["params"].to_flat() for o in (k, r, r64))
         sens = np.abs(r64f - rf).max(axis=0)  # per network
         bound = 4 * sens + 64 * EPS32 * (1 + np.abs(rf).max(axis=0))
@@ -119,8 +97,8 @@ def test_boolean_specialisation_agrees_with_generic_kernel(rng):
     X, y = boolean_function("xor")
     p = init_params(100, 2, int(rng.integers(0, 2**32)), dtype="float64")
     lr = rng.uniform(0.05, 1, 100)
-    a = cpu_kernel.train(p, X, y, target_sides(y), 700, lr, 9, specialise=True)
-    b = cpu_kernel.train(p, X, y, target_sides(y), 700, lr, 9, specialise=False)
+    a = run_backend("numba", p, X, y, 700, lr, 9, specialise=True)
+    b = run_backend("numba", p, X, y, 700, lr, 9, specialise=False)
     np.testing.assert_allclose(a["params"].to_flat(), b["params"].to_flat(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(a["loss_history"], b["loss_history"], rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(a["solved_epoch"], b["solved_epoch"])
@@ -169,10 +147,10 @@ def test_diverging_network_is_flagged_and_the_others_go_on(backend, dtype, rng):
 
 
 def test_kernel_source_is_generated_per_width():
-    src = cpu_kernel.kernel_source(3, "float32")
+    src = numba_kernel.kernel_source(3, "float32")
     assert "w1_2_1" in src and "w1_3_0" not in src
     assert "x00 = X[0, 0]" in src  # generic kernel reads X at run time
-    xor = cpu_kernel.kernel_source(3, "float32", cpu_kernel.boolean_inputs(boolean_function("xor")[0]))
+    xor = numba_kernel.kernel_source(3, "float32", numba_kernel.boolean_inputs(boolean_function("xor")[0]))
     assert "* x" not in xor and "sig((w1_0_0 + w1_0_1) + b1_0)" in xor
 
 
@@ -184,14 +162,14 @@ def test_training_loop_compiles_to_simd(hidden, dtype):
     (One width per lane-group count; each compiles in ~10 s.)"""
     import re
 
-    src = cpu_kernel.kernel_source(hidden, dtype).replace("cache=True", "cache=False")
+    src = numba_kernel.kernel_source(hidden, dtype).replace("cache=True", "cache=False")
     namespace = {}
     exec(compile(src, f"<fastxor kernel H={hidden} {dtype}>", "exec"), namespace)
     C, P, F = config.NUMBA_CHUNK, 4 * hidden + 1, np.dtype(dtype).type
     X, y = boolean_function("xor")
     state = np.zeros((P + 4) * C, F)  # parameters, rates, losses, solved, diverged
     state[(P + 2) * C:] = np.array(-1, np.int32 if F is np.float32 else np.int64).view(F)
-    namespace["train_chunk"](state, X.astype(F), y.astype(F), np.ones(4, F), 1, 0, 0, C,
+    namespace["train_chunk"](state, X.astype(F), y.astype(F), np.ones(4, F), 0, 1, 0, 0, C,
                              np.zeros((0, 1), F))
     ir = "\n".join(namespace["train_chunk"].inspect_llvm().values())
     scalar = "float" if dtype == "float32" else "double"

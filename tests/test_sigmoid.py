@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastxor.vmath import sigmoid_array
+from fastxor.backends.numba_vmath import sigmoid_array
 
 
 def _samples(dtype, rng):

@@ -3,11 +3,13 @@ import numpy as np
 import pytest
 
 import fastxor
-from fastxor import reference
+from fastxor.backends import numpy_reference as reference
 from fastxor.data import boolean_function
 
 torch = pytest.importorskip("torch")
 from fastxor.torch_compat import torch_init, train_seed_loop, xor_network_class  # noqa: E402
+
+from helpers import run_backend
 
 
 @pytest.mark.parametrize("hidden", [1, 2, 3, 8])
@@ -45,7 +47,7 @@ def test_reference_matches_seed_pytorch_loop(seed, hidden, lr, function, rng):
     seed = seed + int(rng.integers(0, 1000)) * 10  # fresh seeds each run
     p = torch_init([seed], hidden)
     tp, th = train_seed_loop(p, X, y, 10_000, lr, record_every=100)
-    r = reference.train(p, X, y, 10_000, np.array([lr]), 100)
+    r = run_backend("numpy", p, X, y, 10_000, np.array([lr]), 100)
     h_sens, p_sens = rounding_sensitivity(p, X, y, 10_000, [lr], 100, r)
     for a, b, s in zip(tp.arrays(), r["params"].arrays(), p_sens):
         assert (np.abs(b - a) <= 2e-4 + 4 * s).all()
@@ -58,7 +60,7 @@ def rounding_sensitivity(p, X, y, epochs, lr, k, r32):
     per parameter. Small on most of a run; large where a network leaves a
     plateau, where the escape epoch shifts with rounding (seen: 1e-5 in the
     loss history near epoch 7 700), so the fixed tolerances get it added."""
-    r64 = reference.train(p.astype(np.float64), X, y, epochs, np.asarray(lr, np.float64), k)
+    r64 = run_backend("numpy", p.astype(np.float64), X, y, epochs, np.asarray(lr, np.float64), k)
     h = np.abs(r64["loss_history"] - r32["loss_history"])
     return h, [np.abs(a - b) for a, b in zip(r64["params"].arrays(), r32["params"].arrays())]
 
@@ -69,7 +71,7 @@ def test_numba_backend_matches_pytorch_with_torch_init(rng):
     p = torch_init(seeds, 2)
     r = fastxor.train(init=p, epochs=5_000, lr=0.5, backend="numba", record_every=250)
     X, y = boolean_function("xor")
-    r32 = reference.train(p, X, y, 5_000, np.full(2, 0.5), 250)
+    r32 = run_backend("numpy", p, X, y, 5_000, np.full(2, 0.5), 250)
     h_sens, p_sens = rounding_sensitivity(p, X, y, 5_000, np.full(2, 0.5), 250, r32)
     for i in range(2):
         tp, th = train_seed_loop(p, X, y, 5_000, 0.5, record_every=250, index=i)

@@ -6,25 +6,13 @@ import numpy as np
 import pytest
 
 import fastxor
-from fastxor import cli, reference
+from fastxor import cli
+from fastxor.backends import numpy_reference as reference
 from fastxor.params import init_params
 from fastxor.result import TrainResult
 from fastxor.sweep import COLUMNS, read_csv, sweep, write_csv
 
-from test_kernel import with_diverging_network
-
-FIELDS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
-
-
-def assert_same_result(a, b):
-    for x, y in zip(a.params.arrays(), b.params.arrays()):
-        np.testing.assert_array_equal(x, y)
-    for f in FIELDS:
-        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
-    if a.loss_history is None:
-        assert b.loss_history is None
-    else:
-        np.testing.assert_array_equal(a.loss_history, b.loss_history)
+from helpers import assert_same_result, run_backend, with_diverging_network
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -245,7 +233,7 @@ def test_loss_history_columns_are_reference_losses(rng):
     r = fastxor.resume(fastxor.train(init=p, epochs=13, record_every=5, dtype="float64"), 9)
     X, y = np.asarray(r.config["X"]), np.asarray(r.config["y"])
     for col, e in enumerate(r.history_epochs):
-        q = reference.train(p, X, y, int(e), np.full(8, 0.1))["params"]
+        q = run_backend("numpy", p, X, y, int(e), np.full(8, 0.1))["params"]
         _, out = reference.forward(q, X)
         np.testing.assert_allclose(r.loss_history[:, col], reference.loss_of(out, y), rtol=1e-12)
 

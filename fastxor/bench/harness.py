@@ -1,4 +1,4 @@
-"""``fastxor bench``: fastxor against what a user would otherwise write, on this machine.
+"""The benchmark harness: one timer, one correctness check, the suite's cases.
 
 Every implementation trains the same networks (identical initial parameters,
 XOR, lr, width, float32) for the same epochs; its final parameters are
@@ -7,17 +7,15 @@ each case runs about ``target`` seconds; the first call (JIT compilation,
 kernel loading) is timed separately. Unit: network-epochs per second (NE/s),
 and the ratio to fastxor's fastest backend measured in the same run.
 """
-import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 
-from .data import boolean_function
-from .machine import cpu_name
-from .params import init_params
+from ..data import boolean_function
+from ..machine import cpu_name, versions
+from ..params import init_params
 from .peers import IMPLS, by_name
 
 QUICK = dict(sizes=(1, 1_000, 100_000), target=0.4, repeats=1, scaling=False)
@@ -28,8 +26,6 @@ TOLERANCE = 1e-4  # max |peer - fastxor| per parameter, relative to 1 + |p|, bey
 
 def environment():
     """CPU, cores, GPU and the versions of everything measured."""
-    from .results_file import versions
-
     env = dict(cpu=cpu_name(), cores=os.cpu_count(), machine=platform.machine(), clock_ghz=cpu_clock_ghz(),
                **versions(("numba", "torch", "jax", "cupy")))
     try:
@@ -38,7 +34,7 @@ def environment():
         env["numba_threads"] = numba.get_num_threads()
     except ImportError:
         pass
-    from .gpu import device_description
+    from ..backends.cupy_kernel import device_description
 
     env["gpu"] = device_description()
     return env
@@ -66,43 +62,16 @@ def cpu_clock_ghz():
 
 # --- the compute bound ------------------------------------------------------------------
 
-#: Vector operations in one float32 sigmoid of ``fastxor.vmath``: 2 clamps,
-#: 1 FMA + 1 subtract (k), 2 FMA (r), 1 multiply + 5 FMA (polynomial),
-#: 1 FMA + 1 add, 2 integer ops + 1 multiply (2^k), 1 negate, 1 add, 1 divide.
-SIGMOID_OPS = 20
 #: float32 lane-operations per core per cycle assumed: 2 FMA/multiply pipes and
 #: 2 add pipes, 256 bits each (AMD Zen 4; AVX-512 runs as 2 x 256 bits). An
 #: optimistic bound: most of the kernel's operations need the FMA/multiply pipes.
 LANE_OPS_PER_CYCLE = 4 * 256 // 32
 
 
-def ops_per_network_epoch(hidden=2):
-    """Arithmetic vector operations of the fused kernel per network-epoch:
-    counted in the generated loop body (each ``+ - * /``, comparison and
-    select is one, each sigmoid ``SIGMOID_OPS``), divided by the networks
-    one iteration trains."""
-    import ast
-
-    from .cpu_kernel import kernel_source, lane_groups
-
-    tree = ast.parse(kernel_source(hidden, "float32", ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))))
-    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_chunk")
-    loop = next(n for n in ast.walk(fn) if isinstance(n, ast.For) and ast.unparse(n.target) == "k")
-    index_math = {id(n) for sub in ast.walk(loop) if isinstance(sub, ast.Subscript)
-                  for n in ast.walk(sub.slice)}  # addresses, not arithmetic
-    ops = 0
-    for node in ast.walk(loop):
-        if id(node) in index_math:
-            continue
-        if isinstance(node, (ast.BinOp, ast.Compare, ast.IfExp, ast.UnaryOp)):
-            ops += 1
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "sig":
-            ops += SIGMOID_OPS
-    return ops // lane_groups(hidden)  # the loop body trains that many networks
-
-
 def compute_bound(hidden=2, ghz=None):
     """(NE/s bound, ops per network-epoch, the assumptions) for float32 on this CPU."""
+    from ..backends.numba_kernel import ops_per_network_epoch
+
     ops = ops_per_network_epoch(hidden)
     ghz = ghz or cpu_clock_ghz()
     bound = (os.cpu_count() or 1) * ghz * 1e9 * LANE_OPS_PER_CYCLE / ops
@@ -112,7 +81,8 @@ def compute_bound(hidden=2, ghz=None):
 # --- measuring one case -----------------------------------------------------------------
 
 
-def _timed(fn, *args):
+def timed(fn, *args):
+    """(fn(*args), wall seconds): the one timer of every benchmark."""
     t0 = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - t0
@@ -122,18 +92,18 @@ def measure(impl, n, *, target=0.5, repeats=1, hidden=2, lr=0.1, seed=0, check=T
     """One implementation at one N: throughput, first-call time, correctness."""
     X, y = boolean_function("xor")
     p = init_params(n, hidden, seed, dtype="float32")
-    run, setup_s = _timed(impl.setup, p, X, y, lr)
-    _, first_s = _timed(run, 2)  # compilation / tracing / kernel loading
+    run, setup_s = timed(impl.setup, p, X, y, lr)
+    _, first_s = timed(run, 2)  # compilation / tracing / kernel loading
     epochs, dt = 2, 0.0
     while True:  # calibrate: grow until a run takes >= 1/8 of the target
         epochs = max(epochs * 2, int(epochs * target / 8 / dt) if dt > 0 else 0)
-        _, dt = _timed(run, epochs)
+        _, dt = timed(run, epochs)
         if dt >= target / 8:
             break
     epochs = max(1, int(epochs * target / dt))
     times = []
     for _ in range(repeats):
-        final, t = _timed(run, epochs)
+        final, t = timed(run, epochs)
         times.append(t)
     t = float(np.median(times))
     row = dict(impl=impl.name, n=n, epochs=epochs, seconds=t, ne_per_s=n * epochs / t,
@@ -148,10 +118,10 @@ def check_against_fastxor(final, p, epochs, lr):
     differ by rounding, which some networks amplify (near a plateau's end):
     each network may differ by TOLERANCE plus 4x the distance between
     fastxor's float32 and float64 results for it."""
-    from .training import train
+    from ..training import train
 
-    ref = train(init=p, epochs=epochs, lr=lr).params.to_flat().astype(np.float64)
-    ref64 = train(init=p, epochs=epochs, lr=lr, dtype="float64").params.to_flat()
+    ref = train(init=p, epochs=epochs, lr=lr, backend="numba").params.to_flat().astype(np.float64)
+    ref64 = train(init=p, epochs=epochs, lr=lr, dtype="float64", backend="numba").params.to_flat()
     got = final.astype(np.float64).to_flat()
     err = np.abs(got - ref).max(axis=0)
     allowed = TOLERANCE * (1 + np.abs(ref).max(axis=0)) + 4 * np.abs(ref64 - ref).max(axis=0)
@@ -215,94 +185,17 @@ def widths(hidden_sizes, n=16_384, target=1.0, log=print):
 def scaling(epochs=2_000, n=100_000, log=print):
     """Time against N (fixed epochs) and against epochs (fixed N) for fastxor's
     compiled backends: linear scaling, and where a GPU overtakes the CPU."""
-    from .training import available_backends, train
+    from ..training import available_backends, train
 
     out = []
     for backend in [b for b in available_backends() if b in ("numba", "cupy")]:
         train(64, epochs=10, backend=backend)  # compile / load
         for nn in (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000):
-            _, t = _timed(lambda: train(nn, epochs=epochs, backend=backend))
+            _, t = timed(lambda: train(nn, epochs=epochs, backend=backend))
             out.append(dict(backend=backend, n=nn, epochs=epochs, seconds=t, ne_per_s=nn * epochs / t))
             log(f"scaling {backend} N={nn:>9,d} epochs={epochs}: {t:.3f} s {nn * epochs / t:.3g} NE/s")
         for ee in (500, 2_000, 8_000):
-            _, t = _timed(lambda: train(n // 10, epochs=ee, backend=backend))
+            _, t = timed(lambda: train(n // 10, epochs=ee, backend=backend))
             out.append(dict(backend=backend, n=n // 10, epochs=ee, seconds=t, ne_per_s=n // 10 * ee / t))
             log(f"scaling {backend} N={n // 10:>9,d} epochs={ee}: {t:.3f} s {n // 10 * ee / t:.3g} NE/s")
     return out
-
-
-def format_report(report):
-    """The table: implementation x N -> NE/s and how many times faster fastxor is."""
-    rows, env = report["rows"], report["environment"]
-    sizes = sorted({r["n"] for r in rows})
-    names = list(dict.fromkeys(r["impl"] for r in rows))
-    lines = [
-        f"machine: {env['cpu']}, {env['cores']} cores, GPU: {env['gpu'] or 'none'}",
-        "versions: " + ", ".join(f"{k} {env[k]}" for k in ("python", "numpy", "numba", "torch", "jax", "cupy")
-                                 if env.get(k)),
-        "network-epochs/s (float32, H=2, XOR, lr 0.1); in brackets: fastxor's speed-up over it",
-        f"{'implementation':22s}" + "".join(f"{'N=' + format(n, ','):>24s}" for n in sizes),
-    ]
-    for name in names:
-        cells = []
-        for n in sizes:
-            r = next((r for r in rows if r["impl"] == name and r["n"] == n), None)
-            if r is None:
-                cells.append(f"{'-':>24s}")
-            elif not r["valid"]:
-                cells.append(f"{'WRONG':>24s}")
-            else:
-                s = r["fastxor_speedup"]
-                cells.append(f"{r['ne_per_s']:>11.3g} ({'x' + format(s, '.3g') if s else '':>9s})  ")
-        lines.append(f"{name:22s}" + "".join(cells))
-    first = {}
-    for r in rows:  # the first size measured: where compilation / tracing happened
-        first.setdefault(r["impl"], r["first_call_s"])
-    lines.append("first call, 2 epochs (compile / trace / load, not in the figures above): "
-                 + ", ".join(f"{k} {v:.2f} s" for k, v in first.items()))
-    for s in report["skipped"]:
-        lines.append(f"skipped: {s['impl']} (install: {s['install']})")
-    cb = report["compute_bound"]
-    numba_rows = [r for r in rows if r["impl"] == "fastxor numba"]
-    line = f"compute bound (float32, CPU): {cb['ne_per_s']:.3g} NE/s = {cb['model']}"
-    if numba_rows:
-        best = max(numba_rows, key=lambda r: r["ne_per_s"])
-        line += f"; fastxor numba reaches {100 * best['ne_per_s'] / cb['ne_per_s']:.0f} % (N={best['n']:,})"
-    lines.append(line)
-    for w in report.get("widths", []):
-        lines.append(f"hidden width {w['hidden']:>2d} (N={w['n']:,}): numba {w['numba_ne_per_s']:.3g} NE/s,"
-                     f" {w['numba_over_numpy']:.0f}x the numpy reference"
-                     + ("" if w["agree"] else " (results DISAGREE)"))
-    return "\n".join(lines)
-
-
-def plot_report(report, path):
-    """Throughput against N per implementation, log-log."""
-    from .plots import _pyplot
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in dict.fromkeys(r["impl"] for r in report["rows"]):
-        pts = sorted((r["n"], r["ne_per_s"]) for r in report["rows"] if r["impl"] == name and r["valid"])
-        if pts:
-            ax.plot(*zip(*pts), "o-", label=name, lw=2 if name.startswith("fastxor") else 1)
-    ax.set(xscale="log", yscale="log", xlabel="networks N", ylabel="network-epochs / s",
-           title=report["environment"]["cpu"])
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def main(args):
-    mode = QUICK if args.quick else FULL
-    report = run_suite(mode, log=lambda s: print(s, file=sys.stderr))
-    print(format_report(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1, default=str)
-        print(f"saved: {args.json}")
-    if args.plot:
-        plot_report(report, args.plot)
-        print(f"saved: {args.plot}")
-    return 0

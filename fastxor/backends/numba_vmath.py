@@ -25,7 +25,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from . import config
+from .. import config
 
 
 def _bitcast(src, dst):

@@ -1,4 +1,4 @@
-"""The CuPy backend: ``kernels/train_xor.cu`` through ``cupy.RawModule``.
+"""Backend ``cupy``: ``kernels/train_xor.cu`` through ``cupy.RawModule``.
 
 Why this shape: one thread per network keeps every parameter in registers, and
 generating the initial parameters inside the kernel (Philox, as
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .params import Params, n_params
+from .. import config
+from ..state import history_rows, n_params
 
 SOURCE = "train_xor.cu"
 BLOCK = 128
@@ -51,8 +52,16 @@ def module_source(hidden, dtype, fast=False):
     )
 
 
+NAME = "cupy"
+#: ``auto`` picks the GPU only from this many networks: one GPU thread is
+#: about 10x slower than the CPU kernel, so small runs stay on the CPU (and
+#: their results do not depend on the machine). Not yet measured on a GPU:
+#: conservative.
+MIN_NETWORKS = config.GPU_MIN_NETWORKS
+
+
 @functools.lru_cache(maxsize=None)
-def gpu_problem():
+def problem():
     """None when the CuPy backend can run here, else why not (in words)."""
     try:
         import cupy
@@ -71,7 +80,7 @@ def gpu_problem():
 
 def device_description():
     """'NVIDIA H100 80GB HBM3 (sm_90, driver 12.8)' or None."""
-    if gpu_problem() is not None:
+    if problem() is not None:
         return None
     import cupy
 
@@ -98,62 +107,82 @@ def _free_bytes():
 
 
 def bytes_per_network(hidden, dtype, rows, given_init):
+    """GPU bytes one network's chunk buffers take (inputs, outputs, history)."""
     item = np.dtype(dtype).itemsize
     p = n_params(hidden)
     return (p * (1 + given_init) + 1 + 4 + rows + 1) * item + 2 * 8 + 8
 
 
-def train(p, X, y, sides, epochs, lr, record_every=0, fast=False, device_arrays=False):
-    """Run the CUDA kernel; same inputs and outputs as ``reference.train``.
+def memory_bytes(n, recipe, rows):
+    """Host memory: ``run_bytes`` plus one chunk's host copies at most (GPU
+    memory is handled by chunking)."""
+    from ..state import run_bytes
 
-    ``p``: Params, or an ``InitSpec`` (the initial parameters are then made
-    inside the kernel, bit-identical to ``init_params``). Networks are
-    processed in chunks that fit in free GPU memory. ``device_arrays``: leave
-    the outputs on the GPU as CuPy arrays.
+    return 2 * run_bytes(n, recipe, rows)
+
+
+def run(state, data, epochs, record_every, recipe, out):
+    """The backend contract (see ``fastxor.backends``): ``state`` trained in place.
+
+    A fresh Philox state (``state.init``) is made inside the kernel,
+    bit-identical to ``init_params``. The kernel records the loss at its
+    local epochs 0, k, 2k, ...: a segment that starts between multiples of k
+    first steps to the next multiple without recording.
     """
+    lead = (-state.epoch) % record_every if record_every else 0
+    if lead:
+        _launch(state, data, min(lead, epochs), 0, recipe, out)
+        epochs -= min(lead, epochs)
+    if epochs or not lead:
+        _launch(state, data, epochs, record_every, recipe, out)
+    return out
+
+
+def _launch(state, data, epochs, record_every, recipe, out):
+    """One kernel run of ``epochs`` epochs over every network, in chunks that fit the GPU."""
     import cupy
 
-    from .params import InitSpec
+    from ..arrays import array_module
 
-    dt = np.dtype(p.dtype)
-    n, h = p.n_networks, p.hidden
-    rows = -(-epochs // record_every) if record_every else 0
-    given = not isinstance(p, InitSpec)
-    flat = p.to_flat() if given else None
+    dt = np.dtype(recipe.dtype)
+    n, h, P = state.n_networks, recipe.hidden, recipe.n_params
+    xp = array_module(out.loss)  # numpy, or cupy for device_arrays
+    spec, given = state.init, state.params is not None
+    if not given:
+        state.params = xp.empty((P, n), dtype=dt)
+        state.init = None
+    rows = history_rows(epochs, record_every)
+    col0 = state.epoch // record_every if record_every else 0
     per_net = bytes_per_network(h, dt, rows, given)
-    chunk = min(n, int(0.8 * _free_bytes() // per_net))
+    chunk = min(n, int(config.MEMORY_FRACTION * _free_bytes() // per_net))
     if chunk < 1:
         raise MemoryError(f"one network needs {per_net} bytes of GPU memory; reduce record_every")
-    kernel = get_kernel(h, dt, fast)
-    data = cupy.asarray(np.concatenate([np.ravel(X), np.ravel(y), np.ravel(sides)]).astype(dt))
-    lr_all = np.ascontiguousarray(lr, dtype=dt)
-    P = n_params(h)
-    outs = []
+    kernel = get_kernel(h, dt, recipe.fast_math)
+    d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
+    to_out = (lambda a: a) if xp is cupy else cupy.asnumpy
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
+        sl = slice(lo, lo + m)
         params = cupy.empty((P, m), dtype=dt)
         loss, pred = cupy.empty(m, dtype=dt), cupy.empty((4, m), dtype=dt)
         solved, diverged = cupy.empty(m, dtype=np.int64), cupy.empty(m, dtype=np.int64)
         history = cupy.empty((max(rows, 1), m), dtype=dt)
-        init = cupy.asarray(np.ascontiguousarray(flat[:, lo:lo + m])) if given else np.uint64(0)
-        scale = cupy.asarray(np.zeros(1) if given else p.scales[lo:lo + m])
-        seed, start = (0, 0) if given else (p.seed, p.start + lo)
+        init = cupy.ascontiguousarray(cupy.asarray(state.params[:, sl])) if given else np.uint64(0)
+        scale = cupy.asarray(np.zeros(1) if given else spec.scales[sl])
+        seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
         kernel(
             (-(-m // BLOCK),), (BLOCK,),
             (init, np.uint64(seed), np.uint64(start), scale, np.int32(0 if given else 1),
-             cupy.asarray(lr_all[lo:lo + m]), np.int32(1), data, np.int32(epochs),
+             cupy.asarray(np.ascontiguousarray(state.lr[sl], dtype=dt)), np.int32(1), d, np.int32(epochs),
              np.int32(record_every), np.int64(m), params, loss, pred, solved, diverged, history),
         )
-        outs.append((params, loss, pred, solved, diverged, history[:rows]))
-    xp = cupy if device_arrays else np
-    get = (lambda a: a) if device_arrays else cupy.asnumpy
-    cat = lambda k, axis: xp.concatenate([get(o[k]) for o in outs], axis=axis)  # noqa: E731
-    params = cat(0, 1)
-    return dict(
-        params=Params.from_flat(params, h),
-        loss=cat(1, 0),
-        predictions=xp.ascontiguousarray(cat(2, 1).T),
-        solved_epoch=cat(3, 0),
-        diverged_epoch=cat(4, 0),
-        loss_history=xp.ascontiguousarray(cat(5, 1).T) if record_every else None,
-    )
+        state.params[:, sl] = to_out(params)
+        out.loss[sl] = to_out(loss)
+        out.predictions[sl] = to_out(pred.T)
+        for events, local in ((state.solved_epoch, solved), (state.diverged_epoch, diverged)):
+            local = to_out(local)
+            events[sl] = xp.where((events[sl] < 0) & (local >= 0), local + state.epoch, events[sl])
+        if rows:
+            out.history[sl, col0:col0 + rows] = to_out(history[:rows].T)
+        del params, loss, pred, solved, diverged, history, init  # back to the pool before the next chunk
+    state.epoch += epochs

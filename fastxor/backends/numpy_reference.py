@@ -1,4 +1,4 @@
-"""The NumPy reference: the definition of truth for every fast backend.
+"""Backend ``numpy``: the NumPy reference, the definition of truth for every fast backend.
 
 It follows the seed's derivation step by step, vectorised over networks and
 nothing else — no fusion, no approximations, ``1 / (1 + exp(-z))`` from NumPy.
@@ -20,8 +20,10 @@ seed's own code):
 """
 import numpy as np
 
-from .data import target_sides
-from .params import Params
+from ..data import solved_by, target_sides
+from ..params import Params
+
+NAME = "numpy"
 
 
 def sigmoid(z):
@@ -49,12 +51,6 @@ def loss_of(y_hat, y):
     return ((y_hat - y) ** 2).mean(axis=1)
 
 
-def solved_by(y_hat, y):
-    """True where all predictions lie strictly on their target's side of 0.5."""
-    sides = target_sides(y).astype(y_hat.dtype)
-    return (sides * (y_hat - 0.5) > 0).all(axis=1)
-
-
 def gradients(p, X, y, h, y_hat):
     """d loss / d parameters by backpropagation, as a Params of gradients."""
     n_samples = X.shape[0]
@@ -74,38 +70,56 @@ def gradients(p, X, y, h, y_hat):
     return Params(g_W1, g_b1, g_W2, g_b2)
 
 
-def train(p, X, y, epochs, lr, record_every=0):
-    """Train every network of ``p`` for ``epochs`` full-batch SGD steps.
+def problem():
+    return None  # NumPy is always there
 
-    Parameters
-    ----------
-    p : Params (float32, float64 or longdouble; all arithmetic in that type)
-    X : (4, 2) inputs;  y : (4,) targets
-    epochs : int >= 0
-    lr : (N,) learning rate per network
-    record_every : int, record the loss of epochs 0, k, 2k, ... when k > 0
 
-    Returns
-    -------
-    dict with params, loss, predictions, solved_epoch, diverged_epoch,
-    loss_history ((N, ceil(epochs / k)) or None).
+def memory_bytes(n, recipe, rows):
+    """``run_bytes`` plus the reference's per-epoch temporaries: Params views,
+    gradients, new parameters and forward activations, a few (N, P) and
+    (N, 4, H) float arrays at a time."""
+    from ..state import run_bytes
+
+    item = np.dtype(recipe.dtype).itemsize
+    return run_bytes(n, recipe, rows) + n * item * (6 * recipe.n_params + 6 * 4 * recipe.hidden)
+
+
+def run(state, data, epochs, record_every, recipe, out):
+    """The backend contract (see ``fastxor.backends``): ``state`` trained in place."""
+    flat = state.materialise()
+    p = Params.from_flat(flat, recipe.hidden)
+    p = train_epochs(p, data.X, data.y, state.lr, state.epoch, epochs, record_every,
+                     state.solved_epoch, state.diverged_epoch, out.history)
+    flat[...] = p.to_flat()
+    _, y_hat = forward(p, np.asarray(data.X, dtype=flat.dtype))
+    out.loss[...] = loss_of(y_hat, np.asarray(data.y, dtype=flat.dtype))
+    out.predictions[...] = y_hat
+    final = state.epoch + epochs
+    state.solved_epoch[(state.solved_epoch < 0) & solved_by(y_hat, data.sides)] = final
+    state.epoch = final
+    return out
+
+
+def train_epochs(p, X, y, lr, epoch0, epochs, record_every, solved_epoch, diverged_epoch, history):
+    """Epochs epoch0 .. epoch0 + epochs - 1 of full-batch SGD on every network of ``p``.
+
+    All arithmetic in ``p``'s dtype (float32, float64 or longdouble). Fills
+    ``solved_epoch``/``diverged_epoch`` (first events, -1 = none yet) and the
+    columns e // k of ``history`` (N, R) for epochs e with e % k == 0 (k =
+    ``record_every`` > 0). Returns the final Params.
     """
     dt = p.dtype
     X = np.asarray(X, dtype=dt)
     y = np.asarray(y, dtype=dt)
     lr = np.asarray(lr, dtype=dt)
+    sides = target_sides(y)
     n = p.n_networks
-    solved_epoch = np.full(n, -1, dtype=np.int64)
-    diverged_epoch = np.full(n, -1, dtype=np.int64)
-    history = None
-    if record_every:
-        history = np.empty((n, -(-epochs // record_every)), dtype=dt)
     with np.errstate(invalid="ignore", over="ignore"):
-        for epoch in range(epochs):
+        for epoch in range(epoch0, epoch0 + epochs):
             h, y_hat = forward(p, X)
             if record_every and epoch % record_every == 0:
                 history[:, epoch // record_every] = loss_of(y_hat, y)
-            first = (solved_epoch < 0) & solved_by(y_hat, y)
+            first = (solved_epoch < 0) & solved_by(y_hat, sides)
             solved_epoch[first] = epoch
             g = gradients(p, X, y, h, y_hat)
             new = [a - lr.reshape((n,) + (1,) * (a.ndim - 1)) * ga for a, ga in zip(p.arrays(), g.arrays())]
@@ -115,14 +129,4 @@ def train(p, X, y, epochs, lr, record_every=0):
             diverged_epoch[(diverged_epoch < 0) & ~finite] = epoch
             keep = [np.where(finite.reshape((n,) + (1,) * (a.ndim - 1)), a, old) for a, old in zip(new, p.arrays())]
             p = Params(*keep)
-        _, y_hat = forward(p, X)
-    solved = solved_by(y_hat, y)
-    solved_epoch[(solved_epoch < 0) & solved] = epochs
-    return dict(
-        params=p,
-        loss=loss_of(y_hat, y),
-        predictions=y_hat,
-        solved_epoch=solved_epoch,
-        diverged_epoch=diverged_epoch,
-        loss_history=history,
-    )
+    return p

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import Params
+from ..params import Params
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,9 @@ class Impl:
         except ImportError:
             return False
         if self.device == "gpu":
-            from .gpu import gpu_problem
+            from ..backends import problem
 
-            return gpu_problem() is None
+            return problem("cupy") is None
         return True
 
 
@@ -41,7 +41,7 @@ class Impl:
 
 def _fastxor(backend):
     def setup(p, X, y, lr):
-        from .training import train
+        from ..training import train
 
         return lambda epochs: train(init=p, epochs=epochs, lr=lr, X=X, y=y, dtype=p.dtype,
                                     backend=backend).params
@@ -79,7 +79,7 @@ def _numpy_setup(p, X, y, lr):
 
 
 def _seed_loop_setup(p, X, y, lr):
-    from .torch_compat import train_seed_loop
+    from ..torch_compat import train_seed_loop
 
     def run(epochs):
         outs = [train_seed_loop(p, X, y, epochs, lr, index=i)[0] for i in range(p.n_networks)]
@@ -116,7 +116,7 @@ def _torch_vmap_setup(p, X, y, lr):
     import torch
     from torch.func import functional_call, grad, vmap
 
-    from .torch_compat import xor_network_class
+    from ..torch_compat import xor_network_class
 
     base = xor_network_class()(2, p.hidden, 1).to("meta")
     Xt = torch.tensor(X, dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""The fused Numba CPU kernel: forward, backward and update in one loop body.
+"""Backend ``numba``: the fused CPU kernel, forward, backward and update in one loop body.
 
 Why generated source: for SIMD across networks, the loop over the networks of
 a chunk must be the innermost loop and its body straight-line code. So the
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
+from .. import config
+from ..state import param_names
 
 _HERE = Path(__file__).parent
 _LOADED = {}
@@ -64,16 +65,6 @@ def _emit_forward(H, ind, Xc):
     return [ind + s for s in lines]
 
 
-def _names(H):
-    """Flat parameter order: W1 row-major, b1, W2, b2 (as ``Params.to_flat``)."""
-    return (
-        [f"w1_{j}_{i}" for j in range(H) for i in range(2)]
-        + [f"b1_{j}" for j in range(H)]
-        + [f"w2_{j}" for j in range(H)]
-        + ["b2"]
-    )
-
-
 def _emit_backward_update(H, ind, Xc, at):
     """Backpropagation (the seed's steps 1-5) and the guarded SGD update;
     ``at(row)`` is the chunk-state element of parameter row ``row``."""
@@ -94,7 +85,7 @@ def _emit_backward_update(H, ind, Xc, at):
             L.append(f"gw1_{j}_{i} = " + _sum([_times_x(f"e{n}_{j}", n, i, Xc) for n in range(4)]))
         L.append(f"gb1_{j} = " + " + ".join(f"e{n}_{j}" for n in range(4)))
     # SGD step; an update that makes any parameter NaN/inf is not applied.
-    names = _names(H)
+    names = param_names(H)
     L += [f"n_{p} = {p} - rate * g{p}" for p in names]
     # x - x is 0 for finite x and NaN otherwise; a balanced sum keeps the
     # check's dependency chain short (log2 of the parameter count).
@@ -109,17 +100,17 @@ def _emit_epochs(name, lanes, groups, loss_row, doc):
     whose body is the groups' statements interleaved, and the history."""
     src = [
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
-        f"def {name}(a, X, y, sides, epochs, record_every, lo, m, history):",
+        f"def {name}(a, X, y, sides, epoch0, epochs, record_every, lo, m, history):",
         f'    """{doc}"""',
         *_emit_data(),
         "    for epoch in range(epochs):",
-        "        ep = as_float(I(epoch))  # the epoch's bits, stored in the float state",
+        "        ep = as_float(I(epoch0 + epoch))  # the global epoch's bits, stored in the float state",
         f"        for k in range({lanes}):",
         *[" " * 12 + line for stmt in zip(*groups) for line in stmt],
-        "        if record_every > 0 and epoch % record_every == 0:",
-        "            r = epoch // record_every",
+        "        if record_every > 0 and (epoch0 + epoch) % record_every == 0:",
+        "            r = (epoch0 + epoch) // record_every",
         "            for k in range(m):",
-        f"                history[r, lo + k] = a[{loss_row} + k]",
+        f"                history[lo + k, r] = a[{loss_row} + k]",
         "",
         "",
     ]
@@ -127,7 +118,7 @@ def _emit_epochs(name, lanes, groups, loss_row, doc):
 
 
 def _emit_chunk_call(G, C):
-    call = "(a, X, y, sides, epochs, record_every, lo, m, history)"
+    call = "(a, X, y, sides, epoch0, epochs, record_every, lo, m, history)"
     if G == 1:
         return ["        train_chunk" + call]
     return [
@@ -148,7 +139,7 @@ def _emit_data():
 
 
 def _emit_load(H, ind, at):
-    return [ind + f"{p} = {at(q)}" for q, p in enumerate(_names(H))]
+    return [ind + f"{p} = {at(q)}" for q, p in enumerate(param_names(H))]
 
 
 def _tree_sum(terms):
@@ -248,7 +239,7 @@ def kernel_source(hidden, dtype, Xc=None):
         "import numpy as np",
         "from numba import njit, prange",
         "from fastxor import config",
-        "from fastxor.vmath import bitcasts, make_sigmoid",
+        "from fastxor.backends.numba_vmath import bitcasts, make_sigmoid",
         "",
         f"F = np.{dt}",
         "sig = make_sigmoid(F)",
@@ -269,40 +260,43 @@ def kernel_source(hidden, dtype, Xc=None):
                             "    single network costs one lane, not one per group.")
     src += [
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
-        "def finish_chunk(a, X, y, sides, epochs, lo, m, loss_out, pred_out, solved_out,",
-        "                 diverged_out):",
-        '    """Forward pass of the final parameters: loss, predictions, solved."""',
+        "def finish_chunk(a, X, y, sides, end, lo, m, loss_out, pred_out, solved_io,",
+        "                 diverged_io):",
+        '    """Forward pass of the final parameters (epoch ``end``): loss, predictions, solved."""',
     ]
     src += _emit_data()
     src += ["    for k in range(m):"]
     src += _emit_load(H, i2, lambda q: lane(q, 0))
     src += _emit_forward(H, i2, Xc)
     src += [i2 + "loss_out[lo + k] = loss"]
-    src += [i2 + f"pred_out[{n}, lo + k] = o{n}" for n in range(4)]
+    src += [i2 + f"pred_out[lo + k, {n}] = o{n}" for n in range(4)]
     src += [
         i2 + f"s_old = as_int({lane(P + 2, 0)})",
-        i2 + "solved_out[lo + k] = epochs if (s_old < 0) and (margin > ZERO) else s_old",
-        i2 + f"diverged_out[lo + k] = as_int({lane(P + 3, 0)})",
+        i2 + "solved_io[lo + k] = end if (s_old < 0) and (margin > ZERO) else s_old",
+        i2 + f"diverged_io[lo + k] = as_int({lane(P + 3, 0)})",
         "",
         "",
         "@njit(parallel=True, cache=True)",
-        "def train(P, lr, X, y, sides, epochs, record_every, loss_out, pred_out,",
-        "          solved_out, diverged_out, history):",
-        '    """All networks: chunks of networks in parallel, each trained alone."""',
+        "def train(P, lr, X, y, sides, epoch0, epochs, record_every, loss_out, pred_out,",
+        "          solved_io, diverged_io, history):",
+        '    """All networks: chunks of networks in parallel, each trained alone;"',
+        '    P, solved_io, diverged_io are the run state, updated in place."""',
         "    n_total = P.shape[1]",
         f"    n_chunks = (n_total + {C - 1}) // {C}",
         "    for c in prange(n_chunks):",
         f"        lo = c * {C}",
         f"        m = min({C}, n_total - lo)",
         f"        a = np.zeros({(P + 4) * C}, dtype=F)  # unused lanes: zero parameters, rate 0",
-        f"        a[{(P + 2) * C}:] = as_float(I(-1))  # solved/diverged epoch -1: not (yet)",
+        f"        a[{(P + 2) * C}:] = as_float(I(-1))  # unused lanes: solved/diverged epoch -1",
         "        for k in range(m):",
         f"            a[{RATE} + k] = lr[lo + k]",
+        f"            a[{(P + 2) * C} + k] = as_float(I(solved_io[lo + k]))",
+        f"            a[{(P + 3) * C} + k] = as_float(I(diverged_io[lo + k]))",
         f"            for q in range({P}):",
         f"                a[q * {C} + k] = P[q, lo + k]",
         *_emit_chunk_call(G, C),
-        "        finish_chunk(a, X, y, sides, epochs, lo, m, loss_out, pred_out, solved_out,",
-        "                     diverged_out)",
+        "        finish_chunk(a, X, y, sides, epoch0 + epochs, lo, m, loss_out, pred_out, solved_io,",
+        "                     diverged_io)",
         "        for k in range(m):",
         f"            for q in range({P}):",
         f"                P[q, lo + k] = a[q * {C} + k]",
@@ -312,8 +306,8 @@ def kernel_source(hidden, dtype, Xc=None):
 
 def _source_hash():
     h = hashlib.sha256()
-    for name in ("cpu_kernel.py", "vmath.py", "config.py"):
-        h.update((_HERE / name).read_bytes())
+    for path in (_HERE / "numba_kernel.py", _HERE / "numba_vmath.py", _HERE.parent / "config.py"):
+        h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -354,34 +348,66 @@ def get_kernel(hidden, dtype, Xc=None):
     return _LOADED[key]
 
 
-def train(params, X, y, sides, epochs, lr, record_every=0, specialise=True):
-    """Run the fused kernel; same inputs and outputs as ``reference.train``.
+#: Vector operations in one float32 sigmoid of ``fastxor.vmath``: 2 clamps,
+#: 1 FMA + 1 subtract (k), 2 FMA (r), 1 multiply + 5 FMA (polynomial),
+#: 1 FMA + 1 add, 2 integer ops + 1 multiply (2^k), 1 negate, 1 add, 1 divide.
+SIGMOID_OPS = 20
+def ops_per_network_epoch(hidden=2):
+    """Arithmetic vector operations of the fused kernel per network-epoch:
+    counted in the generated loop body (each ``+ - * /``, comparison and
+    select is one, each sigmoid ``SIGMOID_OPS``), divided by the networks
+    one iteration trains."""
+    import ast
+
+    tree = ast.parse(kernel_source(hidden, "float32", ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))))
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_chunk")
+    loop = next(n for n in ast.walk(fn) if isinstance(n, ast.For) and ast.unparse(n.target) == "k")
+    index_math = {id(n) for sub in ast.walk(loop) if isinstance(sub, ast.Subscript)
+                  for n in ast.walk(sub.slice)}  # addresses, not arithmetic
+    ops = 0
+    for node in ast.walk(loop):
+        if id(node) in index_math:
+            continue
+        if isinstance(node, (ast.BinOp, ast.Compare, ast.IfExp, ast.UnaryOp)):
+            ops += 1
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "sig":
+            ops += SIGMOID_OPS
+    return ops // lane_groups(hidden)  # the loop body trains that many networks
+
+
+NAME = "numba"
+
+
+def problem():
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return "Numba is not installed: pip install numba (a core dependency of fastxor)"
+    return None
+
+
+def memory_bytes(n, recipe, rows):
+    """``run_bytes``: the kernel trains in place, its chunk buffers are tiny."""
+    from ..state import run_bytes
+
+    return run_bytes(n, recipe, rows)
+
+
+def run(state, data, epochs, record_every, recipe, out, specialise=True):
+    """The backend contract (see ``fastxor.backends``): ``state`` trained in place.
 
     ``specialise``: use the kernel with 0/1 inputs baked in when X allows it
     (fewer operations, equal to rounding); False forces the generic one.
     """
-    from .params import Params
-
-    dt = params.dtype
-    n, h = params.n_networks, params.hidden
-    flat = params.to_flat()  # a fresh (P, N) copy, updated in place
-    rows = -(-epochs // record_every) if record_every else 0
-    history = np.empty((rows, n) if record_every else (0, 1), dtype=dt)
-    loss = np.empty(n, dtype=dt)
-    pred = np.empty((4, n), dtype=dt)
-    solved = np.empty(n, dtype=np.int64)
-    diverged = np.empty(n, dtype=np.int64)
-    kernel = get_kernel(h, dt, boolean_inputs(X) if specialise else None)
+    flat = state.materialise()
+    dt = flat.dtype
+    kernel = get_kernel(recipe.hidden, dt, boolean_inputs(data.X) if specialise else None)
+    history = out.history if record_every else np.empty((1, 1), dtype=dt)
     kernel(
-        flat, np.ascontiguousarray(lr, dtype=dt), np.ascontiguousarray(X, dtype=dt),
-        np.ascontiguousarray(y, dtype=dt), np.ascontiguousarray(sides, dtype=dt),
-        epochs, record_every, loss, pred, solved, diverged, history,
+        flat, np.ascontiguousarray(state.lr, dtype=dt), np.ascontiguousarray(data.X, dtype=dt),
+        np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
+        state.epoch, epochs, record_every, out.loss, out.predictions, state.solved_epoch,
+        state.diverged_epoch, history,
     )
-    return dict(
-        params=Params.from_flat(flat, h),
-        loss=loss,
-        predictions=np.ascontiguousarray(pred.T),
-        solved_epoch=solved,
-        diverged_epoch=diverged,
-        loss_history=np.ascontiguousarray(history.T) if record_every else None,
-    )
+    state.epoch += epochs
+    return out

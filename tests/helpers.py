@@ -1,0 +1,62 @@
+"""Helpers shared by the test modules (tests import from here, never from each other)."""
+import numpy as np
+
+from fastxor import backends, config
+from fastxor.data import FUNCTIONS, boolean_function, target_sides
+from fastxor.params import Params
+from fastxor.state import Data, KernelOutput, Recipe, State, history_rows
+
+EPS32 = np.finfo(np.float32).eps
+FIELDS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
+
+
+def random_config(rng, hidden, boolean):
+    """(X, y, n, epochs, lr, record_every, init_scale, seed): a fresh random training case."""
+    if boolean:
+        X, y = boolean_function(str(rng.choice(list(FUNCTIONS))))
+    else:
+        X, y = rng.uniform(-2, 2, (4, 2)), rng.uniform(0, 1, 4)
+    n = int(rng.choice([1, 3, config.NUMBA_CHUNK - 1, config.NUMBA_CHUNK + 1, 150]))
+    epochs = int(rng.choice([0, 1, 2, int(rng.integers(50, 1500))]))
+    lr = np.exp(rng.uniform(np.log(0.02), np.log(4.0), n))
+    record_every = int(rng.choice([0, 1, int(rng.integers(2, 50))]))
+    scale = float(rng.uniform(0.3, 3.0))
+    seed = int(rng.integers(0, 2**63))
+    return X, y, n, epochs, lr, record_every, scale, seed
+
+
+def with_diverging_network(p):
+    """``p`` with network 0 built to overflow at its first update when its lr
+    is half the float maximum."""
+    big = np.finfo(p.dtype).max * 0.99
+    W1, b1, W2, b2 = (a.copy() for a in p.arrays())
+    W1[0], b1[0], W2[0, 0], b2[0] = 0.0, 0.0, (big, -big), 2.0
+    return Params(W1, b1, W2, b2)
+
+
+def run_backend(name, p, X, y, epochs, lr, record_every=0, **kw):
+    """Backend ``name``'s contract on Params ``p`` (any float dtype, longdouble
+    for the reference): a dict of params (Params), loss, predictions,
+    solved_epoch, diverged_epoch, loss_history (or None)."""
+    dt = p.dtype
+    state = State.fresh(p.to_flat(), np.asarray(lr, dtype=np.float64).astype(dt))
+    rows = history_rows(epochs, record_every) if record_every else None
+    out = KernelOutput.empty(p.n_networks, dt, rows)
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    backends.get(name).run(state, Data(X, y, target_sides(y)), epochs, record_every,
+                           Recipe(p.hidden, dt), out, **kw)
+    return dict(params=Params.from_flat(state.params, p.hidden), loss=out.loss,
+                predictions=out.predictions, solved_epoch=state.solved_epoch,
+                diverged_epoch=state.diverged_epoch, loss_history=out.history)
+
+
+def assert_same_result(a, b):
+    """Two TrainResults hold identical arrays."""
+    for x, y in zip(a.params.arrays(), b.params.arrays()):
+        np.testing.assert_array_equal(x, y)
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    if a.loss_history is None:
+        assert b.loss_history is None
+    else:
+        np.testing.assert_array_equal(a.loss_history, b.loss_history)
