@@ -14,12 +14,6 @@ import time
 import traceback
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
 # FP32 instructions per network-epoch of the accurate kernel, H = 2, counted
 # from its source: per sample, 2 hidden units x (2 FMA + 1 add + sigmoid) +
 # output (2 FMA + 1 add + sigmoid) + loss/margin (4) + backprop (g: 4, per unit
@@ -50,7 +44,8 @@ def main():
     import numpy as np
 
     import fastxor
-    from fastxor import gpu
+    from fastxor.backends import cupy_kernel as gpu
+    from fastxor.bench.harness import check_against_fastxor, timed
 
     res = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), python=platform.python_version(),
                fastxor=fastxor.__version__, numpy=np.__version__, cupy=cupy.__version__,
@@ -72,7 +67,10 @@ def main():
         fastxor.train(1000, epochs=100, backend="cupy", fast_math=fast)  # compile / load
         r, t = timed(lambda: fastxor.train(a.networks, epochs=a.epochs, backend="cupy", fast_math=fast))
         s = r.stats()
-        return dict(networks=a.networks, epochs=a.epochs, seconds=t, ne_per_s=a.networks * a.epochs / t,
+        # the benchmark's one correctness check: the first 1000 networks against the numba backend
+        check = {} if fast else check_against_fastxor(
+            r.params[:1000], fastxor.init_params(min(1000, a.networks)), a.epochs, 0.1)
+        return dict(networks=a.networks, epochs=a.epochs, seconds=t, ne_per_s=a.networks * a.epochs / t, **check,
                     fraction_of_bound=a.networks * a.epochs / t / res["bound"]["bound"],
                     success_rate=s["success_rate"], success_ci95=s["success_ci95"],
                     solved_epoch_median=s["solved_epoch_quantiles"] and s["solved_epoch_quantiles"][0.5])

@@ -11,7 +11,10 @@ keeps the finished epochs, and ``resume`` of a saved run, on every backend.
 Data flow: arguments -> ``State`` (flat (P, N) parameters, made once) ->
 ``backend.run`` per segment, in place -> ``TrainResult`` (Params built once).
 """
+import contextlib
 import os
+import signal
+import threading
 import time
 
 import numpy as np
@@ -46,11 +49,12 @@ def check_memory(backend, n, recipe, epochs, record_every):
 
 class _Pacer:
     """Epoch-segment lengths: about ``seconds`` each, and long enough that the
-    per-segment fixed cost (copying the state into the kernel's chunks and
-    back, one forward pass) stays under 2 % of a segment.
+    per-segment fixed cost (moving the state into the kernel's chunks and
+    back) stays under 2 % of a segment.
 
-    Each segment's time is fitted as fixed + per_epoch * epochs over the
-    segments so far (the first is left out: it includes compilation).
+    Segment times are fitted as fixed + per_epoch * epochs (the first segment
+    is left out: it includes compilation); lengths grow at most 4x a step,
+    and vary until the fit has two different lengths to go on.
     """
 
     def __init__(self, n, total, seconds=0.5, longest=10.0):
@@ -74,7 +78,34 @@ class _Pacer:
             if slope > 0:
                 fixed, per_epoch = max(0.0, intercept), slope
         target = min(self.longest, max(self.seconds, 50 * fixed))
-        self.next = max(1, int((target - fixed) / per_epoch))
+        want = min((target - fixed) / per_epoch, 4 * epochs)
+        if len(set(e)) < 2 and len(self.samples) > 1:
+            want = max(want, 2 * epochs)  # a second length, so the fixed cost can be fitted
+        self.next = max(1, int(want))
+
+
+class _HeldInterrupts:
+    """Ctrl-C while a segment runs is held until the segment has finished.
+
+    Why: backends update the state in place, so an interrupt in the middle
+    of a segment would leave it half advanced (parameters of one epoch,
+    epoch count of another). Holding the signal keeps every state the exact
+    end of a segment, which ``resume`` continues bit for bit. Only the main
+    thread can handle signals; elsewhere nothing is held.
+    """
+
+    def __enter__(self):
+        self.hit, self.old = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
 
 
 def _run(backend, state, data, epochs, record_every, recipe, out, progress, interruptible):
@@ -84,20 +115,23 @@ def _run(backend, state, data, epochs, record_every, recipe, out, progress, inte
         return epochs, False
     pacer, done, ran_once = _Pacer(state.n_networks, epochs), 0, False
     report = progress if callable(progress) else (lambda d, t: None)
-    try:
+    held = _HeldInterrupts() if interruptible else contextlib.nullcontext()
+    with held:
         while not ran_once or pacer.left > 0:
             e = pacer.take()
             t0 = time.perf_counter()
-            backend.run(state, data, e, record_every, recipe, out)
+            backend.run(state, data, e, record_every, recipe, out, final=pacer.left == 0)
             ran_once, done = True, done + e
             pacer.measured(e, time.perf_counter() - t0)
-            report(done, epochs)
-    except KeyboardInterrupt:
-        if not interruptible:
-            raise
-        if not ran_once:  # not one segment finished: outputs of the state as it is
-            backend.run(state, data, 0, record_every, recipe, out)
-        return done, True
+            try:
+                report(done, epochs)
+            except KeyboardInterrupt:  # raised by the callback, between segments: a clean stop
+                if not interruptible:
+                    raise
+                held.hit = True
+            if interruptible and held.hit and pacer.left:
+                backend.run(state, data, 0, record_every, recipe, out)  # the outputs of where it stopped
+                return done, True
     return done, False
 
 
@@ -211,14 +245,14 @@ def train(
         check_memory(chosen, n, recipe, epochs, record_every)
     flat, spec = (init.to_flat(), None) if given else initial_parameters(
         init, n, hidden, seed, start, scales, dt, lazy=chosen.NAME == "cupy")
-    xp = _outputs(n, dt, rows, device_arrays)
+    out = _outputs(n, dt, rows, device_arrays)
     state = State.fresh(flat, rates.astype(dt), spec)
     if device_arrays:
         import cupy
 
         state.solved_epoch, state.diverged_epoch = cupy.asarray(state.solved_epoch), cupy.asarray(state.diverged_epoch)
     data = Data(X, y, target_sides(y))
-    done, interrupted = _run(chosen, state, data, epochs, record_every, recipe, xp, progress, interruptible)
+    done, interrupted = _run(chosen, state, data, epochs, record_every, recipe, out, progress, interruptible)
     cfg = dict(
         n_networks=n, epochs=done, hidden=hidden, seed=None if given else seed,
         start=None if given else start,
@@ -229,7 +263,7 @@ def train(
     )
     if interrupted:
         cfg.update(interrupted=True, epochs_requested=epochs)
-    return _package(state, xp, data, recipe, cfg)
+    return _package(state, out, data, recipe, cfg)
 
 
 def _training_data(function, X, y):

@@ -82,6 +82,27 @@ def test_interrupt_keeps_finished_epochs_and_resumes_exactly(rng, monkeypatch):
         fastxor.train(40, progress=ctrl_c_on_third, **kw)  # not interruptible: re-raised
 
 
+def test_real_ctrl_c_is_held_to_the_end_of_a_segment(rng, monkeypatch):
+    """A SIGINT that arrives while a segment runs stops training at that
+    segment's end: the state is never half advanced, so resume is exact."""
+    import os
+    import signal
+
+    short_segments(monkeypatch, lambda: int(rng.integers(20, 60)))
+    calls = []
+
+    def sigint_on_second(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    kw = dict(epochs=500, lr=0.7, seed=int(rng.integers(0, 2**32)), record_every=9)
+    r = fastxor.train(70, progress=sigint_on_second, interruptible=True, **kw)
+    assert r.config["interrupted"] and r.config["epochs"] in calls[1:3]
+    assert_same_result(fastxor.resume(r, 500 - r.config["epochs"]), fastxor.train(70, **kw))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
 def test_results_file_round_trip(tmp_path, rng):
     n = 33
     lr = rng.uniform(0.1, 1.0, n)

@@ -14,12 +14,15 @@ Every backend module exposes the same four names:
     the peak host memory of a run of ``n`` networks with ``rows`` loss-history
     columns: ``state.run_bytes`` plus the backend's own temporaries. The
     memory guard refuses a run above it before anything is allocated.
-``run(state, data, epochs, record_every, recipe, out) -> KernelOutput``
+``run(state, data, epochs, record_every, recipe, out, final=True) -> KernelOutput``
     train every network of ``state`` (a ``state.State``, updated in place)
     for ``epochs`` epochs from the global epoch ``state.epoch``: solved and
     diverged epochs and history columns are global, so consecutive calls
     equal one long call. ``out`` holds the output buffers (``KernelOutput``),
-    allocated once per run; the same object is returned filled.
+    allocated once per run; the same object is returned. ``final``: also
+    the loss and predictions of the parameters reached (and the solved test
+    on them); an intermediate segment skips that forward pass, which the
+    next segment's first epoch repeats anyway.
 
 ``auto`` picks the first usable entry of ``ORDER`` (see ``choose``).
 """

@@ -121,11 +121,12 @@ def memory_bytes(n, recipe, rows):
     return 2 * run_bytes(n, recipe, rows)
 
 
-def run(state, data, epochs, record_every, recipe, out):
+def run(state, data, epochs, record_every, recipe, out, final=True):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place.
 
     A fresh Philox state (``state.init``) is made inside the kernel,
-    bit-identical to ``init_params``. The kernel records the loss at its
+    bit-identical to ``init_params``. The kernel always computes the final
+    outputs (``final`` is free on a GPU). It records the loss at its
     local epochs 0, k, 2k, ...: a segment that starts between multiples of k
     first steps to the next multiple without recording.
     """
@@ -151,6 +152,8 @@ def _launch(state, data, epochs, record_every, recipe, out):
     if not given:
         state.params = xp.empty((P, n), dtype=dt)
         state.init = None
+    elif array_module(state.params) is not xp:  # given parameters, results kept on the GPU
+        state.params = xp.asarray(state.params)
     rows = history_rows(epochs, record_every)
     col0 = state.epoch // record_every if record_every else 0
     per_net = bytes_per_network(h, dt, rows, given)

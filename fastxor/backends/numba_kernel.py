@@ -277,10 +277,11 @@ def kernel_source(hidden, dtype, Xc=None):
         "",
         "",
         "@njit(parallel=True, cache=True)",
-        "def train(P, lr, X, y, sides, epoch0, epochs, record_every, loss_out, pred_out,",
+        "def train(P, lr, X, y, sides, epoch0, epochs, record_every, final, loss_out, pred_out,",
         "          solved_io, diverged_io, history):",
         '    """All networks: chunks of networks in parallel, each trained alone;"',
-        '    P, solved_io, diverged_io are the run state, updated in place."""',
+        '    P, solved_io, diverged_io are the run state, updated in place; ``final``:"',
+        '    also the loss and predictions of the final parameters."""',
         "    n_total = P.shape[1]",
         f"    n_chunks = (n_total + {C - 1}) // {C}",
         "    for c in prange(n_chunks):",
@@ -292,13 +293,19 @@ def kernel_source(hidden, dtype, Xc=None):
         f"            a[{RATE} + k] = lr[lo + k]",
         f"            a[{(P + 2) * C} + k] = as_float(I(solved_io[lo + k]))",
         f"            a[{(P + 3) * C} + k] = as_float(I(diverged_io[lo + k]))",
-        f"            for q in range({P}):",
+        f"        for q in range({P}):  # row by row: contiguous runs in both arrays",
+        "            for k in range(m):",
         f"                a[q * {C} + k] = P[q, lo + k]",
         *_emit_chunk_call(G, C),
-        "        finish_chunk(a, X, y, sides, epoch0 + epochs, lo, m, loss_out, pred_out, solved_io,",
-        "                     diverged_io)",
-        "        for k in range(m):",
-        f"            for q in range({P}):",
+        "        if final:",
+        "            finish_chunk(a, X, y, sides, epoch0 + epochs, lo, m, loss_out, pred_out, solved_io,",
+        "                         diverged_io)",
+        "        else:  # an intermediate segment: the state only",
+        "            for k in range(m):",
+        f"                solved_io[lo + k] = as_int(a[{(P + 2) * C} + k])",
+        f"                diverged_io[lo + k] = as_int(a[{(P + 3) * C} + k])",
+        f"        for q in range({P}):",
+        "            for k in range(m):",
         f"                P[q, lo + k] = a[q * {C} + k]",
     ]
     return "\n".join(src) + "\n"
@@ -393,7 +400,7 @@ def memory_bytes(n, recipe, rows):
     return run_bytes(n, recipe, rows)
 
 
-def run(state, data, epochs, record_every, recipe, out, specialise=True):
+def run(state, data, epochs, record_every, recipe, out, final=True, specialise=True):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place.
 
     ``specialise``: use the kernel with 0/1 inputs baked in when X allows it
@@ -406,7 +413,7 @@ def run(state, data, epochs, record_every, recipe, out, specialise=True):
     kernel(
         flat, np.ascontiguousarray(state.lr, dtype=dt), np.ascontiguousarray(data.X, dtype=dt),
         np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
-        state.epoch, epochs, record_every, out.loss, out.predictions, state.solved_epoch,
+        state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,
         state.diverged_epoch, history,
     )
     state.epoch += epochs

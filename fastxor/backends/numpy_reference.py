@@ -84,13 +84,16 @@ def memory_bytes(n, recipe, rows):
     return run_bytes(n, recipe, rows) + n * item * (6 * recipe.n_params + 6 * 4 * recipe.hidden)
 
 
-def run(state, data, epochs, record_every, recipe, out):
+def run(state, data, epochs, record_every, recipe, out, final=True):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place."""
     flat = state.materialise()
     p = Params.from_flat(flat, recipe.hidden)
     p = train_epochs(p, data.X, data.y, state.lr, state.epoch, epochs, record_every,
                      state.solved_epoch, state.diverged_epoch, out.history)
     flat[...] = p.to_flat()
+    if not final:
+        state.epoch += epochs
+        return out
     _, y_hat = forward(p, np.asarray(data.X, dtype=flat.dtype))
     out.loss[...] = loss_of(y_hat, np.asarray(data.y, dtype=flat.dtype))
     out.predictions[...] = y_hat

@@ -81,10 +81,10 @@ def compute_bound(hidden=2, ghz=None):
 # --- measuring one case -----------------------------------------------------------------
 
 
-def timed(fn, *args):
-    """(fn(*args), wall seconds): the one timer of every benchmark."""
+def timed(fn, *args, **kwargs):
+    """(fn(*args, **kwargs), wall seconds): the one timer of every benchmark."""
     t0 = time.perf_counter()
-    out = fn(*args)
+    out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
 
 
