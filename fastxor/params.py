@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import config
-from .arrays import array_module
 from .state import PARAM_FIELDS, fan_in, n_params, param_rows
 from .validate import check_dtype, check_int, check_per_network
 
@@ -69,13 +68,10 @@ class Params:
 
     @classmethod
     def from_flat(cls, flat, hidden):
-        """New arrays from (P, N); a CuPy array stays on its device."""
-        xp = array_module(flat)
+        """Views of a (P, N) array (no copy: a run's result costs no second
+        copy of its parameters); a CuPy array stays on its device."""
         n = flat.shape[1]
-        return cls(*(
-            xp.ascontiguousarray(flat[rows].T).reshape((n,) + shape)
-            for rows, shape in param_rows(hidden).values()
-        ))
+        return cls(*(flat[rows].T.reshape((n,) + shape) for rows, shape in param_rows(hidden).values()))
 
     def validated(self, dtype=None, name="init"):
         """Return self as float arrays of ``dtype``, or raise naming ``name``."""

@@ -85,6 +85,7 @@ def decision_surfaces(result, path, per_kind=3):
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     X = np.asarray(result.config.get("X", [[0, 0], [0, 1], [1, 0], [1, 1]]), dtype=np.float64)
     y = np.asarray(result.config.get("y", [0, 1, 1, 0]), dtype=np.float64)
+    im = None
     for row, (label, idx) in enumerate(kinds):
         for col in range(cols):
             ax = axes[row, col]
@@ -102,7 +103,10 @@ def decision_surfaces(result, path, per_kind=3):
                     ax.axvline(-b / w[0], ls="--", color="0.3", lw=1)
             ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", vmin=0, vmax=1, edgecolors="k", s=60)
             ax.set(xlim=(g[0], g[-1]), ylim=(g[0], g[-1]), title=f"{label}: #{int(idx[col])}")
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="output")
+    if im is None:  # every network diverged: nothing to draw
+        axes[0, 0].text(0.5, 0.5, "no network to show:\nall diverged", ha="center", va="center")
+    else:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="output")
     fig.savefig(path, dpi=110)
     fig.clf()
     return Path(path)
@@ -114,10 +118,21 @@ def _forward_on(p, points):
     return h[0], out[0]
 
 
+def output_dir(out_dir):
+    """``out_dir`` created if needed; a clear error when it is a file or cannot be made."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: the plots go into a directory; name another one")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the plot directory {out}: {exc.strerror}") from None
+    return out
+
+
 def plot_result(result, out_dir):
     """The standard figures of a run into ``out_dir``; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     paths = []
     if result.loss_history is not None and result.loss_history.shape[1]:
         paths.append(loss_curves(result, out / "loss_curves.png"))
@@ -154,6 +169,5 @@ def success_heatmap(table, path):
 
 
 def plot_sweep(table, out_dir):
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     return [success_heatmap(table, out / "success_rate.png")]

@@ -75,3 +75,18 @@ def test_init_distribution_is_nn_linear_default(hidden):
         n = a.size
         assert abs(a.mean()) < 5 * bound / np.sqrt(3 * n)
         assert abs(a.var() - bound**2 / 3) < 5 * bound**2 * np.sqrt(4 / 45 / n)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numba_init_is_bit_identical_to_the_numpy_definition(dtype, rng):
+    """``init_params`` runs a parallel Numba kernel (pieces of 4096 networks);
+    every value must equal the NumPy formulation, at any N, start (near
+    2**32, where the counter's high word turns over), width and scales."""
+    h = int(rng.integers(1, 33))
+    n = int(rng.choice([1, 4095, 4097, 9000]))
+    seed = int(rng.integers(0, 2**64 - 1, dtype=np.uint64))
+    start = int(rng.choice([0, 2**32 - 5000, int(rng.integers(0, 2**60))]))
+    scales = rng.uniform(0, 3, n)
+    p = fastxor.init_params(n, hidden=h, seed=seed, start=start, init_scale=scales, dtype=dtype)
+    expect = (uniform_pm1(network_words(seed, start, n, 4 * h + 1)) * init_scales(h, scales)).astype(dtype)
+    assert np.array_equal(p.to_flat().T, expect)
