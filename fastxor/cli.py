@@ -5,8 +5,18 @@ import time
 
 from . import config
 from .data import FUNCTIONS
+from .outputs import check_path, save_safely
 
-USER_ERRORS = (ValueError, TypeError, MemoryError, ImportError, NotImplementedError, FileNotFoundError)
+#: What a user's mistake raises: one line, no traceback (``--debug`` shows it).
+USER_ERRORS = (ValueError, TypeError, MemoryError, ImportError, NotImplementedError, OSError, EOFError)
+
+#: train options a resumed run takes from its file: option -> config key.
+RUN_SETTINGS = {
+    "networks": "n_networks", "hidden": "hidden", "lr": "lr", "dtype": "dtype", "seed": "seed",
+    "init": "init", "init_scale": "init_scale", "record_every": "record_every", "function": "function",
+}
+TRAIN_DEFAULTS = dict(networks=100_000, hidden=2, lr=0.1, dtype="float32", seed=0, init="philox",
+                      init_scale=1.0, record_every=0, function="xor")
 
 
 def _progress(args, n, epoch0=0):
@@ -17,45 +27,85 @@ def _progress(args, n, epoch0=0):
     return ProgressBar(n, epoch0=epoch0, delay=0.0 if args.progress == "on" else 1.0)
 
 
+def _conflicts(args, cfg):
+    """The train options given with --resume that differ from the saved run."""
+    from .data import boolean_function
+
+    bad = []
+    for opt, key in RUN_SETTINGS.items():
+        given, saved = getattr(args, opt), cfg.get(key)
+        if given is None:
+            continue
+        if opt == "function":
+            same = list(boolean_function(given)[1]) == list(cfg.get("y", [])) and saved is not None
+        elif isinstance(saved, (list, tuple)) or hasattr(saved, "shape"):
+            same = False  # a per-network array: a single value never matches it
+        else:
+            same = given == saved
+        if not same:
+            shown = "an array per network" if hasattr(saved, "shape") else saved
+            bad.append(f"--{opt.replace('_', '-')} {given} (saved: {shown})")
+    return bad
+
+
 def _train(args):
+    from .result import TrainResult
     from .training import resume, train
 
+    if args.resume:
+        old = TrainResult.load(args.resume)
+        bad = _conflicts(args, old.config)
+        if bad:
+            raise ValueError(f"--resume {args.resume} continues the saved run with its own settings; "
+                             f"these differ from it: {', '.join(bad)}. Drop them (only --epochs, "
+                             "--backend, --out and --progress apply to a resumed run)")
+    out = args.out or args.resume
+    if out:
+        check_path(out, ".npz", "--out", force=args.force, own=args.resume)
     t0 = time.perf_counter()
     if args.resume:
-        from .result import TrainResult
-
-        old = TrainResult.load(args.resume)
         n, epoch0 = old.n_networks, old.config["epochs"]
         r = resume(old, args.epochs, backend=args.backend, progress=_progress(args, n, epoch0),
                    interruptible=True)
         ran = r.config["epochs"] - epoch0
-        out = args.out or args.resume
     else:
-        n = args.networks
+        opts = {k: (v if getattr(args, k) is None else getattr(args, k)) for k, v in TRAIN_DEFAULTS.items()}
+        n = opts["networks"]
         r = train(
-            n, epochs=args.epochs, lr=args.lr, hidden=args.hidden, seed=args.seed, init=args.init,
-            init_scale=args.init_scale, function=args.function, dtype=args.dtype, backend=args.backend,
-            record_every=args.record_every, progress=_progress(args, n), interruptible=True,
+            n, epochs=args.epochs, lr=opts["lr"], hidden=opts["hidden"], seed=opts["seed"],
+            init=opts["init"], init_scale=opts["init_scale"], function=opts["function"], dtype=opts["dtype"],
+            backend=args.backend, record_every=opts["record_every"], progress=_progress(args, n),
+            interruptible=True,
         )
-        ran, out = r.config["epochs"], args.out
+        ran = r.config["epochs"]
     dt = time.perf_counter() - t0
     fn = r.config.get("function") or "custom"
     print(f"function {fn} (targets {''.join(f'{v:g}' for v in r.config['y'])})")
     print(r.summary())
     print(f"time: {dt:.2f} s including compilation, {n * ran / dt:.3g} network-epochs/s")
     if out:
-        r.save(out)
-        print(f"saved: {out}" + (" (resume with: fastxor train --resume " + str(out) + " --epochs N)"
-                                 if r.config.get("interrupted") else ""))
+        where, warning = save_safely(r.save, out)
+        if warning:
+            print(f"fastxor: warning: {warning}", file=sys.stderr)
+        print(f"saved: {where}" + (" (resume with: fastxor train --resume " + str(where) + " --epochs N)"
+                                   if r.config.get("interrupted") else ""))
     return 130 if r.config.get("interrupted") else 0
 
 
-def _floats(text):
-    return [float(v) for v in text.split(",") if v.strip()]
-
-
-def _ints(text):
-    return [int(v) for v in text.split(",") if v.strip()]
+def _numbers(kind):
+    """An argparse type: a comma-separated list of ``kind`` with no empty item."""
+    def parse(text):
+        items = [v.strip() for v in text.split(",")]
+        if not text.strip() or any(not v for v in items):
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.1,0.5, got {text!r}"
+                                             " (an empty item)")
+        try:
+            return [kind(v) for v in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {'integers' if kind is int else 'numbers'}, got {text!r}") from None
+    parse.__name__ = "list of " + kind.__name__
+    return parse
 
 
 def _sweep(args):
@@ -70,6 +120,8 @@ def _sweep(args):
         if bar[h]:
             bar[h](done, total)
 
+    if args.out:
+        check_path(args.out, ".csv", "--out", force=args.force)
     t0 = time.perf_counter()
     table = sweep(
         args.lr, args.hidden, args.init_scale, networks=args.networks, epochs=args.epochs,
@@ -86,8 +138,10 @@ def _sweep(args):
     cells = len(t)
     print(f"time: {dt:.2f} s, {cells * args.networks * args.epochs / dt:.3g} network-epochs/s")
     if args.out:
-        write_csv(table, args.out)
-        print(f"saved: {args.out}")
+        where, warning = save_safely(lambda p: write_csv(table, p), args.out)
+        if warning:
+            print(f"fastxor: warning: {warning}", file=sys.stderr)
+        print(f"saved: {where}")
     return 0
 
 
@@ -108,36 +162,39 @@ def _plot(args):
 
 
 def _common(p, networks):
-    p.add_argument("--networks", type=int, default=networks, help="networks (seeds) per run or grid cell")
+    default = f" (default {networks})" if networks else " (default 100000)"
+    p.add_argument("--networks", type=int, default=networks, help="networks (seeds) per run or grid cell" + default)
     p.add_argument("--epochs", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", default="philox", choices=("philox", "torch"),
+    p.add_argument("--seed", type=int, default=None if networks is None else 0)
+    p.add_argument("--init", default=None if networks is None else "philox", choices=("philox", "torch"),
                    help="fastxor's deterministic init, or PyTorch's nn.Linear init of seeds seed.. (needs torch)")
-    p.add_argument("--dtype", default="float32", choices=sorted(config.DTYPES))
+    p.add_argument("--dtype", default=None if networks is None else "float32", choices=sorted(config.DTYPES))
     p.add_argument("--backend", default="auto", choices=config.BACKENDS)
-    p.add_argument("--function", default="xor",
+    p.add_argument("--function", default=None if networks is None else "xor",
                    help=f"boolean function ({', '.join(FUNCTIONS)}) or a truth table like 0110")
     p.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                    help="progress bar on stderr (auto: on a terminal, for runs over a second)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
 
 def parser():
     ap = argparse.ArgumentParser(prog="fastxor", description="Train millions of XOR networks at once.")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train N networks and print success statistics")
-    _common(t, 100_000)
-    t.add_argument("--lr", type=float, default=0.1)
-    t.add_argument("--hidden", type=int, default=2)
-    t.add_argument("--init-scale", type=float, default=1.0)
-    t.add_argument("--record-every", type=int, default=0, help="record the loss every K epochs (0: never)")
+    _common(t, None)  # None: unset options are told apart from a resumed run's settings
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 0.1)")
+    t.add_argument("--hidden", type=int, default=None, help="hidden width (default 2)")
+    t.add_argument("--init-scale", type=float, default=None, help="init range multiplier (default 1)")
+    t.add_argument("--record-every", type=int, default=None, help="record the loss every K epochs (default 0: never)")
     t.add_argument("--out", help="save every per-network array to this .npz (fastxor.load reads it)")
     t.add_argument("--resume", metavar="NPZ",
                    help="continue the run saved in NPZ by --epochs more (saved back to NPZ unless --out)")
     s = sub.add_parser("sweep", help="grid of lr x hidden x init-scale, N seeds per cell")
     _common(s, 10_000)
-    s.add_argument("--lr", type=_floats, default=[0.1], help="comma-separated, e.g. 0.05,0.1,0.5,1")
-    s.add_argument("--hidden", type=_ints, default=[2], help="comma-separated, e.g. 2,3,4")
-    s.add_argument("--init-scale", type=_floats, default=[1.0], help="comma-separated, e.g. 0.5,1,2")
+    s.add_argument("--lr", type=_numbers(float), default=[0.1], help="comma-separated, e.g. 0.05,0.1,0.5,1")
+    s.add_argument("--hidden", type=_numbers(int), default=[2], help="comma-separated, e.g. 2,3,4")
+    s.add_argument("--init-scale", type=_numbers(float), default=[1.0], help="comma-separated, e.g. 0.5,1,2")
     s.add_argument("--out", help="write the table as CSV")
     p = sub.add_parser("plot", help="figures of a results .npz or a sweep .csv")
     p.add_argument("path")
@@ -146,6 +203,7 @@ def parser():
     b.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
     b.add_argument("--json", help="save the figures as JSON")
     b.add_argument("--plot", help="save throughput against N as a PNG")
+    b.add_argument("--force", action="store_true", help="overwrite existing --json / --plot files")
     return ap
 
 
@@ -159,11 +217,20 @@ def main(argv=None):
     try:
         return run(args)
     except USER_ERRORS as exc:
-        print(f"fastxor: error: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"fastxor: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fastxor: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc):
+    """The error in one line: its message, or its type when it has none."""
+    text = (getattr(exc, "strerror", None) and f"{exc.strerror}: {exc.filename}") if isinstance(exc, OSError) else None
+    text = text or str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

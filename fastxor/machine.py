@@ -55,3 +55,21 @@ def versions(modules=("numba", "cupy", "torch")):
             except metadata.PackageNotFoundError:
                 pass
     return out
+
+
+#: What to do when a run does not fit: said by every memory refusal.
+MEMORY_ADVICE = ("use fewer networks, train in batches (start=...), a larger record_every, "
+                 "or spread the run over several machines")
+
+
+def require_memory(need, what):
+    """Refuse with MemoryError, before anything is allocated, when ``need``
+    bytes exceed ``config.MEMORY_FRACTION`` of the memory available now."""
+    from . import config
+
+    avail = available_memory()
+    if avail is not None and need > config.MEMORY_FRACTION * avail:
+        raise MemoryError(
+            f"{what} needs about {need / 2**30:.1f} GiB, more than {config.MEMORY_FRACTION:.0%} of the "
+            f"{avail / 2**30:.1f} GiB available; {MEMORY_ADVICE}"
+        )

@@ -130,7 +130,11 @@ def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="fl
 
 
 def _init_spec(n_networks, hidden, seed, start, init_scale, dtype):
+    from .machine import require_memory
+
     n = check_int("n_networks", n_networks, 1, 2**40)
+    require_memory(n * n_params(check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)) * 8,
+                   f"init_params for n_networks={n}")
     return InitSpec(
         n, check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX),
         check_int("seed", seed, 0, config.SEED_MAX), check_int("start", start, 0, 2**64 - 1 - n),

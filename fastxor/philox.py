@@ -121,10 +121,12 @@ def init_flat(seed, start, scales, fan_in, dtype):
     """
     n, p = len(scales), len(fan_in)
     out = np.empty((p, n), dtype=dtype)
-    kernel = _init_kernel()
-    kernel(np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(start),
-           np.ascontiguousarray(scales, dtype=np.float64), np.sqrt(np.asarray(fan_in, dtype=np.float64)),
-           out, 4096)  # networks per piece: its words stay in cache
+    from .jit_cache import call_repairing
+
+    call_repairing(_init_kernel, _KERNEL.clear, np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32),
+                   np.uint64(start), np.ascontiguousarray(scales, dtype=np.float64),
+                   np.sqrt(np.asarray(fan_in, dtype=np.float64)), out,
+                   4096)  # networks per piece: its words stay in cache
     return out
 
 

@@ -158,6 +158,10 @@ class TrainResult:
         from .results_file import read
 
         arrays, meta = read(path)
+        missing = [k for k in (*PARAM_FIELDS, *_ARRAYS) if k not in arrays]
+        if missing or not isinstance(meta.get("config"), dict):
+            raise ValueError(f"{path} is not a complete fastxor results file (missing: "
+                             f"{', '.join(missing) or 'config'})")
         cfg = dict(meta["config"])
         cfg.update({k[len("config."):]: v for k, v in arrays.items() if k.startswith("config.")})
         return cls(

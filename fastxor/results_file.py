@@ -8,6 +8,7 @@ results: ``TrainResult.save`` / ``TrainResult.load`` say what goes in.
 """
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,27 @@ def write(path, arrays, meta):
 
 
 def read(path):
-    """(arrays, meta) of a file written by ``write``; arrays are loaded into memory."""
-    with np.load(path, allow_pickle=False) as f:
-        if "meta" not in f:
-            raise ValueError(f"{path} is not a fastxor results file (no 'meta' entry)")
-        meta = json.loads(str(f["meta"]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: results-file format {meta.get('format')} is not {FORMAT}")
-        return {k: f[k] for k in f.files if k != "meta"}, meta
+    """(arrays, meta) of a file written by ``write``; arrays are loaded into
+    memory. Anything else (missing, truncated, not an .npz, not fastxor's)
+    is a ValueError that names the file and says what is wrong."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise ValueError("it holds a single array, not a results archive")
+            if "meta" not in f:
+                raise ValueError("it has no 'meta' entry")
+            meta = json.loads(str(f["meta"]))
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise ValueError(f"results-file format {meta.get('format') if isinstance(meta, dict) else '?'}"
+                                 f" is not {FORMAT}")
+            return {k: f[k] for k in f.files if k != "meta"}, meta
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory, not a results file") from None
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        why = str(exc) if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError) else (
+            f"{type(exc).__name__}: {exc}")
+        if "pickled" in why:
+            why = "it is not an .npz archive"
+        raise ValueError(f"{path} is not a readable fastxor results file ({why})") from None

@@ -153,7 +153,7 @@ def run_bytes(n, recipe, rows):
     p = recipe.n_params
     per_net = (
         2 * p * item  # flat state + the result's Params
-        + 8 + 2 * 8  # lr, solved/diverged epochs
+        + 3 * 8 + item  # lr and init scale as float64, lr in dtype, solved/diverged epochs
         + 5 * item + 8  # loss, predictions, solved (bool) and friends
         + rows * item  # history
     )

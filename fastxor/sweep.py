@@ -55,7 +55,15 @@ def sweep(
     dt = check_dtype(dtype)
     if init not in ("philox", "torch"):
         raise ValueError(f"init must be 'philox' or 'torch', got {init!r}")
+    from . import backends
+    from .state import Recipe, n_params
+    from .training import check_memory
+
     rows = []
+    total = networks * len(lrs) * len(scales)
+    for h in widths:  # refuse before the first width trains, not after
+        check_memory(backends.choose(backend, total), total, Recipe(h, np.dtype(dt)), epochs, 0,
+                     extra=total * n_params(h) * 8 * 2)  # each cell's start and the grid's concatenation
     for h in widths:
         cells = [(a, s) for s in scales for a in lrs]
         starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt)[0]
@@ -95,11 +103,20 @@ def write_csv(table, path):
 
 def read_csv(path):
     """A sweep CSV back as a structured array (for plotting)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"cannot read {path} as a sweep CSV: {exc}") from None
     if not rows or set(rows[0]) != {c for c, _ in COLUMNS}:
         raise ValueError(f"{path} is not a fastxor sweep CSV (columns {[c for c, _ in COLUMNS]})")
-    return np.array([tuple(float(r[c]) for c, _ in COLUMNS) for r in rows], dtype=list(COLUMNS))
+    out = []
+    for i, r in enumerate(rows, start=2):  # line 1 is the header
+        try:
+            out.append(tuple(float(r[c]) for c, _ in COLUMNS))
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}, line {i}: every column must be a number (a truncated or edited file?)") from None
+    return np.array(out, dtype=list(COLUMNS))
 
 
 def _cell(v):

@@ -56,6 +56,10 @@ def torch_init(seeds, hidden=2, init_scale=1.0):
     torch = _torch()
     hidden = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
     seeds = _seed_list(seeds)
+    from .machine import require_memory
+    from .state import n_params
+
+    require_memory(len(seeds) * n_params(hidden) * 4 * 3, f"torch_init of {len(seeds)} seeds")
     scale = check_per_network("init_scale", init_scale, len(seeds), low=0.0)
     cls = xor_network_class()
     layers = []

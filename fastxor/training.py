@@ -14,18 +14,18 @@ Data flow: arguments -> ``State`` (flat (P, N) parameters, made once) ->
 import contextlib
 import os
 import signal
-import threading
 import time
 
 import numpy as np
 
 from . import backends, config
 from .data import check_data, function_of, solved_by, target_sides
-from .machine import available_memory
+from .machine import require_memory
+from .outputs import HeldSignals
 from .params import Params, initial_parameters
 from .result import TrainResult
 from .state import Data, KernelOutput, Recipe, State, history_rows
-from .validate import check_dtype, check_int, check_per_network
+from .validate import check_dtype, check_in_dtype, check_int, check_per_network
 
 
 def available_backends():
@@ -33,18 +33,13 @@ def available_backends():
     return backends.available()
 
 
-def check_memory(backend, n, recipe, epochs, record_every):
-    """Refuse, before allocating, a run whose peak memory would not fit."""
+def check_memory(backend, n, recipe, epochs, record_every, extra=0):
+    """Refuse, before allocating, a run whose peak memory would not fit
+    (``extra``: bytes the caller holds besides the run, e.g. a sweep's inputs)."""
     rows = history_rows(epochs, record_every)
-    need = backend.memory_bytes(n, recipe, rows)
-    avail = available_memory()
-    if avail is not None and need > config.MEMORY_FRACTION * avail:
-        raise MemoryError(
-            f"this run needs about {need / 2**30:.1f} GiB for n_networks={n}"
-            + (f" with record_every={record_every} ({rows} loss values per network)" if rows else "")
-            + f", more than {config.MEMORY_FRACTION:.0%} of the {avail / 2**30:.1f} GiB available; "
-            "use fewer networks, a larger record_every, or train in batches (start=...)"
-        )
+    what = f"this run of n_networks={n}" + (
+        f" with record_every={record_every} ({rows} loss values per network)" if rows else "")
+    require_memory(backend.memory_bytes(n, recipe, rows) + extra, what)
 
 
 class _Pacer:
@@ -84,30 +79,6 @@ class _Pacer:
         self.next = max(1, int(want))
 
 
-class _HeldInterrupts:
-    """Ctrl-C while a segment runs is held until the segment has finished.
-
-    Why: backends update the state in place, so an interrupt in the middle
-    of a segment would leave it half advanced (parameters of one epoch,
-    epoch count of another). Holding the signal keeps every state the exact
-    end of a segment, which ``resume`` continues bit for bit. Only the main
-    thread can handle signals; elsewhere nothing is held.
-    """
-
-    def __enter__(self):
-        self.hit, self.old = False, None
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum, frame):
-        self.hit = True
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
-
-
 def _run(backend, state, data, epochs, record_every, recipe, out, progress, interruptible):
     """Train ``epochs`` more epochs in segments; returns (epochs done, interrupted)."""
     if progress is None and not interruptible:
@@ -115,7 +86,9 @@ def _run(backend, state, data, epochs, record_every, recipe, out, progress, inte
         return epochs, False
     pacer, done, ran_once = _Pacer(state.n_networks, epochs), 0, False
     report = progress if callable(progress) else (lambda d, t: None)
-    held = _HeldInterrupts() if interruptible else contextlib.nullcontext()
+    # Ctrl-C / SIGTERM while a segment runs is held to its end: backends update the
+    # state in place, so every state kept is the exact end of a segment.
+    held = HeldSignals() if interruptible else contextlib.nullcontext()
     with held:
         while not ran_once or pacer.left > 0:
             e = pacer.take()
@@ -128,7 +101,7 @@ def _run(backend, state, data, epochs, record_every, recipe, out, progress, inte
             except KeyboardInterrupt:  # raised by the callback, between segments: a clean stop
                 if not interruptible:
                     raise
-                held.hit = True
+                held.signum = signal.SIGINT
             if interruptible and held.hit and pacer.left:
                 backend.run(state, data, 0, record_every, recipe, out)  # the outputs of where it stopped
                 return done, True
@@ -230,8 +203,10 @@ def train(
         hidden = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
         seed = check_int("seed", seed, 0, config.SEED_MAX)
         start = check_int("start", start, 0, 2**64 - 1 - n)
-    rates = check_per_network("lr", lr, n, low=0.0, low_open=True)
-    scales = None if given else check_per_network("init_scale", init_scale, n, low=0.0)
+    for name, value in (("lr", lr), ("init_scale", None if given else init_scale)):
+        if value is not None and np.ndim(value) == 0:  # a number: checked before it becomes N of them
+            v = check_per_network(name, value, 1, low=0.0, low_open=name == "lr")
+            check_in_dtype(name, v[0], dt, nonzero=name == "lr")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
     chosen = backends.choose(backend, n)
@@ -242,11 +217,16 @@ def train(
     recipe = Recipe(hidden, np.dtype(dt), bool(fast_math))
     rows = history_rows(epochs, record_every) if record_every else None
     if not device_arrays:
-        check_memory(chosen, n, recipe, epochs, record_every)
+        check_memory(chosen, n, recipe, epochs, record_every)  # before any per-network array
+    rates = check_per_network("lr", lr, n, low=0.0, low_open=True)
+    lr_cast = check_in_dtype("lr", rates, dt, nonzero=True)  # checked after the cast to dtype
+    scales = None if given else check_per_network("init_scale", init_scale, n, low=0.0)
+    if scales is not None:
+        check_in_dtype("init_scale", scales, dt)
     flat, spec = (init.to_flat(), None) if given else initial_parameters(
         init, n, hidden, seed, start, scales, dt, lazy=chosen.NAME == "cupy")
     out = _outputs(n, dt, rows, device_arrays)
-    state = State.fresh(flat, rates.astype(dt), spec)
+    state = State.fresh(flat, lr_cast, spec)
     if device_arrays:
         import cupy
 
@@ -303,7 +283,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     recipe = Recipe(p.hidden, p.dtype, fast)
     rows = history_rows(done + more, k) if k else None
     check_memory(chosen, n, recipe, done + more, k)
-    state = State(p.to_flat(), rates.astype(p.dtype), np.array(result.solved_epoch, dtype=np.int64),
+    state = State(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), np.array(result.solved_epoch, dtype=np.int64),
                   np.array(result.diverged_epoch, dtype=np.int64), done)
     out = KernelOutput.empty(n, p.dtype, rows)
     if k:

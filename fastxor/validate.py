@@ -41,9 +41,10 @@ def check_real(name, value, low=None, low_open=False, high=None):
 
 
 def check_dtype(dtype):
-    """'float32' or 'float64' (or the NumPy types), returned as a NumPy type."""
+    """'float32' or 'float64' (or the NumPy types), returned as a NumPy type.
+    None is refused (NumPy would read it as float64, silently)."""
     try:
-        name = np.dtype(dtype).name
+        name = None if dtype is None else np.dtype(dtype).name
     except TypeError:
         name = None
     if name not in config.DTYPES:
@@ -57,8 +58,11 @@ def check_per_network(name, value, n, low=None, low_open=False):
         v = check_real(name, value.item() if hasattr(value, "item") else value, low, low_open)
         return np.full(n, v, dtype=np.float64)
     arr = np.asarray(value)
-    if arr.dtype.kind not in "fiu" or arr.shape != (n,):
-        raise ValueError(f"{name} must be a number or a real array of shape ({n},), got {arr.shape}")
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a number or a real array of shape ({n},), got an array of {arr.dtype}"
+                        + (" (booleans are not learning rates or scales)" if arr.dtype.kind == "b" else ""))
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must be a number or a real array of shape ({n},), got shape {arr.shape}")
     arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr)
     if low is not None:
@@ -68,3 +72,19 @@ def check_per_network(name, value, n, low=None, low_open=False):
         i = int(np.argmax(bad))
         raise ValueError(f"{name}[{i}] must be a finite number in {lo}{low}, inf), got {arr[i]!r}")
     return arr
+
+
+def check_in_dtype(name, values, dtype, nonzero=False):
+    """``values`` (float64) still finite (and non-zero) once cast to the
+    training ``dtype``: 1e39 is inf and 1e-50 is 0 in float32."""
+    cast = np.asarray(values).astype(dtype)
+    bad = ~np.isfinite(cast) | ((cast == 0) & (np.asarray(values) != 0) if nonzero else False)
+    if np.any(bad):
+        i = int(np.argmax(np.ravel(bad)))
+        v = float(np.ravel(values)[i])
+        what = "overflows to inf" if not np.isfinite(np.ravel(cast)[i]) else "rounds to 0"
+        where = f"{name}[{i}]" if np.ndim(values) else name
+        info = np.finfo(dtype)
+        raise ValueError(f"{where}={v!r} {what} in {np.dtype(dtype).name}; "
+                         f"{np.dtype(dtype).name} allows magnitudes in [{info.tiny:.3g}, {info.max:.3g}]")
+    return cast

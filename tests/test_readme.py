@@ -1,8 +1,8 @@
 """Every example in the README runs as written (at small sizes).
 
 The README's ```python blocks run in one namespace, its ```bash lines that
-start with ``fastxor`` run through ``fastxor.cli.main``, in order, in a fresh
-directory. Sizes: every integer literal >= 1000 (networks, epochs, record
+start with ``fastxor`` run through ``fastxor.cli.main``, in order, each block
+in a fresh directory. Sizes: every integer literal >= 1000 (networks, epochs, record
 intervals, grid lengths) becomes 40, consistently, so the examples keep
 their shape and take seconds.
 """
@@ -52,11 +52,15 @@ def test_command_line_examples_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(harness, "IMPLS", tuple(peers.by_name(n) for n in ("fastxor numba", "numpy vectorised")))
     monkeypatch.setitem(harness.QUICK, "sizes", (1, 100))
     monkeypatch.setitem(harness.QUICK, "target", 0.02)
-    lines = [line.split("  #")[0].strip() for b in blocks("bash") for line in b.splitlines()]
-    commands = [shlex.split(line)[1:] for line in lines if line.startswith("fastxor ")]
-    assert {c[0] for c in commands} == {"train", "sweep", "plot", "bench"}
-    for argv in commands:
-        if argv[0] == "plot":
-            pytest.importorskip("matplotlib")
-        rc = cli.main([_shrink_arg(t) for t in argv])
-        assert rc == 0, f"fastxor {' '.join(argv)} exited with {rc}: {capsys.readouterr().err}"
+    seen = set()
+    for i, block in enumerate(blocks("bash")):  # each block in a fresh directory, its lines in order
+        (tmp_path / str(i)).mkdir()
+        monkeypatch.chdir(tmp_path / str(i))
+        lines = [line.split("  #")[0].strip() for line in block.splitlines()]
+        for argv in (shlex.split(line)[1:] for line in lines if line.startswith("fastxor ")):
+            if argv[0] == "plot":
+                pytest.importorskip("matplotlib")
+            seen.add(argv[0])
+            rc = cli.main([_shrink_arg(t) for t in argv])
+            assert rc == 0, f"fastxor {' '.join(argv)} exited with {rc}: {capsys.readouterr().err}"
+    assert seen == {"train", "sweep", "plot", "bench"}

@@ -120,7 +120,7 @@ def test_results_file_round_trip(tmp_path, rng):
     with pytest.raises(ValueError, match="must end in .npz"):
         r.save(tmp_path / "run.txt")
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="not a fastxor results file"):
+    with pytest.raises(ValueError, match="not a readable fastxor results file"):
         fastxor.load(tmp_path / "other.npz")
 
 
@@ -240,7 +240,7 @@ def test_cli_train_save_resume_plot_sweep(tmp_path, capsys, rng):
     (["train", "--networks", "0"], r"n_networks must be in \[1,"),
     (["train", "--networks", "5", "--lr", "nan"], "lr must be a finite number"),
     (["train", "--networks", "5", "--function", "0120"], "truth table of four 0/1 digits"),
-    (["train", "--resume", "/nonexistent/r.npz"], "No such file"),
+    (["train", "--resume", "/nonexistent/r.npz"], "/nonexistent/r.npz: no such file"),
 ])
 def test_cli_errors_name_the_argument(argv, match, capsys):
     assert cli.main(argv) == 2

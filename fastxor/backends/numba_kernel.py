@@ -406,11 +406,14 @@ def run(state, data, epochs, record_every, recipe, out, final=True, specialise=T
     ``specialise``: use the kernel with 0/1 inputs baked in when X allows it
     (fewer operations, equal to rounding); False forces the generic one.
     """
+    from ..jit_cache import call_repairing
+
     flat = state.materialise()
     dt = flat.dtype
-    kernel = get_kernel(recipe.hidden, dt, boolean_inputs(data.X) if specialise else None)
+    key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None)
     history = out.history if record_every else np.empty((1, 1), dtype=dt)
-    kernel(
+    call_repairing(
+        lambda: get_kernel(*key), lambda: _LOADED.pop(key, None),
         flat, np.ascontiguousarray(state.lr, dtype=dt), np.ascontiguousarray(data.X, dtype=dt),
         np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
         state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,

@@ -69,14 +69,24 @@ def plot_report(report, path):
 
 
 def main(args):
+    from ..outputs import check_path, save_safely
+
+    for path, suffix, option in ((args.json, ".json", "--json"), (args.plot, ".png", "--plot")):
+        if path:
+            check_path(path, suffix, option, force=getattr(args, "force", False))
     mode = QUICK if args.quick else FULL
     report = run_suite(mode, log=lambda s: print(s, file=sys.stderr))
     print(format_report(report))
-    if args.json:
-        with open(args.json, "w") as f:
+
+    def write_json(path):
+        with open(path, "w") as f:
             json.dump(report, f, indent=1, default=str)
-        print(f"saved: {args.json}")
-    if args.plot:
-        plot_report(report, args.plot)
-        print(f"saved: {args.plot}")
+        return path
+
+    for path, write in ((args.json, write_json), (args.plot, lambda p: plot_report(report, p))):
+        if path:
+            where, warning = save_safely(write, path)
+            if warning:
+                print(f"fastxor: warning: {warning}", file=sys.stderr)
+            print(f"saved: {where}")
     return 0

@@ -1,0 +1,275 @@
+"""No finished run is lost to a careless mistake: outputs checked before any
+work, signals during training and saving, memory refused before allocating,
+values checked after the cast, one-line errors, a broken kernel cache."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastxor
+from fastxor import cli, training
+from fastxor.outputs import HeldSignals, save_safely
+
+from helpers import assert_same_result
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if any training starts: errors must come first."""
+    def refuse(*a, **k):
+        raise AssertionError("training started before the error")
+    monkeypatch.setattr(training, "_run", refuse)
+
+
+def run_cli(argv, capsys):
+    rc = cli.main(argv)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.mark.parametrize("out, words", [
+    ("nodir/r.npz", "the directory nodir does not exist"),
+    ("r.txt", "must end in .npz"),
+    (".", "is a directory"),
+])
+def test_bad_out_is_refused_before_training(out, words, tmp_path, monkeypatch, capsys, no_training):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(["train", "--networks", "10", "--epochs", "10", "--out", out], capsys)
+    assert rc == 2 and words in err and err.count("\n") == 1
+
+
+def test_sweep_and_bench_outputs_are_checked_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    from fastxor import sweep as sweep_module
+    from fastxor.bench import harness
+
+    monkeypatch.setattr(sweep_module, "train", None, raising=False)
+    monkeypatch.setattr(harness, "run_suite", lambda *a, **k: pytest.fail("bench ran before the check"))
+    rc, _, err = run_cli(["sweep", "--networks", "5", "--epochs", "5", "--out", "nodir/s.csv"], capsys)
+    assert rc == 2 and "nodir does not exist" in err
+    rc, _, err = run_cli(["bench", "--quick", "--json", "b.txt"], capsys)
+    assert rc == 2 and "--json b.txt: the file name must end in .json" in err
+
+
+def test_existing_out_needs_force_except_for_its_own_resume(tmp_path, capsys):
+    out = tmp_path / "r.npz"
+    base = ["train", "--networks", "20", "--epochs", "30", "--progress", "off", "--out", str(out)]
+    assert run_cli(base, capsys)[0] == 0
+    before = out.read_bytes()
+    rc, _, err = run_cli(base, capsys)
+    assert rc == 2 and "exists; add --force" in err and out.read_bytes() == before
+    assert run_cli(base + ["--force"], capsys)[0] == 0
+    assert run_cli(["train", "--resume", str(out), "--epochs", "10", "--progress", "off"], capsys)[0] == 0
+    assert fastxor.load(out).config["epochs"] == 40
+
+
+def test_resume_refuses_options_that_conflict_with_the_saved_run(tmp_path, capsys):
+    out = tmp_path / "r.npz"
+    assert run_cli(["train", "--networks", "20", "--epochs", "30", "--lr", "0.5", "--hidden", "3",
+                    "--progress", "off", "--out", str(out)], capsys)[0] == 0
+    rc, _, err = run_cli(["train", "--resume", str(out), "--epochs", "10", "--hidden", "2", "--lr", "0.1",
+                          "--dtype", "float64", "--networks", "7", "--function", "and"], capsys)
+    assert rc == 2
+    for words in ("--hidden 2 (saved: 3)", "--lr 0.1 (saved: 0.5)", "--dtype float64 (saved: float32)",
+                  "--networks 7 (saved: 20)", "--function and"):
+        assert words in err, words
+    # the saved run's own values are no conflict
+    rc, _, _ = run_cli(["train", "--resume", str(out), "--epochs", "10", "--hidden", "3", "--lr", "0.5",
+                        "--function", "xor", "--progress", "off"], capsys)
+    assert rc == 0
+
+
+def test_failed_save_keeps_the_results_in_a_rescue_file(tmp_path, monkeypatch, capsys):
+    """A full disk (ENOSPC from the writer): the run is saved elsewhere, and
+    the message says where; no temporary file is left behind."""
+    real = np.savez_compressed
+    target = tmp_path / "r.npz"
+
+    def full_disk(path, **arrays):
+        if str(path).startswith(str(tmp_path)):
+            real(path, **{k: v for k, v in list(arrays.items())[:1]})  # a partial file, then the error
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, **arrays)
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    rc, out, err = run_cli(["train", "--networks", "20", "--epochs", "30", "--progress", "off",
+                            "--out", str(target)], capsys)
+    assert rc == 0 and "No space left on device" in err and "saving" in err
+    rescue = out.split("saved: ")[1].split()[0]
+    assert os.path.dirname(rescue) != str(tmp_path)
+    assert fastxor.load(rescue).config["epochs"] == 30
+    os.unlink(rescue)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary file
+
+
+def test_signals_during_a_save_are_held_until_it_is_written(tmp_path):
+    """A second Ctrl-C (or a SIGTERM) while saving must not cost the file."""
+    r = fastxor.train(10, epochs=5)
+
+    def slow_write(path):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        return r.save(path)
+
+    where, warning = save_safely(slow_write, tmp_path / "r.npz", log=lambda s: None)
+    assert warning is None and fastxor.load(where).config["epochs"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    with HeldSignals() as held:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+    assert held.signum == signal.SIGTERM
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_the_command_saves_and_resumes_exactly(sig, tmp_path):
+    """A batch scheduler's SIGTERM (or Ctrl-C) to a real ``fastxor train``: it
+    stops at the end of a segment, saves, exits 130; resuming gives the
+    same networks as one uninterrupted run."""
+    out = tmp_path / "r.npz"
+    argv = ["--networks", "3000", "--seed", "5", "--record-every", "50"]
+    proc = subprocess.Popen([sys.executable, "-m", "fastxor", "train", "--epochs", "2000000", "--progress", "on",
+                             "--out", str(out), *argv], stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "epoch" not in seen:  # the progress bar: training is under way
+        seen += proc.stderr.read(1)
+        assert proc.poll() is None, seen
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    r = fastxor.load(out)
+    assert r.config["interrupted"] and 0 < r.config["epochs"] < 2_000_000
+    more = 1000
+    whole = fastxor.train(3000, epochs=r.config["epochs"] + more, seed=5, record_every=50)
+    assert_same_result(fastxor.resume(r, more), whole)
+    assert not [p for p in tmp_path.iterdir() if p.name != "r.npz"]  # no temporary file left
+
+
+def _peak_mib(fn):
+    tracemalloc.start()
+    try:
+        fn()
+    except MemoryError as exc:
+        message = str(exc)
+    else:
+        message = None
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return message, peak
+
+
+@pytest.mark.parametrize("call", [
+    lambda: fastxor.train(400_000_000, epochs=1),
+    lambda: fastxor.train(10**12, epochs=1),
+    lambda: fastxor.init_params(10**12),
+    lambda: fastxor.sweep(lr=[0.1, 0.2, 0.5], networks=300_000_000, epochs=100),
+    lambda: fastxor.train(1_000_000_000, epochs=10, init="torch"),
+], ids=["train-4e8", "train-1e12", "init_params-1e12", "sweep-9e8", "train-torch-1e9"])
+def test_memory_is_refused_before_it_is_allocated(call, monkeypatch):
+    monkeypatch.setattr("fastxor.machine.available_memory", lambda: 4 * 2**30)
+    message, peak = _peak_mib(call)
+    assert message and "GiB" in message and "fewer networks" in message
+    assert peak < 64, f"{peak:.0f} MiB allocated before refusing"
+
+
+def test_resume_and_torch_init_check_memory_too(monkeypatch):
+    r = fastxor.train(1000, epochs=10, record_every=1)
+    monkeypatch.setattr("fastxor.machine.available_memory", lambda: 2**20)
+    with pytest.raises(MemoryError, match="record_every=1"):
+        fastxor.resume(r, 1000)
+    with pytest.raises(MemoryError, match="torch_init of 100000 seeds"):
+        fastxor.torch_init(range(100_000))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(lr=1e-50), "lr=1e-50 rounds to 0 in float32"),
+    (dict(lr=1e39), "lr=1e+39 overflows to inf in float32"),
+    (dict(lr=np.array([0.1, 1e-60, 0.1])), "lr[1]=1e-60 rounds to 0 in float32"),
+    (dict(init_scale=1e39), "init_scale=1e+39 overflows to inf in float32"),
+    (dict(lr=1e-50, dtype="float64"), None),  # representable in float64: fine
+    (dict(dtype=None), "dtype must be one of"),
+    (dict(lr=np.array(["a", "b", "c"])), "got an array of <U1"),
+    (dict(lr=np.array([True, False, True])), "booleans are not learning rates"),
+])
+def test_values_are_checked_after_the_cast(kwargs, words):
+    if words is None:
+        assert fastxor.train(3, epochs=2, **kwargs).config["lr"] == kwargs["lr"]
+        return
+    with pytest.raises((ValueError, TypeError)) as info:
+        fastxor.train(3, epochs=2, **kwargs)
+    assert words in str(info.value)
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path, capsys):
+    good = fastxor.train(10, epochs=5).save(tmp_path / "good.npz")
+    (tmp_path / "text.npz").write_text("hello\n")
+    (tmp_path / "truncated.npz").write_bytes(good.read_bytes()[:200])
+    np.savez(tmp_path / "other.npz", loss=np.zeros(3))
+    import json
+
+    np.savez(tmp_path / "nokeys.npz", meta=np.array(json.dumps(dict(format=1, config={}))))
+    for name, words in (("text.npz", "not an .npz archive"), ("truncated.npz", "not a readable fastxor results file"),
+                        ("other.npz", "no 'meta' entry"), ("nokeys.npz", "missing: W1"),
+                        ("absent.npz", "no such file")):
+        for argv in (["train", "--resume", str(tmp_path / name), "--epochs", "1"], ["plot", str(tmp_path / name)]):
+            rc, _, err = run_cli(argv, capsys)
+            assert rc == 2 and words in err and err.count("\n") == 1, (name, err)
+    with pytest.raises(ValueError):  # --debug: the traceback, for a bug report
+        cli.main(["--debug", "train", "--resume", str(tmp_path / "text.npz"), "--epochs", "1"])
+
+
+def test_plot_of_an_all_diverged_run_and_onto_a_file(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from helpers import with_diverging_network
+
+    p = with_diverging_network(fastxor.init_params(1, 2, 0))
+    r = fastxor.train(init=p, epochs=3, lr=np.finfo(np.float32).max * 0.5)
+    assert r.diverged.all()
+    path = r.save(tmp_path / "d.npz")
+    assert run_cli(["plot", str(path), "--out", str(tmp_path / "plots")], capsys)[0] == 0
+    (tmp_path / "afile").write_text("")
+    rc, _, err = run_cli(["plot", str(path), "--out", str(tmp_path / "afile")], capsys)
+    assert rc == 2 and "is a file" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["sweep", "--lr", "abc"], "expected comma-separated numbers, got 'abc'"),
+    (["sweep", "--lr", "0.1,,0.5"], "an empty item"),
+    (["sweep", "--hidden", "2.5"], "expected comma-separated integers"),
+])
+def test_list_options_say_what_they_expect(argv, words, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_truncated_sweep_csv_names_the_line(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    csv = tmp_path / "s.csv"
+    assert run_cli(["sweep", "--networks", "5", "--epochs", "5", "--lr", "0.1,0.2", "--progress", "off",
+                    "--out", str(csv)], capsys)[0] == 0
+    text = csv.read_text()
+    csv.write_text(text[: text.rindex(",") - 3])
+    rc, _, err = run_cli(["plot", str(csv), "--out", str(tmp_path / "p")], capsys)
+    assert rc == 2 and "line 3" in err
+
+
+def test_a_broken_kernel_cache_is_discarded_and_recompiled(tmp_path):
+    """Truncated .nbc and garbage .nbi files: the next run warns once, recompiles, and trains."""
+    env = dict(os.environ, FASTXOR_CACHE_DIR=str(tmp_path))
+    code = "import fastxor; print(fastxor.train(70, epochs=20, hidden=1, seed=3).loss.sum())"
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    files = list(tmp_path.rglob("*.nbc")) + list(tmp_path.rglob("*.nbi"))
+    assert files
+    for f in files:
+        f.write_bytes(f.read_bytes()[:50] if f.suffix == ".nbc" else b"garbage")
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout and again.stderr.count("discarded") == 1
