@@ -26,10 +26,12 @@ INSTALL = "pip install 'fastxor[gpu]' (cupy-cuda12x; or cupy-cuda13x for CUDA 13
 
 
 def kernel_path(name=SOURCE):
-    """The installed kernel source (``kernels/`` in the repository)."""
-    here = Path(__file__).resolve().parent.parent / "kernels" / name
-    if here.exists():  # a source checkout / editable install
-        return here
+    """The CUDA source: ``kernels/`` at the top of a source checkout, or the
+    installed ``fastxor/kernels``."""
+    package = Path(__file__).resolve().parent.parent
+    for here in (package.parent / "kernels" / name, package / "kernels" / name):
+        if here.exists():
+            return here
     return Path(str(resources.files("fastxor.kernels") / name))
 
 
