@@ -77,7 +77,8 @@ def check_per_network(name, value, n, low=None, low_open=False):
 def check_in_dtype(name, values, dtype, nonzero=False):
     """``values`` (float64) still finite (and non-zero) once cast to the
     training ``dtype``: 1e39 is inf and 1e-50 is 0 in float32."""
-    cast = np.asarray(values).astype(dtype)
+    with np.errstate(over="ignore"):  # the overflow is what is being checked
+        cast = np.asarray(values).astype(dtype)
     bad = ~np.isfinite(cast) | ((cast == 0) & (np.asarray(values) != 0) if nonzero else False)
     if np.any(bad):
         i = int(np.argmax(np.ravel(bad)))
