@@ -44,18 +44,17 @@ def check_memory(backend, n, recipe, epochs, record_every, extra=0):
 
 class _Pacer:
     """Epoch-segment lengths: about ``seconds`` each, and long enough that the
-    per-segment fixed cost (moving the state into the kernel's chunks and
-    back) stays under 2 % of a segment.
-
-    Segment times are fitted as fixed + per_epoch * epochs (the first segment
-    is left out: it includes compilation); lengths grow at most 4x a step,
-    and vary until the fit has two different lengths to go on.
+    per-segment fixed cost ``fixed`` (moving the state into the kernel's
+    chunks and back, measured by a zero-epoch run) stays under 2 % of a
+    segment. The time per epoch is the median of the last three segments'
+    (a shared machine is noisy); lengths grow at most 4x a step.
     """
 
-    def __init__(self, n, total, seconds=0.5, longest=10.0):
-        self.left, self.seconds, self.longest = total, seconds, longest
+    def __init__(self, n, total, fixed=0.0, seconds=0.5, longest=10.0):
+        self.left, self.fixed = total, fixed
+        self.target = min(longest, max(seconds, 50 * fixed))
         self.next = max(1, min(total, int(2e7 // n)))  # ~0.1 s before the first measurement
-        self.samples = []
+        self.per_epoch = []
 
     def take(self):
         e = max(1, min(self.left, self.next))
@@ -63,20 +62,9 @@ class _Pacer:
         return e
 
     def measured(self, epochs, dt):
-        self.samples.append((epochs, max(dt, 1e-9)))
-        fit = self.samples[1:] or self.samples
-        e = np.array([s[0] for s in fit], dtype=float)
-        t = np.array([s[1] for s in fit])
-        fixed, per_epoch = 0.0, t.sum() / e.sum()
-        if len(set(e)) > 1:
-            slope, intercept = np.polyfit(e, t, 1)
-            if slope > 0:
-                fixed, per_epoch = max(0.0, intercept), slope
-        target = min(self.longest, max(self.seconds, 50 * fixed))
-        want = min((target - fixed) / per_epoch, 4 * epochs)
-        if len(set(e)) < 2 and len(self.samples) > 1:
-            want = max(want, 2 * epochs)  # a second length, so the fixed cost can be fitted
-        self.next = max(1, int(want))
+        self.per_epoch.append(max(dt - self.fixed, 1e-9) / epochs)
+        per_epoch = float(np.median(self.per_epoch[-3:]))
+        self.next = max(1, int(min((self.target - self.fixed) / per_epoch, 4 * epochs)))
 
 
 def _run(backend, state, data, epochs, record_every, recipe, out, progress, interruptible):
@@ -84,7 +72,12 @@ def _run(backend, state, data, epochs, record_every, recipe, out, progress, inte
     if progress is None and not interruptible:
         backend.run(state, data, epochs, record_every, recipe, out)
         return epochs, False
-    pacer, done, ran_once = _Pacer(state.n_networks, epochs), 0, False
+    fixed = 0.0
+    for _ in range(2):  # a zero-epoch segment costs exactly the fixed part (the first may compile)
+        t0 = time.perf_counter()
+        backend.run(state, data, 0, record_every, recipe, out, final=False)
+        fixed = time.perf_counter() - t0
+    pacer, done, ran_once = _Pacer(state.n_networks, epochs, fixed=fixed), 0, False
     report = progress if callable(progress) else (lambda d, t: None)
     # Ctrl-C / SIGTERM while a segment runs is held to its end: backends update the
     # state in place, so every state kept is the exact end of a segment.

@@ -39,8 +39,8 @@ def short_segments(monkeypatch, lengths):
     from fastxor import training
 
     class Pacer(training._Pacer):
-        def __init__(self, n, total):
-            super().__init__(n, total)
+        def __init__(self, n, total, **kw):
+            super().__init__(n, total, **kw)
             self.next = lengths()
 
         def measured(self, epochs, dt):
