@@ -19,7 +19,7 @@ NUMBA_FASTMATH = {"nsz", "contract"}
 NUMBA_CHUNK = 64
 
 #: Widest hidden layer for which the Numba kernel trains two lane groups per
-#: SIMD iteration (see ``cpu_kernel.lane_groups``); measured, not derived.
+#: SIMD iteration (see ``backends.numba_kernel.lane_groups``); measured, not derived.
 NUMBA_INTERLEAVE_MAX_HIDDEN = 4
 
 #: Supported floating-point types, by name.

@@ -10,7 +10,7 @@
 // nvcc) and as host C++ through tests/host_shim.cpp, so its logic is tested on
 // machines without a GPU. An entry point is instantiated by appending
 //     FASTXOR_ENTRY(H, T, SUFFIX, FAST)
-// (fastxor/gpu.py does this), which defines
+// (fastxor/backends/cupy_kernel.py does this), which defines
 //     extern "C" __global__ void fastxor_train_h<H>_<SUFFIX>(...)
 
 #ifndef FASTXOR_HOST_SHIM

@@ -4,7 +4,7 @@ Why this shape: one thread per network keeps every parameter in registers, and
 generating the initial parameters inside the kernel (Philox, as
 ``init_params``) means a run needs no input arrays — N is limited only by the
 outputs, which are processed in chunks of networks when they would not fit.
-Nothing here imports CuPy at ``import fastxor`` time; ``gpu_problem()`` says in
+Nothing here imports CuPy at ``import fastxor`` time; ``problem()`` says in
 words why the backend cannot run (no CuPy, no driver, no device).
 """
 import functools
