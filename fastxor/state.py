@@ -80,7 +80,7 @@ class State:
 
     params : (P, N) in the recipe's dtype, rows in ``param_rows`` order; None
         while ``init`` still describes it (a GPU makes it in registers).
-    lr : (N,) float64 learning rate per network.
+    lr : (N,) learning rate per network, in the recipe's dtype (cast once).
     solved_epoch, diverged_epoch : (N,) int64, global epoch of the first solve
         / divergence, -1 while none.
     epoch : global epoch of the next update (epochs trained so far).
@@ -135,9 +135,10 @@ class KernelOutput:
     history: object = None
 
     @classmethod
-    def empty(cls, n, dtype, rows=None):
-        history = None if rows is None else np.empty((n, rows), dtype=dtype)
-        return cls(np.empty(n, dtype=dtype), np.empty((n, 4), dtype=dtype), history)
+    def empty(cls, n, dtype, rows=None, xp=np):
+        """Uninitialised buffers; ``xp``: numpy, or cupy to keep results on a GPU."""
+        history = None if rows is None else xp.empty((n, rows), dtype=dtype)
+        return cls(xp.empty(n, dtype=dtype), xp.empty((n, 4), dtype=dtype), history)
 
 
 def history_rows(epochs, record_every):

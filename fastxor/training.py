@@ -134,8 +134,7 @@ def _outputs(n, dtype, rows, device_arrays):
         return KernelOutput.empty(n, dtype, rows)
     import cupy
 
-    return KernelOutput(cupy.empty(n, dtype), cupy.empty((n, 4), dtype),
-                        None if rows is None else cupy.empty((n, rows), dtype))
+    return KernelOutput.empty(n, dtype, rows, xp=cupy)
 
 
 def train(
