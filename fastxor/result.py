@@ -174,12 +174,13 @@ class TrainResult:
 
     def to_torch(self, index):
         """The seed's ``XORNeuralNetwork`` (an nn.Module) with network ``index``'s
-        trained weights; its outputs on X equal ``predictions[index]``."""
+        trained weights and the run's hidden activation; its outputs on X
+        equal ``predictions[index]``."""
         from .torch_compat import to_module
 
         if not -self.n_networks <= index < self.n_networks:
             raise IndexError(f"index must be in [0, {self.n_networks}), got {index}")
-        return to_module(self.params, index % self.n_networks)
+        return to_module(self.params, index % self.n_networks, self.config.get("activation", "sigmoid"))
 
     def stats(self):
         """Success rate with its 95 % Wilson interval, and quantiles, as a dict."""

@@ -9,10 +9,11 @@ to each kernel:
   that order is written in Python (the CUDA source keeps a copy, checked
   against this one by a test);
 * ``Recipe``: what all networks of a run share and a kernel is compiled for
-  (hidden width, dtype, options);
+  (hidden width, dtype, optimizer, loss, activation, options);
 * ``State``: what each network carries from one epoch segment to the next,
-  flat and updated in place (parameters, learning rate, the epochs of its
-  first solve and divergence, the global epoch reached);
+  flat and updated in place (parameters, optimizer buffers, per-network
+  coefficients, the epochs of its first solve, divergence and target, the
+  global epoch reached);
 * ``KernelOutput``: what a segment produces besides the new state (the loss
   and predictions of the final parameters, the loss history columns).
 """
@@ -58,20 +59,78 @@ def fan_in(hidden):
     return np.array([2.0] * (3 * hidden) + [float(hidden)] * (hidden + 1))
 
 
+#: The recipe names a user may choose (``fastxor.train``'s arguments).
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOSSES = ("mse", "bce", "bce_logits")
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What every network of one run shares: the kernel is compiled for it.
 
-    ``fast_math``: the GPU's opt-in approximate sigmoid (cupy only).
+    optimizer, loss, activation : names from OPTIMIZERS, LOSSES, ACTIVATIONS
+        (the output unit is always a sigmoid).
+    momentum, weight_decay : whether some network has a non-zero value (the
+        values themselves are per network, in ``State``); a kernel without
+        them is not slowed by them.
+    nesterov, dampening, betas, eps : as ``torch.optim.SGD`` / ``Adam``.
+    target_loss : None, or track each network's first epoch with loss <= it.
+    fast_math : the GPU's opt-in approximate sigmoid (cupy only).
     """
 
     hidden: int
     dtype: np.dtype
     fast_math: bool = False
+    optimizer: str = "sgd"
+    loss: str = "mse"
+    activation: str = "sigmoid"
+    momentum: bool = False
+    nesterov: bool = False
+    dampening: float = 0.0
+    weight_decay: bool = False
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    target_loss: object = None
 
     @property
     def n_params(self):
         return n_params(self.hidden)
+
+    @property
+    def n_buffers(self):
+        """Optimizer-state rows per network: SGD's momentum buffer (P), Adam's
+        two moments (2P); the step count is the global epoch."""
+        if self.optimizer in ("adam", "adamw"):
+            return 2 * self.n_params
+        return self.n_params if self.momentum else 0
+
+    @property
+    def rate_names(self):
+        """The per-network coefficient rows a kernel reads (see ``rate_rows``)."""
+        names = ["lr"]
+        if self.optimizer == "sgd" and self.momentum:
+            names += ["momentum", "gain"]
+        if self.weight_decay:
+            names.append("decay" if self.optimizer == "adamw" else "weight_decay")
+        return tuple(names)
+
+    @property
+    def kernel_key(self):
+        """What a compiled kernel depends on (the scalars are run-time arguments)."""
+        return (self.hidden, np.dtype(self.dtype).name, self.fast_math, self.optimizer, self.loss,
+                self.activation, self.momentum, self.nesterov, self.weight_decay,
+                self.target_loss is not None)
+
+    @property
+    def is_seed(self):
+        """The seed's recipe: sigmoid, MSE, plain SGD, no target."""
+        return self.kernel_key[3:] == ("sgd", "mse", "sigmoid", False, False, False, False)
+
+    def constants(self):
+        """The run-time scalars as float64: beta1, beta2, eps, target loss (inf: none)."""
+        target = np.inf if self.target_loss is None else float(self.target_loss)
+        return np.array([self.betas[0], self.betas[1], self.eps, target], dtype=np.float64)
 
 
 @dataclass
@@ -81,8 +140,12 @@ class State:
     params : (P, N) in the recipe's dtype, rows in ``param_rows`` order; None
         while ``init`` still describes it (a GPU makes it in registers).
     lr : (N,) learning rate per network, in the recipe's dtype (cast once).
-    solved_epoch, diverged_epoch : (N,) int64, global epoch of the first solve
-        / divergence, -1 while none.
+    momentum, weight_decay : (N,) float64 per network, or None (all zero).
+    buffers : (B, N) optimizer state in the recipe's dtype (``Recipe.n_buffers``
+        rows: SGD's momentum buffer, or Adam's first then second moments, each
+        in parameter row order), or None. Meaningless before epoch 1.
+    solved_epoch, diverged_epoch, target_epoch : (N,) int64, global epoch of
+        the first solve / divergence / loss <= target, -1 while none.
     epoch : global epoch of the next update (epochs trained so far).
     init : ``params.InitSpec`` or None; ``materialise()`` makes the parameters.
     """
@@ -93,11 +156,20 @@ class State:
     diverged_epoch: np.ndarray
     epoch: int = 0
     init: object = None
+    momentum: object = None
+    weight_decay: object = None
+    buffers: object = None
+    target_epoch: object = None
 
     @classmethod
-    def fresh(cls, params, lr, init=None):
+    def fresh(cls, params, lr, init=None, recipe=None, momentum=None, weight_decay=None):
+        """Epoch 0 of a run: events -1, optimizer buffers zero."""
         n = len(lr)
-        return cls(params, lr, np.full(n, -1, np.int64), np.full(n, -1, np.int64), 0, init)
+        nb = 0 if recipe is None else recipe.n_buffers
+        dt = lr.dtype
+        return cls(params, lr, np.full(n, -1, np.int64), np.full(n, -1, np.int64), 0, init,
+                   momentum, weight_decay, np.zeros((nb, n), dtype=dt) if nb else None,
+                   np.full(n, -1, np.int64))
 
     @property
     def n_networks(self):
@@ -109,6 +181,26 @@ class State:
             self.params = self.init.make_flat()
             self.init = None
         return self.params
+
+    def rate_rows(self, recipe):
+        """(R, N) per-network coefficients in the recipe's dtype, rows named by
+        ``recipe.rate_names``: lr; SGD momentum and its gradient gain
+        (1 - dampening, or 1 where that network has no momentum: torch then
+        keeps no buffer); weight decay, or AdamW's factor 1 - lr * wd (computed
+        in float64 as torch does with Python floats)."""
+        dt = self.lr.dtype
+        n = self.n_networks
+        zero = np.zeros(n)
+        mom = zero if self.momentum is None else self.momentum
+        wd = zero if self.weight_decay is None else self.weight_decay
+        rows = {
+            "lr": self.lr,
+            "momentum": mom,
+            "gain": np.where(mom > 0, 1.0 - recipe.dampening, 1.0),
+            "weight_decay": wd,
+            "decay": 1.0 - self.lr.astype(np.float64) * wd,
+        }
+        return np.stack([np.asarray(rows[k]).astype(dt) for k in recipe.rate_names])
 
 
 @dataclass(frozen=True)
@@ -154,6 +246,7 @@ def run_bytes(n, recipe, rows):
     p = recipe.n_params
     per_net = (
         2 * p * item  # flat state + the result's Params
+        + recipe.n_buffers * item + 3 * 8  # optimizer buffers, momentum, weight decay, target epoch
         + 3 * 8 + item  # lr and init scale as float64, lr in dtype, solved/diverged epochs
         + 5 * item + 8  # loss, predictions, solved (bool) and friends
         + rows * item  # history

@@ -21,10 +21,12 @@ def _torch():
     return torch
 
 
-def xor_network_class():
-    """The seed's ``XORNeuralNetwork`` module class, verbatim in structure."""
+def xor_network_class(activation="sigmoid"):
+    """The seed's ``XORNeuralNetwork`` module class, verbatim in structure;
+    ``activation`` ("sigmoid", "tanh", "relu") is the hidden layer's."""
     torch = _torch()
     nn = torch.nn
+    act = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[activation]
 
     class XORNeuralNetwork(nn.Module):
         def __init__(self, input_dim, hidden_dim, output_dim):
@@ -32,10 +34,14 @@ def xor_network_class():
             self.hidden_layer = nn.Linear(input_dim, hidden_dim)
             self.output_layer = nn.Linear(hidden_dim, output_dim)
 
-        def forward(self, x):
-            hidden_output = torch.sigmoid(self.hidden_layer(x))
-            return torch.sigmoid(self.output_layer(hidden_output))
+        def logits(self, x):
+            """The output unit's pre-activation (what BCEWithLogitsLoss takes)."""
+            return self.output_layer(act(self.hidden_layer(x)))
 
+        def forward(self, x):
+            return torch.sigmoid(self.logits(x))
+
+    XORNeuralNetwork.activation = activation
     return XORNeuralNetwork
 
 
@@ -75,11 +81,11 @@ def torch_init(seeds, hidden=2, init_scale=1.0):
                     for a in p.arrays())).astype(np.float32)
 
 
-def to_module(params, index=0):
+def to_module(params, index=0, activation="sigmoid"):
     """An ``XORNeuralNetwork`` holding network ``index`` of ``params``."""
     torch = _torch()
     p = params[index]
-    m = xor_network_class()(2, p.hidden, 1).to(torch.float64 if p.dtype == np.float64 else torch.float32)
+    m = xor_network_class(activation)(2, p.hidden, 1).to(torch.float64 if p.dtype == np.float64 else torch.float32)
     with torch.no_grad():
         for t, a in zip(
             (m.hidden_layer.weight, m.hidden_layer.bias, m.output_layer.weight, m.output_layer.bias),
@@ -89,28 +95,48 @@ def to_module(params, index=0):
     return m
 
 
-def train_seed_loop(params, X, y, epochs, lr, record_every=0, index=0):
-    """Network ``index`` of ``params`` trained by the seed's own loop.
+def make_optimizer(parameters, optimizer="sgd", lr=0.1, momentum=0.0, dampening=0.0, nesterov=False,
+                   weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+    """The torch optimizer fastxor's recipe of these arguments reproduces."""
+    torch = _torch()
+    if optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, dampening=dampening,
+                               nesterov=nesterov, weight_decay=weight_decay)
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
+    return cls(parameters, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
-    nn.Linear modules, nn.MSELoss, optim.SGD, zero_grad/forward/loss/backward/
-    step per epoch. Returns (final Params, loss history list)."""
+
+def train_torch(params, X, y, epochs, lr=0.1, record_every=0, index=0, *, loss="mse",
+                activation="sigmoid", **optimizer_options):
+    """Network ``index`` of ``params`` trained by PyTorch with a fastxor recipe.
+
+    nn.Linear modules; ``nn.MSELoss``, ``nn.BCELoss`` or ``nn.BCEWithLogitsLoss``
+    (on the logits); ``optimizer_options`` as ``make_optimizer``; the seed's
+    zero_grad/forward/loss/backward/step per epoch. Returns (final Params,
+    loss history list)."""
     torch = _torch()
     tdt = torch.float64 if params.dtype == np.float64 else torch.float32
-    model = to_module(params, index)
+    model = to_module(params, index, activation)
     Xt = torch.tensor(np.asarray(X), dtype=tdt)
     yt = torch.tensor(np.asarray(y).reshape(4, 1), dtype=tdt)
-    criterion = torch.nn.MSELoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    criterion = {"mse": torch.nn.MSELoss, "bce": torch.nn.BCELoss,
+                 "bce_logits": torch.nn.BCEWithLogitsLoss}[loss]()
+    optimizer = make_optimizer(model.parameters(), lr=lr, **optimizer_options)
     history = []
     for epoch in range(epochs):
         optimizer.zero_grad()
-        predictions = model(Xt)
-        loss = criterion(predictions, yt)
-        loss.backward()
+        out = model.logits(Xt) if loss == "bce_logits" else model(Xt)
+        value = criterion(out, yt)
+        value.backward()
         optimizer.step()
         if record_every and epoch % record_every == 0:
-            history.append(loss.item())
+            history.append(value.item())
     final = Params(*(t.detach().numpy().copy()[None] for t in (
         model.hidden_layer.weight, model.hidden_layer.bias,
         model.output_layer.weight, model.output_layer.bias)))
     return final, history
+
+
+def train_seed_loop(params, X, y, epochs, lr, record_every=0, index=0):
+    """The seed's own loop: nn.MSELoss and plain optim.SGD (see ``train_torch``)."""
+    return train_torch(params, X, y, epochs, lr, record_every, index)

@@ -34,20 +34,41 @@ def with_diverging_network(p):
     return Params(W1, b1, W2, b2)
 
 
-def run_backend(name, p, X, y, epochs, lr, record_every=0, **kw):
+def make_recipe(hidden, dtype, momentum=None, weight_decay=None, **options):
+    """(Recipe, momentum, weight_decay): ``options`` as Recipe's fields; the
+    per-network momentum / weight decay arrays (or None) set its flags."""
+    def per_net(v):
+        return None if v is None or not np.any(v) else np.asarray(v, dtype=np.float64)
+
+    momentum, weight_decay = per_net(momentum), per_net(weight_decay)
+    recipe = Recipe(hidden, np.dtype(dtype), momentum=momentum is not None,
+                    weight_decay=weight_decay is not None, **options)
+    return recipe, momentum, weight_decay
+
+
+def run_backend(name, p, X, y, epochs, lr, record_every=0, *, momentum=None, weight_decay=None,
+                recipe_options=None, state=None, **kw):
     """Backend ``name``'s contract on Params ``p`` (any float dtype, longdouble
-    for the reference): a dict of params (Params), loss, predictions,
-    solved_epoch, diverged_epoch, loss_history (or None)."""
+    for the reference) with the recipe of ``recipe_options`` (Recipe's
+    fields), per-network ``momentum``/``weight_decay``: a dict of params
+    (Params), loss, predictions, solved/diverged/target epochs, loss_history
+    (or None), and the trained ``state`` (pass it back as ``state`` to go on)."""
     dt = p.dtype
-    state = State.fresh(p.to_flat(), np.asarray(lr, dtype=np.float64).astype(dt))
-    rows = history_rows(epochs, record_every) if record_every else None
-    out = KernelOutput.empty(p.n_networks, dt, rows)
+    n = p.n_networks
+    recipe, mom, wd = make_recipe(p.hidden, dt, np.broadcast_to(momentum, n) if momentum is not None else None,
+                                  np.broadcast_to(weight_decay, n) if weight_decay is not None else None,
+                                  **(recipe_options or {}))
+    if state is None:
+        state = State.fresh(p.to_flat(), np.asarray(lr, dtype=np.float64).astype(dt), recipe=recipe,
+                            momentum=mom, weight_decay=wd)
+    rows = history_rows(state.epoch + epochs, record_every) if record_every else None
+    out = KernelOutput.empty(n, dt, rows)
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    backends.get(name).run(state, Data(X, y, target_sides(y)), epochs, record_every,
-                           Recipe(p.hidden, dt), out, **kw)
+    backends.get(name).run(state, Data(X, y, target_sides(y)), epochs, record_every, recipe, out, **kw)
     return dict(params=Params.from_flat(state.params, p.hidden), loss=out.loss,
                 predictions=out.predictions, solved_epoch=state.solved_epoch,
-                diverged_epoch=state.diverged_epoch, loss_history=out.history)
+                diverged_epoch=state.diverged_epoch, target_epoch=state.target_epoch,
+                loss_history=out.history, state=state)
 
 
 def assert_same_result(a, b):

@@ -17,7 +17,7 @@ def test_result_fields_are_consistent(rng):
     assert r.loss_history.shape == (200, 30) and r.history_epochs[1] == 100
     # final loss and predictions are those of the final parameters
     X, y = fastxor.boolean_function("xor")
-    _, y_hat = reference.forward(r.params.astype(np.float64), X)
+    *_, y_hat = reference.forward(r.params.astype(np.float64), X)
     np.testing.assert_allclose(r.predictions, y_hat, atol=1e-6)
     np.testing.assert_allclose(r.loss, reference.loss_of(y_hat, y), atol=1e-6)
     np.testing.assert_array_equal(r.solved, solved_by(y_hat, target_sides(y)))
@@ -25,7 +25,7 @@ def test_result_fields_are_consistent(rng):
     assert 0 < r.solved.sum() < 200  # lr 1, 3000 epochs: some solve, some do not
     # epoch 0's recorded loss is the loss of the initial parameters
     p0 = fastxor.init_params(200, hidden=3, seed=seed)
-    _, y0 = reference.forward(p0.astype(np.float64), X)
+    *_, y0 = reference.forward(p0.astype(np.float64), X)
     np.testing.assert_allclose(r.loss_history[:, 0], reference.loss_of(y0, y), atol=1e-6)
     s = r.stats()
     assert s["solved"] == r.solved.sum() and s["success_ci95"][0] <= s["success_rate"] <= s["success_ci95"][1]

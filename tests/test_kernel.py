@@ -80,7 +80,7 @@ def test_float32_matches_reference_within_rounding(hidden, boolean, rng):
             assert (np.abs(k["loss_history"] - r["loss_history"]) <= 8 * hs + 16 * EPS32)[tight].all()
         # The final loss is a function of the final parameters (bounded above):
         # check the kernel computed it for its own parameters, in float64.
-        _, yk = reference.forward(k["params"].astype(np.float64), X)
+        *_, yk = reference.forward(k["params"].astype(np.float64), X)
         np.testing.assert_allclose(k["loss"], reference.loss_of(yk, y), rtol=2e-5, atol=1e-9)
         # Solved epochs, where rounding moves the trajectory by < 1e-3 (lr <= 1;
         # measured: max 1.1e-4 over 8825 networks): one whose margin crosses

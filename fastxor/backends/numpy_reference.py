@@ -1,22 +1,26 @@
 """Backend ``numpy``: the NumPy reference, the definition of truth for every fast backend.
 
 It follows the seed's derivation step by step, vectorised over networks and
-nothing else — no fusion, no approximations, ``1 / (1 + exp(-z))`` from NumPy.
-Shapes: N networks, S = 4 samples, H hidden units.
+nothing else — no fusion, no approximations, NumPy's own ``exp``/``log``/
+``tanh``. Shapes: N networks, S = 4 samples, H hidden units. The optimizers
+read like PyTorch's documentation of ``torch.optim.SGD`` and ``Adam``.
 
-Semantics shared by all backends (and tested against PyTorch running the
-seed's own code):
+Semantics shared by all backends (and tested against PyTorch):
 
-* epoch e: forward pass with the current parameters, loss = mean over the 4
-  samples of (y_hat - y)^2 (``nn.MSELoss``), backpropagation, plain SGD step
-  p <- p - lr * dloss/dp (``optim.SGD``). The loss recorded for epoch e is the
-  one of that forward pass, before the update — what the seed prints.
+* epoch e: forward pass with the current parameters; the loss (``nn.MSELoss``,
+  ``nn.BCELoss`` on the sigmoid output, or ``nn.BCEWithLogitsLoss`` on its
+  pre-activation, mean over the 4 samples); backpropagation; one optimizer
+  step (SGD with momentum, dampening, Nesterov and weight decay; Adam; AdamW).
+  The loss recorded for epoch e is the one of that forward pass, before the
+  update — what the seed prints.
 * a network is *solved* by a forward pass whose 4 predictions all lie on their
   target's side of 0.5; ``solved_epoch`` is the first such epoch, where the
-  parameters after the last update count as epoch ``epochs``.
-* a network *diverges* when an update would make any parameter NaN or inf:
-  that update is not applied, ``diverged_epoch`` records the epoch, and the
-  network stays frozen at its last finite parameters while the others go on.
+  parameters after the last update count as epoch ``epochs``. With a
+  ``target_loss``, ``target_epoch`` is the first epoch whose loss is <= it.
+* a network *diverges* when an update would make any parameter or optimizer
+  buffer NaN or inf: that update is not applied, ``diverged_epoch`` records
+  the epoch, and the network stays frozen at its last finite state while the
+  others go on.
 """
 import numpy as np
 
@@ -25,6 +29,10 @@ from ..params import Params
 
 NAME = "numpy"
 
+#: torch's clamps in nn.BCELoss: each log at -100, the backward's denominator at 1e-12.
+BCE_LOG_MIN = -100.0
+BCE_EPSILON = 1e-12
+
 
 def sigmoid(z):
     """The logistic function, exact to NumPy's ``exp`` (overflow gives 0)."""
@@ -32,42 +40,106 @@ def sigmoid(z):
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def forward(p, X):
-    """Hidden activations h (N,S,H) and predictions y_hat (N,S) of ``p`` on X."""
-    # Hidden layer: z1 = x W1^T + b1 for every sample, then the sigmoid.
+def activate(name, z):
+    """The hidden layer's activation: sigmoid, tanh or ReLU."""
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "tanh":
+        return np.tanh(z)
+    return np.maximum(z, np.zeros((), z.dtype))
+
+
+def activation_backward(name, d_h, z, h):
+    """d loss / d z from d loss / d h, the input z and output h, as torch's
+    backward computes it (ReLU: slope 1 where z > 0, else 0 — also at 0)."""
+    one = np.ones((), h.dtype)
+    if name == "sigmoid":
+        return d_h * h * (one - h)
+    if name == "tanh":
+        return d_h * (one - h * h)
+    return d_h * (z > 0).astype(h.dtype)
+
+
+def forward(p, X, activation="sigmoid"):
+    """(z1, h, z2, y_hat): hidden pre-activations and outputs (N,S,H), the
+    output unit's pre-activation and its sigmoid (N,S)."""
     z1 = (
         p.W1[:, None, :, 0] * X[None, :, 0, None]
         + p.W1[:, None, :, 1] * X[None, :, 1, None]
         + p.b1[:, None, :]
     )
-    h = sigmoid(z1)
-    # Output layer: z2 = h W2^T + b2, then the sigmoid.
+    h = activate(activation, z1)
     z2 = (h * p.W2[:, :, :]).sum(axis=2) + p.b2
-    return h, sigmoid(z2)
+    return z1, h, z2, sigmoid(z2)
 
 
-def loss_of(y_hat, y):
-    """nn.MSELoss(): mean over the 4 samples of the squared error, per network."""
-    return ((y_hat - y) ** 2).mean(axis=1)
+def loss_of(y_hat, y, loss="mse", z2=None):
+    """The loss per network, mean over the 4 samples, as torch's criteria."""
+    dt = y_hat.dtype
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        if loss == "mse":
+            terms = (y_hat - y) ** 2
+        elif loss == "bce":  # torch: (y - 1) max(log1p(-o), -100) - y max(log(o), -100)
+            lo = dt.type(BCE_LOG_MIN)
+            terms = (y - 1) * np.maximum(np.log1p(-y_hat), lo) - y * np.maximum(np.log(y_hat), lo)
+        else:  # bce_logits: (1 - y) z - log_sigmoid(z), log_sigmoid(z) = min(z, 0) - log1p(exp(-|z|))
+            log_sigmoid = np.minimum(z2, 0) - np.log1p(np.exp(-np.abs(z2)))
+            terms = (1 - y) * z2 - log_sigmoid
+    return terms.mean(axis=1)
 
 
-def gradients(p, X, y, h, y_hat):
+def output_gradient(y_hat, y, loss):
+    """d loss / d z2 per sample (N,S): the criterion's backward, then the
+    output sigmoid's (for ``bce_logits`` torch differentiates z2 directly)."""
+    dt = y_hat.dtype
+    n_samples = y.shape[-1]
+    one = dt.type(1)
+    if loss == "mse":  # 2 (o - y) / S, through the sigmoid
+        return 2 * (y_hat - y) / n_samples * y_hat * (one - y_hat)
+    if loss == "bce":  # (o - y) / max(o (1 - o), 1e-12) / S, through the sigmoid
+        d_o = dt.type(1 / n_samples) * (y_hat - y) / np.maximum((one - y_hat) * y_hat, dt.type(BCE_EPSILON))
+        return d_o * (one - y_hat) * y_hat
+    return (y_hat - y) * dt.type(1 / n_samples)
+
+
+def gradients(p, X, y, z1, h, z2, y_hat, loss="mse", activation="sigmoid"):
     """d loss / d parameters by backpropagation, as a Params of gradients."""
-    n_samples = X.shape[0]
-    # (1) d loss / d y_hat = 2 (y_hat - y) / S   (the mean of MSELoss gives the 1/S)
-    d_yhat = 2.0 * (y_hat - y) / n_samples
-    # (2) through the output sigmoid: d loss / d z2 = d_yhat * y_hat (1 - y_hat)
-    d_z2 = d_yhat * y_hat * (1.0 - y_hat)
-    # (3) output weights and bias: dW2 = sum_s d_z2 h,  db2 = sum_s d_z2
+    d_z2 = output_gradient(y_hat, y, loss)
     g_W2 = (d_z2[:, :, None] * h).sum(axis=1)[:, None, :]
     g_b2 = d_z2.sum(axis=1, keepdims=True)
-    # (4) back to the hidden layer: d loss / d h = d_z2 W2,  d z1 = d h * h (1 - h)
-    d_h = d_z2[:, :, None] * p.W2[:, :, :]
-    d_z1 = d_h * h * (1.0 - h)
-    # (5) hidden weights and biases: dW1 = sum_s d_z1 x,  db1 = sum_s d_z1
+    # back to the hidden layer: d loss / d h = d_z2 W2, then the activation's slope
+    d_z1 = activation_backward(activation, d_z2[:, :, None] * p.W2[:, :, :], z1, h)
     g_W1 = np.stack([(d_z1 * X[None, :, i, None]).sum(axis=1) for i in range(2)], axis=2)
     g_b1 = d_z1.sum(axis=1)
     return Params(g_W1, g_b1, g_W2, g_b2)
+
+
+def sgd_step(p, grad, buf, first, lr, momentum, gain, weight_decay, nesterov):
+    """``torch.optim.SGD.step`` on flat (P, N) arrays; returns (p, buf)."""
+    if weight_decay is not None:
+        grad = grad + weight_decay * p
+    if buf is not None:  # some network has momentum
+        buf = grad.copy() if first else momentum * buf + gain * grad
+        grad = grad + momentum * buf if nesterov else buf
+    return p - lr * grad, buf
+
+
+def adam_step(p, grad, m, v, step, lr, weight_decay, decay, beta1, beta2, eps):
+    """``torch.optim.Adam.step`` (``decay`` None) or ``AdamW`` (``decay`` =
+    1 - lr * weight_decay) on flat (P, N) arrays; returns (p, m, v)."""
+    F = p.dtype.type
+    if decay is not None:
+        p = p * decay
+    elif weight_decay is not None:
+        grad = grad + weight_decay * p
+    w = F(1 - beta1)  # m.lerp_(grad, 1 - beta1), as torch's CPU lerp
+    m = m + w * (grad - m) if w < 0.5 else grad - (grad - m) * (F(1) - w)
+    v = v * F(beta2) + F(1 - beta2) * grad * grad
+    bias_correction1 = 1 - beta1**step  # Python floats, as torch
+    bias_correction2 = 1 - beta2**step
+    step_size = lr * F(1 / bias_correction1)
+    denom = np.sqrt(v) / F(bias_correction2**0.5) + F(eps)
+    return p - step_size * (m / denom), m, v
 
 
 def problem():
@@ -76,60 +148,78 @@ def problem():
 
 def memory_bytes(n, recipe, rows):
     """``run_bytes`` plus the reference's per-epoch temporaries: Params views,
-    gradients, new parameters and forward activations, a few (N, P) and
-    (N, 4, H) float arrays at a time."""
+    gradients, optimizer temporaries, new parameters and forward activations,
+    a few (N, P) and (N, 4, H) float arrays at a time."""
     from ..state import run_bytes
 
     item = np.dtype(recipe.dtype).itemsize
-    return run_bytes(n, recipe, rows) + n * item * (6 * recipe.n_params + 6 * 4 * recipe.hidden)
+    return run_bytes(n, recipe, rows) + n * item * (10 * recipe.n_params + 8 * 4 * recipe.hidden)
 
 
 def run(state, data, epochs, record_every, recipe, out, final=True):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place."""
     flat = state.materialise()
-    p = Params.from_flat(flat, recipe.hidden)
-    p = train_epochs(p, data.X, data.y, state.lr, state.epoch, epochs, record_every,
-                     state.solved_epoch, state.diverged_epoch, out.history)
-    flat[...] = p.to_flat()
+    dt = flat.dtype
+    X, y = np.asarray(data.X, dtype=dt), np.asarray(data.y, dtype=dt)
+    train_epochs(state, X, y, recipe, epochs, record_every, out.history)
     if not final:
-        state.epoch += epochs
         return out
-    _, y_hat = forward(p, np.asarray(data.X, dtype=flat.dtype))
-    out.loss[...] = loss_of(y_hat, np.asarray(data.y, dtype=flat.dtype))
+    p = Params.from_flat(flat, recipe.hidden)
+    _, _, z2, y_hat = forward(p, X, recipe.activation)
+    out.loss[...] = loss_of(y_hat, y, recipe.loss, z2)
     out.predictions[...] = y_hat
-    final = state.epoch + epochs
-    state.solved_epoch[(state.solved_epoch < 0) & solved_by(y_hat, data.sides)] = final
-    state.epoch = final
+    _first(state.solved_epoch, solved_by(y_hat, data.sides), state.epoch)
+    if recipe.target_loss is not None:
+        _first(state.target_epoch, out.loss <= dt.type(recipe.target_loss), state.epoch)
     return out
 
 
-def train_epochs(p, X, y, lr, epoch0, epochs, record_every, solved_epoch, diverged_epoch, history):
-    """Epochs epoch0 .. epoch0 + epochs - 1 of full-batch SGD on every network of ``p``.
+def _first(events, happened, epoch):
+    """Record ``epoch`` where an event happens for the first time."""
+    events[(events < 0) & happened] = epoch
 
-    All arithmetic in ``p``'s dtype (float32, float64 or longdouble). Fills
-    ``solved_epoch``/``diverged_epoch`` (first events, -1 = none yet) and the
-    columns e // k of ``history`` (N, R) for epochs e with e % k == 0 (k =
-    ``record_every`` > 0). Returns the final Params.
+
+def train_epochs(state, X, y, recipe, epochs, record_every, history):
+    """Epochs state.epoch .. + epochs - 1 of every network, in place.
+
+    All arithmetic in the state's dtype (float32, float64 or longdouble).
+    Fills the first-event epochs and the columns e // k of ``history`` (N, R)
+    for epochs e with e % k == 0 (k = ``record_every`` > 0).
     """
-    dt = p.dtype
-    X = np.asarray(X, dtype=dt)
-    y = np.asarray(y, dtype=dt)
-    lr = np.asarray(lr, dtype=dt)
+    flat = state.params
+    dt = flat.dtype
+    F = dt.type
+    n, h = flat.shape[1], recipe.hidden
+    rows = dict(zip(recipe.rate_names, state.rate_rows(recipe)))
+    lr = rows["lr"]
     sides = target_sides(y)
-    n = p.n_networks
-    with np.errstate(invalid="ignore", over="ignore"):
-        for epoch in range(epoch0, epoch0 + epochs):
-            h, y_hat = forward(p, X)
+    target = None if recipe.target_loss is None else F(recipe.target_loss)
+    P = recipe.n_params
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for epoch in range(state.epoch, state.epoch + epochs):
+            p = Params.from_flat(flat, h)
+            z1, hid, z2, y_hat = forward(p, X, recipe.activation)
+            loss = loss_of(y_hat, y, recipe.loss, z2)
             if record_every and epoch % record_every == 0:
-                history[:, epoch // record_every] = loss_of(y_hat, y)
-            first = (solved_epoch < 0) & solved_by(y_hat, sides)
-            solved_epoch[first] = epoch
-            g = gradients(p, X, y, h, y_hat)
-            new = [a - lr.reshape((n,) + (1,) * (a.ndim - 1)) * ga for a, ga in zip(p.arrays(), g.arrays())]
-            finite = np.ones(n, dtype=bool)
-            for a in new:
-                finite &= np.isfinite(a.reshape(n, -1)).all(axis=1)
-            diverged_epoch[(diverged_epoch < 0) & ~finite] = epoch
-            keep = [np.where(finite.reshape((n,) + (1,) * (a.ndim - 1)), a, old) for a, old in zip(new, p.arrays())]
-            p = Params(*keep)
-    return p
+                history[:, epoch // record_every] = loss
+            _first(state.solved_epoch, solved_by(y_hat, sides), epoch)
+            if target is not None:
+                _first(state.target_epoch, loss <= target, epoch)
+            grad = gradients(p, X, y, z1, hid, z2, y_hat, recipe.loss, recipe.activation).to_flat()
+            buffers = state.buffers
+            if recipe.optimizer == "sgd":
+                new, buf = sgd_step(flat, grad, buffers, epoch == 0, lr, rows.get("momentum"),
+                                    rows.get("gain"), rows.get("weight_decay"), recipe.nesterov)
+                new_buffers = buf
+            else:
+                new, m, v = adam_step(flat, grad, buffers[:P], buffers[P:], epoch + 1, lr,
+                                      rows.get("weight_decay"), rows.get("decay"),
+                                      *recipe.betas, recipe.eps)
+                new_buffers = np.concatenate([m, v])
+            ok = np.isfinite(new).all(axis=0) & (state.diverged_epoch < 0)
+            if new_buffers is not None:
+                ok &= np.isfinite(new_buffers).all(axis=0)
+                buffers[:, ok] = new_buffers[:, ok]
+            _first(state.diverged_epoch, ~ok & (state.diverged_epoch < 0), epoch)
+            flat[:, ok] = new[:, ok]
+    state.epoch += epochs
