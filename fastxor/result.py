@@ -53,7 +53,41 @@ def _cells(pred, side):
 
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _mean_interval(x, z=Z95):
+    """95 % normal-approximation interval of the mean of ``x`` (None if < 2 values)."""
+    if len(x) < 2:
+        return None
+    half = z * float(np.std(x, ddof=1)) / np.sqrt(len(x))
+    m = float(np.mean(x))
+    return (m - half, m + half)
+
+
+def _describe_recipe(c):
+    """The training recipe in a few words, or "" for the seed's (sgd, mse, sigmoid)."""
+    opt = c.get("optimizer", "sgd")
+    parts = [opt]
+
+    def desc(key):
+        v = c.get(key, 0.0)
+        return f"{v:g}" if np.ndim(v) == 0 else f"{np.min(v):g}..{np.max(v):g}"
+
+    if opt == "sgd":
+        if np.any(c.get("momentum", 0.0)):
+            parts.append(f"momentum={desc('momentum')}" + (" nesterov" if c.get("nesterov") else "")
+                         + (f" dampening={c['dampening']:g}" if c.get("dampening") else ""))
+    else:
+        parts.append(f"betas=({c['betas'][0]:g}, {c['betas'][1]:g}) eps={c['eps']:g}")
+    if np.any(c.get("weight_decay", 0.0)):
+        parts.append(f"weight_decay={desc('weight_decay')}")
+    parts += [c.get("loss", "mse"), f"{c.get('activation', 'sigmoid')} hidden"]
+    if c.get("target_loss") is not None:
+        parts.append(f"target_loss={c['target_loss']:g}")
+    text = ", ".join(parts)
+    return "" if text == "sgd, mse, sigmoid hidden" else text
 _ARRAYS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
+_OPTIONAL = ("loss_history", "target_epoch", "optimizer_state")
 
 
 @dataclass
@@ -73,6 +107,11 @@ class TrainResult:
     diverged_epoch : (N,) epoch of that update, -1 if none.
     loss_history : (N, R) loss at epochs 0, k, 2k, ... (k = record_every), or None.
     config : dict, the arguments that produced this result.
+    target_epoch : (N,) first epoch whose loss was <= config["target_loss"],
+        -1 if none; None without a target.
+    optimizer_state : (B, N) the optimizer's buffers (SGD momentum, or Adam's
+        two moments, each in ``Params.to_flat`` row order), or None: what
+        ``resume`` needs to continue exactly.
     versions : dict, package versions, for a result loaded from a file.
     """
 
@@ -86,6 +125,8 @@ class TrainResult:
     loss_history: np.ndarray = None
     config: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    target_epoch: np.ndarray = None
+    optimizer_state: np.ndarray = None
 
     @property
     def n_networks(self):
@@ -142,8 +183,9 @@ class TrainResult:
 
         arrays = {k: to_host(getattr(self, k)) for k in _ARRAYS}
         arrays.update(zip(PARAM_FIELDS, (to_host(a) for a in self.params.arrays())))
-        if self.loss_history is not None:
-            arrays["loss_history"] = to_host(self.loss_history)
+        for name in _OPTIONAL:
+            if getattr(self, name) is not None:
+                arrays[name] = to_host(getattr(self, name))
         cfg = {}
         for key, value in self.config.items():
             if isinstance(value, np.ndarray):
@@ -166,7 +208,7 @@ class TrainResult:
         cfg.update({k[len("config."):]: v for k, v in arrays.items() if k.startswith("config.")})
         return cls(
             params=Params(*(arrays[k] for k in PARAM_FIELDS)),
-            loss_history=arrays.get("loss_history"),
+            **{k: arrays.get(k) for k in _OPTIONAL},
             config=cfg,
             versions=meta.get("versions", {}),
             **{k: arrays[k] for k in _ARRAYS},
@@ -190,7 +232,21 @@ class TrainResult:
         lo, hi = wilson_interval(k, n)
         solved_at = solved_epoch[solved_epoch >= 0]
         finite_loss = loss[np.isfinite(loss)]
+        target = None
+        if self.target_epoch is not None:
+            te = to_host(self.target_epoch)
+            reached = te[te >= 0]
+            target = dict(
+                target_loss=self.config.get("target_loss"),
+                reached=int(reached.size),
+                reached_rate=reached.size / n,
+                reached_ci95=wilson_interval(int(reached.size), n),
+                epoch_mean=float(reached.mean()) if reached.size else None,
+                epoch_mean_ci95=_mean_interval(reached),
+                epoch_quantiles=dict(zip(QUANTILES, np.quantile(reached, QUANTILES))) if reached.size else None,
+            )
         return dict(
+            target=target,
             networks=n,
             solved=k,
             success_rate=k / n,
@@ -213,6 +269,9 @@ class TrainResult:
             f"{100 * s['success_ci95'][0]:.2f}-{100 * s['success_ci95'][1]:.2f} %)",
             f"diverged: {s['diverged']}",
         ]
+        recipe = _describe_recipe(c)
+        if recipe:
+            lines.insert(1, f"recipe: {recipe}")
         q = " ".join(f"{int(100 * p)}%" for p in QUANTILES)
         if s["solved_epoch_quantiles"]:
             v = " ".join(f"{x:.0f}" for x in s["solved_epoch_quantiles"].values())
@@ -220,6 +279,16 @@ class TrainResult:
         if s["loss_quantiles"]:
             v = " ".join(f"{x:.3g}" for x in s["loss_quantiles"].values())
             lines.append(f"final loss quantiles   ({q}): {v}")
+        t = s["target"]
+        if t is not None:
+            lo, hi = t["reached_ci95"]
+            lines.append(f"loss <= {t['target_loss']:g} reached: {t['reached']} ({100 * t['reached_rate']:.2f} %, "
+                         f"95 % CI {100 * lo:.2f}-{100 * hi:.2f} %)")
+            if t["epoch_quantiles"]:
+                v = " ".join(f"{x:.0f}" for x in t["epoch_quantiles"].values())
+                mlo, mhi = t["epoch_mean_ci95"]
+                lines.append(f"target epoch: mean {t['epoch_mean']:.1f} (95 % CI {mlo:.1f}-{mhi:.1f}), "
+                             f"quantiles ({q}): {v}")
         if c.get("interrupted"):
             lines.append(f"INTERRUPTED after {c['epochs']} of {c['epochs_requested']} epochs")
         groups = self.stuck_groups()

@@ -171,6 +171,10 @@ class State:
                    momentum, weight_decay, np.zeros((nb, n), dtype=dt) if nb else None,
                    np.full(n, -1, np.int64))
 
+    def __post_init__(self):
+        if self.target_epoch is None:
+            self.target_epoch = np.full(len(self.lr), -1, np.int64)
+
     @property
     def n_networks(self):
         return len(self.lr)

@@ -25,7 +25,7 @@ from .outputs import HeldSignals
 from .params import Params, initial_parameters
 from .result import TrainResult
 from .state import Data, KernelOutput, Recipe, State, history_rows
-from .validate import check_dtype, check_in_dtype, check_int, check_per_network
+from .validate import check_dtype, check_in_dtype, check_int, check_per_network, check_recipe
 
 
 def available_backends():
@@ -116,6 +116,8 @@ def _package(state, out, data, recipe, cfg):
         diverged_epoch=state.diverged_epoch,
         loss_history=None if out.history is None else out.history[:, :rows],
         config=cfg,
+        target_epoch=state.target_epoch if recipe.target_loss is not None else None,
+        optimizer_state=state.buffers,
     )
 
 
@@ -140,9 +142,12 @@ def _outputs(n, dtype, rows, device_arrays):
 def train(
     n_networks=None, *, epochs=100_000, lr=0.1, hidden=2, seed=0, init="philox", function=None,
     X=None, y=None, dtype="float32", backend="auto", record_every=0, init_scale=1.0, start=0,
-    progress=None, interruptible=False, fast_math=False, device_arrays=False,
+    progress=None, interruptible=False, fast_math=False, device_arrays=False, optimizer="sgd",
+    momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8,
+    loss="mse", activation="sigmoid", target_loss=None,
 ):
-    """Train many 2-H-1 sigmoid networks with the seed's full-batch SGD.
+    """Train many 2-H-1 networks, full batch: by default the seed's recipe
+    (sigmoid hidden units, MSE, plain SGD), or any recipe below.
 
     Parameters
     ----------
@@ -167,6 +172,18 @@ def train(
     fast_math : cupy only: a hardware tanh.approx sigmoid (faster, not
         bit-comparable; see the README for its effect on success rates).
     device_arrays : cupy only: leave the result's arrays on the GPU (CuPy).
+    optimizer : "sgd" (``torch.optim.SGD``), "adam" or "adamw" (``torch.optim.
+        Adam`` / ``AdamW``; note fastxor's weight_decay default is 0 for both).
+    momentum, dampening, nesterov : SGD's, as torch; momentum >= 0 a number
+        or one per network.
+    weight_decay : >= 0, a number or one per network (L2 added to the
+        gradient; AdamW's decoupled decay).
+    betas, eps : Adam's.
+    loss : "mse" (nn.MSELoss), "bce" (nn.BCELoss on the sigmoid output, with
+        torch's clamps), "bce_logits" (nn.BCEWithLogitsLoss on its logit).
+    activation : the hidden layer's, "sigmoid", "tanh" or "relu".
+    target_loss : None, or a loss c >= 0: ``result.target_epoch`` is each
+        network's first epoch with loss <= c (-1 if never).
 
     Returns
     -------
@@ -201,12 +218,14 @@ def train(
             check_in_dtype(name, v[0], dt, nonzero=name == "lr")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
-    chosen = backends.choose(backend, n)
+    recipe_options, mom, wd = check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay,
+                                           betas, eps, loss, activation, target_loss)
+    recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), **recipe_options)
+    chosen = _backend_for(backend, n, recipe)
     if (fast_math or device_arrays) and chosen.NAME != "cupy":
         raise ValueError(f"fast_math and device_arrays need backend='cupy', not {chosen.NAME!r}")
     if device_arrays and (progress is not None or interruptible):
         raise ValueError("device_arrays=True runs in one piece: no progress or interruptible")
-    recipe = Recipe(hidden, np.dtype(dt), bool(fast_math))
     rows = history_rows(epochs, record_every) if record_every else None
     if not device_arrays:
         check_memory(chosen, n, recipe, epochs, record_every)  # before any per-network array
@@ -218,7 +237,7 @@ def train(
     flat, spec = (init.to_flat(), None) if given else initial_parameters(
         init, n, hidden, seed, start, scales, dt, lazy=chosen.NAME == "cupy")
     out = _outputs(n, dt, rows, device_arrays)
-    state = State.fresh(flat, lr_cast, spec)
+    state = State.fresh(flat, lr_cast, spec, recipe, mom, wd)
     if device_arrays:
         import cupy
 
@@ -232,10 +251,36 @@ def train(
         init="given" if given else init, function=fn, dtype=recipe.dtype.name, backend=chosen.NAME,
         fast_math=bool(fast_math), record_every=record_every, X=X.tolist(), y=y.tolist(),
         lr=_per_network_value(rates), lr_desc=_describe(rates),
+        **_recipe_config(recipe, mom, wd),
     )
     if interrupted:
         cfg.update(interrupted=True, epochs_requested=epochs)
     return _package(state, out, data, recipe, cfg)
+
+
+def _recipe_config(recipe, momentum, weight_decay):
+    """The recipe as ``config`` entries (what ``resume`` rebuilds it from)."""
+    zero = np.zeros(1)
+    return dict(
+        optimizer=recipe.optimizer, loss=recipe.loss, activation=recipe.activation,
+        momentum=_per_network_value(zero if momentum is None else momentum),
+        dampening=recipe.dampening, nesterov=recipe.nesterov,
+        weight_decay=_per_network_value(zero if weight_decay is None else weight_decay),
+        betas=list(recipe.betas), eps=recipe.eps, target_loss=recipe.target_loss,
+    )
+
+
+def _backend_for(backend, n, recipe):
+    """``backends.choose``, where the GPU kernel so far trains the seed's recipe only."""
+    chosen = backends.choose(backend, n)
+    if chosen.NAME == "cupy" and not recipe.is_seed:
+        if backend != "auto":
+            raise NotImplementedError(
+                f"backend='cupy' trains the seed's recipe (sgd, mse, sigmoid, no momentum, weight decay "
+                f"or target_loss) so far; this recipe ({recipe.optimizer}, {recipe.loss}, "
+                f"{recipe.activation}) runs on backend='numba'")
+        chosen = backends.get("numba")
+    return chosen
 
 
 def _training_data(function, X, y):
@@ -270,13 +315,29 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     rates = check_per_network("lr", c["lr"], n, low=0.0, low_open=True)
     X, y = check_data(np.array(c["X"]), np.array(c["y"]))
     p = result.params.validated(check_dtype(c["dtype"]), "result.params")
-    chosen = backends.choose(backend, n)
-    fast = bool(c.get("fast_math", False)) and chosen.NAME == "cupy"
-    recipe = Recipe(p.hidden, p.dtype, fast)
+    options, mom, wd = check_recipe(
+        n, c.get("optimizer", "sgd"), c.get("momentum", 0.0), c.get("dampening", 0.0), c.get("nesterov", False),
+        c.get("weight_decay", 0.0), tuple(c.get("betas", (0.9, 0.999))), c.get("eps", 1e-8), c.get("loss", "mse"),
+        c.get("activation", "sigmoid"), c.get("target_loss"))
+    fast = bool(c.get("fast_math", False))
+    recipe = Recipe(p.hidden, p.dtype, fast, **options)
+    chosen = _backend_for(backend, n, recipe)
+    if chosen.NAME != "cupy":
+        recipe = Recipe(p.hidden, p.dtype, False, **options)
     rows = history_rows(done + more, k) if k else None
     check_memory(chosen, n, recipe, done + more, k)
-    state = State(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), np.array(result.solved_epoch, dtype=np.int64),
-                  np.array(result.diverged_epoch, dtype=np.int64), done)
+    state = State.fresh(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), None, recipe, mom, wd)
+    state.epoch = done
+    state.solved_epoch[:] = result.solved_epoch
+    state.diverged_epoch[:] = result.diverged_epoch
+    if recipe.target_loss is not None:
+        state.target_epoch[:] = result.target_epoch
+    if recipe.n_buffers:
+        saved = result.optimizer_state
+        if saved is None or np.shape(saved) != state.buffers.shape:
+            raise ValueError(f"result has no optimizer state of shape {state.buffers.shape} for its "
+                             f"{recipe.optimizer} recipe: it cannot be resumed exactly")
+        state.buffers[...] = saved
     out = KernelOutput.empty(n, p.dtype, rows)
     if k:
         old = result.loss_history

@@ -89,3 +89,51 @@ def check_in_dtype(name, values, dtype, nonzero=False):
         raise ValueError(f"{where}={v!r} {what} in {np.dtype(dtype).name}; "
                          f"{np.dtype(dtype).name} allows magnitudes in [{info.tiny:.3g}, {info.max:.3g}]")
     return cast
+
+
+def check_choice(name, value, allowed):
+    """One of the strings ``allowed``."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+    return value
+
+
+def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, betas, eps, loss, activation,
+                 target_loss):
+    """The training-recipe arguments of ``fastxor.train`` checked as torch.optim
+    checks them, plus what torch would silently ignore (an option of another
+    optimizer). Returns (options for ``state.Recipe``, momentum (N,) or None,
+    weight decay (N,) or None)."""
+    from .state import ACTIVATIONS, LOSSES, OPTIMIZERS
+
+    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+    loss = check_choice("loss", loss, LOSSES)
+    activation = check_choice("activation", activation, ACTIVATIONS)
+    mom = check_per_network("momentum", momentum, n, low=0.0)
+    wd = check_per_network("weight_decay", weight_decay, n, low=0.0)
+    dampening = check_real("dampening", dampening, low=0.0, high=1.0)
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+    if not isinstance(betas, (tuple, list, np.ndarray)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), each in [0, 1), got {betas!r}")
+    b1 = check_real("betas[0]", betas[0], low=0.0)
+    b2 = check_real("betas[1]", betas[1], low=0.0)
+    for i, b in enumerate((b1, b2)):
+        if b >= 1.0:
+            raise ValueError(f"betas[{i}] must be in [0, 1), got {b!r}")
+    eps = check_real("eps", eps, low=0.0, low_open=True)
+    if target_loss is not None:
+        target_loss = check_real("target_loss", target_loss, low=0.0)
+    if optimizer == "sgd":
+        if (b1, b2) != (0.9, 0.999) or eps != 1e-8:
+            raise ValueError("betas and eps apply to optimizer='adam' or 'adamw', not 'sgd'")
+        if nesterov and (not (mom > 0).all() or dampening != 0):
+            raise ValueError("nesterov=True needs momentum > 0 (for every network) and dampening=0, as in torch.optim.SGD")
+    else:
+        if mom.any() or dampening or nesterov:
+            raise ValueError(f"momentum, dampening and nesterov apply to optimizer='sgd'; {optimizer!r} "
+                             "takes betas=(beta1, beta2)")
+    options = dict(optimizer=optimizer, loss=loss, activation=activation, momentum=bool(mom.any()),
+                   nesterov=bool(nesterov), dampening=dampening, weight_decay=bool(wd.any()),
+                   betas=(b1, b2), eps=eps, target_loss=target_loss)
+    return options, (mom if mom.any() else None), (wd if wd.any() else None)

@@ -16,6 +16,7 @@ never reuses a stale kernel. ``kernel_source(H, dtype)`` shows the code.
 """
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -48,69 +49,206 @@ def _sum(terms):
     return " + ".join(terms) if terms else "ZERO"
 
 
-def _emit_forward(H, ind, Xc):
-    """Lines computing h{n}_{j} and o{n} for the 4 samples from the locals."""
+#: Per-network coefficient rows (``Recipe.rate_names``) -> the kernel's local name.
+_RATE_LOCALS = {"lr": "rate", "momentum": "mom", "gain": "gain", "weight_decay": "wd", "decay": "decay"}
+
+
+def _hidden(activation, z):
+    return {"sigmoid": f"sig({z})", "tanh": f"th({z})", "relu": f"relu({z})"}[activation]
+
+
+def _emit_forward(H, ind, Xc, recipe, with_loss=True):
+    """Lines computing h{n}_{j}, z{n}, o{n}, d{n} = o - y, the margin and
+    (``with_loss``) the loss, for the 4 samples from the locals."""
     lines = []
     for n in range(4):
         for j in range(H):
             affine = _sum([_times_x(f"w1_{j}_{i}", n, i, Xc) for i in range(2)])
-            lines.append(f"h{n}_{j} = sig(({affine}) + b1_{j})")
+            lines.append(f"h{n}_{j} = " + _hidden(recipe.activation, f"({affine}) + b1_{j}"))
         dot = " + ".join(f"w2_{j} * h{n}_{j}" for j in range(H))
-        lines.append(f"o{n} = sig(({dot}) + b2)")
+        if recipe.loss == "bce_logits":
+            lines += [f"z{n} = ({dot}) + b2", f"o{n} = sig(z{n})"]
+        else:
+            lines.append(f"o{n} = sig(({dot}) + b2)")
     lines += [f"d{n} = o{n} - y{n}" for n in range(4)]
-    lines.append("loss = (((d0 * d0 + d1 * d1) + d2 * d2) + d3 * d3) * QUARTER")
+    if with_loss:
+        if recipe.loss == "mse":
+            lines += [f"t{n} = d{n} * d{n}" for n in range(4)]
+        elif recipe.loss == "bce":  # torch: (y - 1) max(log1p(-o), -100) - y max(log(o), -100)
+            for n in range(4):
+                lines += [f"la{n} = lg1p(-o{n})", f"lb{n} = lg(o{n})",
+                          f"t{n} = (y{n} - ONE) * (LOGMIN if la{n} < LOGMIN else la{n})"
+                          f" - y{n} * (LOGMIN if lb{n} < LOGMIN else lb{n})"]
+        else:  # (1 - y) z - log_sigmoid(z), log_sigmoid(z) = min(z, 0) - log1p(exp(-|z|))
+            for n in range(4):
+                lines += [f"ab{n} = z{n} if z{n} >= ZERO else -z{n}",
+                          f"t{n} = (ONE - y{n}) * z{n} - ((z{n} if z{n} < ZERO else ZERO) - lg1p(ex(-ab{n})))"]
+        lines.append("loss = (((t0 + t1) + t2) + t3) * QUARTER")
     lines += [f"m{n} = s{n} * (o{n} - HALF)" for n in range(4)]
     lines.append("margin = m0 if m0 < m1 else m1")
     lines += [f"margin = margin if margin < m{n} else m{n}" for n in (2, 3)]
     return [ind + s for s in lines]
 
 
-def _emit_backward_update(H, ind, Xc, at):
-    """Backpropagation (the seed's steps 1-5) and the guarded SGD update;
-    ``at(row)`` is the chunk-state element of parameter row ``row``."""
+def _output_gradient(n, loss):
+    """d loss / d z2 of sample n: the criterion's backward, then the sigmoid's."""
+    if loss == "mse":  # 2/4 (o - y) o (1 - o)
+        return f"g{n} = (d{n} * HALF) * o{n} * (ONE - o{n})"
+    if loss == "bce":  # 1/4 (o - y) / max(o (1 - o), 1e-12), then o (1 - o), as torch
+        return (f"q{n} = (ONE - o{n}) * o{n}\n"
+                f"g{n} = ((QUARTER * d{n}) / (BCE_EPS if q{n} < BCE_EPS else q{n})) * (ONE - o{n}) * o{n}")
+    return f"g{n} = d{n} * QUARTER"  # BCEWithLogits: (sigmoid(z) - y) / 4
+
+
+def _hidden_gradient(n, j, activation):
+    back = f"(g{n} * w2_{j})"
+    if activation == "sigmoid":
+        return f"e{n}_{j} = {back} * h{n}_{j} * (ONE - h{n}_{j})"
+    if activation == "tanh":
+        return f"e{n}_{j} = {back} * (ONE - h{n}_{j} * h{n}_{j})"
+    return f"e{n}_{j} = {back} if h{n}_{j} > ZERO else ZERO"  # ReLU: slope 0 at z <= 0
+
+
+def _emit_step(p, recipe):
+    """The optimizer step of parameter ``p`` (gradient ``g{p}``): lines, the
+    new value's name, and the new buffers' (name, buffer local) pairs."""
+    L, bufs = [], []
+    g = f"g{p}"
+    if recipe.weight_decay and recipe.optimizer != "adamw":  # L2: added to the gradient
+        L.append(f"gd_{p} = {g} + wd * {p}")
+        g = f"gd_{p}"
+    if recipe.optimizer == "sgd":
+        step = g
+        if recipe.momentum:  # buf = grad on the first step, momentum buf + (1 - dampening) grad after
+            L.append(f"nb_{p} = {g} if first else mom * b_{p} + gain * {g}")
+            bufs.append((f"nb_{p}", f"b_{p}"))
+            step = f"({g} + mom * nb_{p})" if recipe.nesterov else f"nb_{p}"
+        L.append(f"n_{p} = {p} - rate * {step}")
+    else:
+        base = f"({p} * decay)" if recipe.weight_decay and recipe.optimizer == "adamw" else p
+        L += [
+            f"nm_{p} = (m_{p} if LERP_LOW else {g}) + LERP_C * ({g} - m_{p})",  # torch's lerp_
+            f"nv_{p} = v_{p} * BETA2 + (W2 * {g}) * {g}",
+            f"n_{p} = {base} - (step * nm_{p}) / (sqrt(nv_{p}) / C2 + EPS)",  # addcdiv_
+        ]
+        bufs += [(f"nm_{p}", f"m_{p}"), (f"nv_{p}", f"v_{p}")]
+    return L, f"n_{p}", bufs
+
+
+def _buffer_locals(recipe, names):
+    """Buffer row -> local name, in ``State.buffers`` order."""
+    if recipe.optimizer == "sgd":
+        return [f"b_{p}" for p in names] if recipe.momentum else []
+    return [f"m_{p}" for p in names] + [f"v_{p}" for p in names]
+
+
+def _emit_backward_update(H, ind, Xc, at, recipe, rows):
+    """Backpropagation (the seed's steps 1-5) and the guarded optimizer step;
+    ``at(row)`` is the chunk-state element of row ``row``."""
     L = []
-    # (1)+(2): d loss / d z2 = 2/4 (o - y) * o (1 - o)
-    L += [f"g{n} = (d{n} * HALF) * o{n} * (ONE - o{n})" for n in range(4)]
-    # (3): output layer gradients
+    for n in range(4):
+        L += _output_gradient(n, recipe.loss).split("\n")
     for j in range(H):
         L.append(f"gw2_{j} = " + " + ".join(f"g{n} * h{n}_{j}" for n in range(4)))
     L.append("gb2 = g0 + g1 + g2 + g3")
-    # (4): back through the hidden sigmoids
     for n in range(4):
         for j in range(H):
-            L.append(f"e{n}_{j} = (g{n} * w2_{j}) * h{n}_{j} * (ONE - h{n}_{j})")
-    # (5): hidden layer gradients
+            L.append(_hidden_gradient(n, j, recipe.activation))
     for j in range(H):
         for i in range(2):
             L.append(f"gw1_{j}_{i} = " + _sum([_times_x(f"e{n}_{j}", n, i, Xc) for n in range(4)]))
         L.append(f"gb1_{j} = " + " + ".join(f"e{n}_{j}" for n in range(4)))
-    # SGD step; an update that makes any parameter NaN/inf is not applied.
     names = param_names(H)
-    L += [f"n_{p} = {p} - rate * g{p}" for p in names]
-    # x - x is 0 for finite x and NaN otherwise; a balanced sum keeps the
-    # check's dependency chain short (log2 of the parameter count).
-    L.append("bad = " + _tree_sum([f"(n_{p} - n_{p})" for p in names]))
-    L.append("ok = bad == ZERO")
+    buffers = _buffer_locals(recipe, names)
+    L += [f"{b} = {at(rows['buffers'] + q)}" for q, b in enumerate(buffers)]
+    news = []
+    for p in names:
+        lines, new, bufs = _emit_step(p, recipe)
+        L += lines
+        news.append(new)
+        news += [b for b, _ in bufs]
+    # An update that makes any parameter or buffer NaN/inf is not applied, and
+    # a diverged network stays frozen. x - x is 0 for finite x and NaN
+    # otherwise; a balanced sum keeps the check's dependency chain short.
+    L.append("bad = " + _tree_sum([f"({v} - {v})" for v in news]))
+    L.append(f"d_old = {at(rows['diverged'])}")
+    L.append("ok = (bad == ZERO) & (as_int(d_old) < 0)")
     L += [f"{at(q)} = n_{p} if ok else {p}" for q, p in enumerate(names)]
+    L += [f"{at(rows['buffers'] + q)} = n{b} if ok else {b}" for q, b in enumerate(buffers)]
     return [ind + s for s in L]
 
 
-def _emit_epochs(name, lanes, groups, loss_row, doc):
+#: The kernel's per-network event arguments, in chunk-row order after the loss.
+EVENTS = ("solved_io", "diverged_io", "target_io")
+
+
+def chunk_rows(recipe):
+    """Row offsets of the chunk state: parameters, buffers, coefficient rows,
+    loss, solved, diverged, target epoch; and the row count."""
+    P = recipe.n_params
+    rows = {"buffers": P, "rates": P + recipe.n_buffers}
+    r = rows["rates"] + len(recipe.rate_names)
+    for name in ("loss", "solved", "diverged", "target"):
+        rows[name] = r
+        r += 1
+    return rows, r
+
+
+def _emit_constants(recipe):
+    """Run-time scalars of the recipe as locals (from the float64 array ``consts``)."""
+    L = ["    TARGET = F(consts[3])"]
+    if recipe.optimizer != "sgd":
+        L += [
+            "    BETA1, BETA2 = consts[0], F(consts[1])",
+            "    EPS, W2 = F(consts[2]), F(1.0 - consts[1])",
+            "    W1 = F(1.0 - BETA1)  # torch: exp_avg.lerp_(grad, 1 - beta1)",
+            "    LERP_LOW = W1 < HALF  # torch's lerp: m + w (g - m) if w < 0.5, else g - (1 - w) (g - m)",
+            "    LERP_C = W1 if LERP_LOW else -(ONE - W1)",
+        ]
+    return L
+
+
+def _emit_epoch_scalars(recipe):
+    """Per-epoch scalars: the first step (SGD momentum), Adam's bias corrections
+    (float64 from the step count, as torch computes them with Python floats)."""
+    if recipe.optimizer == "sgd":
+        return ["        first = epoch0 + epoch == 0"] if recipe.momentum else []
+    return [
+        "        t = float(epoch0 + epoch + 1)",
+        "        C1 = F(1.0 / (1.0 - BETA1 ** t))  # step_size = lr / bias_correction1",
+        "        C2 = F((1.0 - consts[1] ** t) ** 0.5)  # bias_correction2 ** 0.5",
+    ]
+
+
+def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, recipe, doc):
     """A chunk kernel: the epoch loop around a SIMD loop over ``lanes`` lanes
-    whose body is the groups' statements interleaved, and the history."""
+    whose body is the groups' statements interleaved, and the history.
+    ``groups_no_loss``: a body without the loss for epochs that need none
+    (the BCE losses' logs cost more than the rest of the epoch's arithmetic)."""
+    def lane_loop(ind, gs):
+        return [ind + f"for k in range({lanes}):", *[ind + "    " + line for stmt in zip(*gs) for line in stmt]]
+
     src = [
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
-        f"def {name}(a, X, y, sides, epoch0, epochs, record_every, lo, m, history):",
+        f"def {name}(a, consts, X, y, sides, epoch0, epochs, record_every, lo, m, history):",
         f'    """{doc}"""',
         *_emit_data(),
+        *_emit_constants(recipe),
         "    for epoch in range(epochs):",
         "        ep = as_float(I(epoch0 + epoch))  # the global epoch's bits, stored in the float state",
-        f"        for k in range({lanes}):",
-        *[" " * 12 + line for stmt in zip(*groups) for line in stmt],
-        "        if record_every > 0 and (epoch0 + epoch) % record_every == 0:",
+        "        record = record_every > 0 and (epoch0 + epoch) % record_every == 0",
+        *_emit_epoch_scalars(recipe),
+    ]
+    if groups_no_loss is None:
+        src += lane_loop("        ", groups)
+    else:
+        src += ["        if record:", *lane_loop("            ", groups),
+                "        else:", *lane_loop("            ", groups_no_loss)]
+    src += [
+        "        if record:",
         "            r = (epoch0 + epoch) // record_every",
         "            for k in range(m):",
-        f"                history[lo + k, r] = a[{loss_row} + k]",
+        f"                history[lo + k, r] = a[{rows['loss'] * C} + k]",
         "",
         "",
     ]
@@ -118,7 +256,7 @@ def _emit_epochs(name, lanes, groups, loss_row, doc):
 
 
 def _emit_chunk_call(G, C):
-    call = "(a, X, y, sides, epoch0, epochs, record_every, lo, m, history)"
+    call = "(a, consts, X, y, sides, epoch0, epochs, record_every, lo, m, history)"
     if G == 1:
         return ["        train_chunk" + call]
     return [
@@ -151,7 +289,7 @@ def _tree_sum(terms):
     return f"({_tree_sum(terms[:half])} + {_tree_sum(terms[half:])})"
 
 
-def lane_groups(hidden):
+def lane_groups(hidden, recipe=None):
     """Networks trained side by side in one iteration of the SIMD loop.
 
     Why: one network-epoch is a long dependency chain (two sigmoid layers,
@@ -160,14 +298,19 @@ def lane_groups(hidden):
     out-of-order core work to overlap. Measured (float32, 2-core Zen 4):
     H=2 2.8e8 -> 3.2e8 NE/s. From H=5 the gain is gone and from H=12 the
     doubled register pressure stops LLVM from vectorising, so wide layers
-    use one group.
+    use one group — as do Adam's kernels, whose two moments per parameter
+    already fill the registers.
     """
+    if recipe is not None and recipe.optimizer != "sgd":
+        return 1
     return 2 if hidden <= config.NUMBA_INTERLEAVE_MAX_HIDDEN else 1
 
 
 #: Identifiers the lane groups share; every other local of the loop body
 #: gets a per-group suffix.
-_SHARED = {"a", "k", "ep", "sig", "as_int", "ZERO", "HALF", "ONE", "QUARTER", "if", "else"}
+_SHARED = {"a", "k", "ep", "sig", "th", "relu", "lg", "lg1p", "ex", "sqrt", "as_int", "ZERO", "HALF",
+           "ONE", "QUARTER", "LOGMIN", "BCE_EPS", "TARGET", "first", "C1", "C2", "BETA2", "W2", "EPS",
+           "LERP_LOW", "LERP_C", "if", "else"}
 _SHARED |= {f"x{n}{i}" for n in range(4) for i in range(2)}
 _SHARED |= {f"y{n}" for n in range(4)} | {f"s{n}" for n in range(4)}
 
@@ -189,124 +332,165 @@ def boolean_inputs(X):
     return None
 
 
-def kernel_source(hidden, dtype, Xc=None):
-    """The Python source of the fused kernel for one hidden width and dtype.
+def _seed_recipe(hidden, dtype):
+    from ..state import Recipe
+
+    return Recipe(hidden, np.dtype(dtype))
+
+
+def kernel_source(hidden, dtype, Xc=None, recipe=None):
+    """The Python source of the fused kernel for one hidden width, dtype and
+    training recipe (``state.Recipe``; None: the seed's).
 
     ``Xc``: inputs baked in as constants (see ``boolean_inputs``), or None
     for a kernel that reads any X at run time.
 
     A chunk's whole state is one flat array ``a``: row q (elements q*C ..
-    q*C + C-1, one per lane) holds parameter q, then come the rows of
-    learning rates, losses, and the solved and diverged epochs (integers
-    stored as their bit patterns, see ``vmath.bitcasts``). Constant row
-    offsets in one array let LLVM prove that the lanes of a SIMD iteration
-    never overlap; with a 2-D array's run-time strides it could not, nor
-    with a second array for the epochs once the layer is wide (too many
-    run-time alias checks), and it then leaves the loop scalar, ~10x slower.
+    q*C + C-1, one per lane) holds parameter q, then come the optimizer
+    buffers, the per-network coefficients (learning rate, ...), the loss,
+    and the solved, diverged and target epochs (integers stored as their
+    bit patterns, see ``vmath.bitcasts``); ``chunk_rows`` lays them out.
+    Constant row offsets in one array let LLVM prove that the lanes of a
+    SIMD iteration never overlap; with a 2-D array's run-time strides it
+    could not, nor with a second array for the epochs once the layer is
+    wide (too many run-time alias checks), and it then leaves the loop
+    scalar, ~10x slower.
     """
+    recipe = recipe or _seed_recipe(hidden, dtype)
     H = hidden
     dt = np.dtype(dtype).name
     C = config.NUMBA_CHUNK
-    G = lane_groups(H)
+    G = lane_groups(H, recipe)
     W = C // G  # lanes per group: iteration k trains lanes k, k+W, ...
     P = 4 * H + 1
-    RATE, LOSS = P * C, (P + 1) * C
+    rows, n_rows = chunk_rows(recipe)
+    NB, RT = recipe.n_buffers, rows["rates"]
+    tracks_target = recipe.target_loss is not None
     i2 = " " * 8
 
     def lane(row, g):
         return f"a[{row * C + g * W} + k]"
 
-    def body(g):
+    def body(g, with_loss=True):
         """Lines training the network in lane k of group g; locals renamed per group."""
         at = lambda row: lane(row, g)  # noqa: E731
-        solved, diverged = at(P + 2), at(P + 3)
-        lines = [
-            f"rate = {at(P)}",
+        solved = at(rows["solved"])
+        lines = [f"{_RATE_LOCALS[r]} = {at(RT + q)}" for q, r in enumerate(recipe.rate_names)]
+        if recipe.optimizer != "sgd":
+            lines.append("step = rate * C1")
+        lines += [
             *_emit_load(H, "", at),
-            *_emit_forward(H, "", Xc),
-            *_emit_backward_update(H, "", Xc, at),
-            f"{at(P + 1)} = loss",
+            *_emit_forward(H, "", Xc, recipe, with_loss),
+            *_emit_backward_update(H, "", Xc, at, recipe, rows),
             f"s_old = {solved}",
             f"{solved} = ep if (as_int(s_old) < 0) & (margin > ZERO) else s_old",
-            f"d_old = {diverged}",
-            f"{diverged} = ep if (as_int(d_old) < 0) & (~ok) else d_old",
+            f"{at(rows['diverged'])} = ep if (as_int(d_old) < 0) & (~ok) else d_old",
         ]
+        if with_loss:
+            lines.append(f"{at(rows['loss'])} = loss")
+        if tracks_target:
+            lines += [f"e_old = {at(rows['target'])}",
+                      f"{at(rows['target'])} = ep if (as_int(e_old) < 0) & (loss <= TARGET) else e_old"]
         return [_for_group(line, g) for line in lines]
 
     groups = [body(g) for g in range(G)]
+    lazy_loss = recipe.loss != "mse" and not tracks_target
+    no_loss = [body(g, False) for g in range(G)] if lazy_loss else None
     src = [
-        f'"""Generated by fastxor.backends.numba_kernel for H={H}, {dt}, X={Xc}. Do not edit."""',
+        f'"""Generated by fastxor.backends.numba_kernel for H={H}, {dt}, X={Xc},',
+        f'{recipe.optimizer}, {recipe.loss}, {recipe.activation}, recipe={recipe.kernel_key}. Do not edit."""',
         "import numpy as np",
         "from numba import njit, prange",
         "from fastxor import config",
-        "from fastxor.backends.numba_vmath import bitcasts, make_sigmoid",
+        "from fastxor.backends.numba_vmath import bitcasts, make_math",
         "",
         f"F = np.{dt}",
-        "sig = make_sigmoid(F)",
+        "_math = make_math(F)",
+        "sig, th, lg, lg1p, ex = _math.sigmoid, _math.tanh, _math.log, _math.log1p, _math.exp",
+        "sqrt = np.sqrt",
         "as_int, as_float, I = bitcasts(F)",
         "ZERO, HALF, ONE, QUARTER = F(0.0), F(0.5), F(1.0), F(0.25)",
+        "LOGMIN, BCE_EPS = F(-100.0), F(1e-12)  # torch's clamps in nn.BCELoss",
+        "",
+        "",
+        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy')",
+        "def relu(z):",
+        "    return z if z > ZERO else ZERO",
         "",
         "",
     ]
     if G == 1:
-        src += _emit_epochs("train_chunk", "m", groups, LOSS,
+        src += _emit_epochs("train_chunk", "m", groups, no_loss, rows, C, recipe,
                             f"Train the m networks of a chunk ({C} lanes, one per network).")
     else:
-        src += _emit_epochs("train_chunk", str(W), groups, LOSS,
+        src += _emit_epochs("train_chunk", str(W), groups, no_loss, rows, C, recipe,
                             f"Train a full chunk: {G} groups of {W} lanes, the groups'\n"
                             "    statements interleaved.")
-        src += _emit_epochs("train_partial", "m", groups[:1], LOSS,
+        src += _emit_epochs("train_partial", "m", groups[:1], no_loss and no_loss[:1], rows, C, recipe,
                             "Train the m < C networks of a last chunk, one group: a\n"
                             "    single network costs one lane, not one per group.")
+    epoch_rows = [rows["solved"], rows["diverged"], rows["target"]]
     src += [
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
-        "def finish_chunk(a, X, y, sides, end, lo, m, loss_out, pred_out, solved_io,",
-        "                 diverged_io):",
-        '    """Forward pass of the final parameters (epoch ``end``): loss, predictions, solved."""',
+        "def finish_chunk(a, consts, X, y, sides, end, lo, m, loss_out, pred_out, solved_io, diverged_io,",
+        "                 target_io):",
+        '    """Forward pass of the final parameters (epoch ``end``): loss, predictions,',
+        '    solved and target epochs."""',
     ]
     src += _emit_data()
-    src += ["    for k in range(m):"]
+    src += ["    TARGET = F(consts[3])", "    for k in range(m):"]
     src += _emit_load(H, i2, lambda q: lane(q, 0))
-    src += _emit_forward(H, i2, Xc)
+    src += _emit_forward(H, i2, Xc, recipe)
     src += [i2 + "loss_out[lo + k] = loss"]
     src += [i2 + f"pred_out[lo + k, {n}] = o{n}" for n in range(4)]
     src += [
-        i2 + f"s_old = as_int({lane(P + 2, 0)})",
+        i2 + f"s_old = as_int({lane(rows['solved'], 0)})",
         i2 + "solved_io[lo + k] = end if (s_old < 0) and (margin > ZERO) else s_old",
-        i2 + f"diverged_io[lo + k] = as_int({lane(P + 3, 0)})",
+        i2 + f"diverged_io[lo + k] = as_int({lane(rows['diverged'], 0)})",
+        i2 + f"e_old = as_int({lane(rows['target'], 0)})",
+        i2 + f"target_io[lo + k] = end if {tracks_target} and (e_old < 0) and (loss <= TARGET) else e_old",
         "",
         "",
         "@njit(parallel=True, cache=True)",
-        "def train(P, lr, X, y, sides, epoch0, epochs, record_every, final, loss_out, pred_out,",
-        "          solved_io, diverged_io, history):",
-        '    """All networks: chunks of networks in parallel, each trained alone;"',
-        '    P, solved_io, diverged_io are the run state, updated in place; ``final``:"',
-        '    also the loss and predictions of the final parameters."""',
+        "def train(P, B, rates, consts, X, y, sides, epoch0, epochs, record_every, final, loss_out,",
+        "          pred_out, solved_io, diverged_io, target_io, history):",
+        '    """All networks: chunks of networks in parallel, each trained alone.',
+        "    P (params), B (optimizer buffers) and the solved, diverged and target",
+        "    epochs are the run state, updated in place; rates: per-network",
+        '    coefficient rows; ``final``: also the loss and predictions at the end."""',
         "    n_total = P.shape[1]",
         f"    n_chunks = (n_total + {C - 1}) // {C}",
         "    for c in prange(n_chunks):",
         f"        lo = c * {C}",
         f"        m = min({C}, n_total - lo)",
-        f"        a = np.zeros({(P + 4) * C}, dtype=F)  # unused lanes: zero parameters, rate 0",
-        f"        a[{(P + 2) * C}:] = as_float(I(-1))  # unused lanes: solved/diverged epoch -1",
-        "        for k in range(m):",
-        f"            a[{RATE} + k] = lr[lo + k]",
-        f"            a[{(P + 2) * C} + k] = as_float(I(solved_io[lo + k]))",
-        f"            a[{(P + 3) * C} + k] = as_float(I(diverged_io[lo + k]))",
+        f"        a = np.zeros({n_rows * C}, dtype=F)  # unused lanes: zero parameters, rate 0",
+        f"        a[{rows['solved'] * C}:] = as_float(I(-1))  # unused lanes: event epochs -1",
+        f"        for q in range({len(recipe.rate_names)}):",
+        "            for k in range(m):",
+        f"                a[({RT} + q) * {C} + k] = rates[q, lo + k]",
+        *[line for q, io in enumerate(EVENTS) for line in (
+            "        for k in range(m):",
+            f"            a[{(rows['solved'] + q) * C} + k] = as_float(I({io}[lo + k]))")],
         f"        for q in range({P}):  # row by row: contiguous runs in both arrays",
         "            for k in range(m):",
         f"                a[q * {C} + k] = P[q, lo + k]",
+        f"        for q in range({NB}):",
+        "            for k in range(m):",
+        f"                a[({P} + q) * {C} + k] = B[q, lo + k]",
         *_emit_chunk_call(G, C),
         "        if final:",
-        "            finish_chunk(a, X, y, sides, epoch0 + epochs, lo, m, loss_out, pred_out, solved_io,",
-        "                         diverged_io)",
+        "            finish_chunk(a, consts, X, y, sides, epoch0 + epochs, lo, m, loss_out, pred_out, solved_io,",
+        "                         diverged_io, target_io)",
         "        else:  # an intermediate segment: the state only",
-        "            for k in range(m):",
-        f"                solved_io[lo + k] = as_int(a[{(P + 2) * C} + k])",
-        f"                diverged_io[lo + k] = as_int(a[{(P + 3) * C} + k])",
+        *[line for q, io in enumerate(EVENTS) for line in (
+            "            for k in range(m):",
+            f"                {io}[lo + k] = as_int(a[{(rows['solved'] + q) * C} + k])")],
         f"        for q in range({P}):",
         "            for k in range(m):",
         f"                P[q, lo + k] = a[q * {C} + k]",
+        f"        for q in range({NB}):",
+        "            for k in range(m):",
+        f"                B[q, lo + k] = a[({P} + q) * {C} + k]",
     ]
     return "\n".join(src) + "\n"
 
@@ -334,16 +518,24 @@ def _cache_dir():
     return d
 
 
-def get_kernel(hidden, dtype, Xc=None):
-    """The compiled kernel for (hidden, dtype, inputs): generated, imported, cached."""
+def get_kernel(hidden, dtype, Xc=None, recipe=None):
+    """The compiled kernel for (hidden, dtype, inputs, recipe): generated,
+    imported, cached. A variant never used before with these sources is
+    announced on the ``fastxor`` logger (its compilation takes seconds)."""
+    recipe = recipe or _seed_recipe(hidden, dtype)
     dt = np.dtype(dtype).name
-    key = (hidden, dt, Xc)
+    key = (hidden, dt, Xc, recipe.kernel_key)
     if key not in _LOADED:
         xtag = "x" + "".join(str(int(v)) for row in Xc for v in row) if Xc else "xany"
-        name = f"fastxor_cpu_h{hidden}_{dt}_{xtag}"
+        rtag = "seed" if recipe.is_seed else hashlib.sha256(repr(recipe.kernel_key).encode()).hexdigest()[:10]
+        name = f"fastxor_cpu_h{hidden}_{dt}_{xtag}_{rtag}"
         path = _cache_dir() / f"{name}.py"
-        src = kernel_source(hidden, dt, Xc)
+        src = kernel_source(hidden, dt, Xc, recipe)
         if not path.exists() or path.read_text() != src:
+            logging.getLogger("fastxor").info(
+                "compiling the CPU kernel for H=%d %s %s/%s/%s (first use of this variant: "
+                "a few seconds, then cached in %s)", hidden, dt, recipe.optimizer, recipe.loss,
+                recipe.activation, path.parent)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(src)
             os.replace(tmp, path)  # atomic: concurrent processes never see half a file
@@ -410,14 +602,16 @@ def run(state, data, epochs, record_every, recipe, out, final=True, specialise=T
 
     flat = state.materialise()
     dt = flat.dtype
-    key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None)
+    n = flat.shape[1]
+    key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None, recipe)
     history = out.history if record_every else np.empty((1, 1), dtype=dt)
+    buffers = state.buffers if state.buffers is not None else np.empty((0, n), dtype=dt)
     call_repairing(
-        lambda: get_kernel(*key), lambda: _LOADED.pop(key, None),
-        flat, np.ascontiguousarray(state.lr, dtype=dt), np.ascontiguousarray(data.X, dtype=dt),
+        lambda: get_kernel(*key), lambda: _LOADED.pop(key[:3] + (recipe.kernel_key,), None),
+        flat, buffers, state.rate_rows(recipe), recipe.constants(), np.ascontiguousarray(data.X, dtype=dt),
         np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
         state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,
-        state.diverged_epoch, history,
+        state.diverged_epoch, state.target_epoch, history,
     )
     state.epoch += epochs
     return out

@@ -139,7 +139,7 @@ def adam_step(p, grad, m, v, step, lr, weight_decay, decay, beta1, beta2, eps):
     bias_correction2 = 1 - beta2**step
     step_size = lr * F(1 / bias_correction1)
     denom = np.sqrt(v) / F(bias_correction2**0.5) + F(eps)
-    return p - step_size * (m / denom), m, v
+    return p - (step_size * m) / denom, m, v  # addcdiv: value * t1 / t2, left to right
 
 
 def problem():
