@@ -14,9 +14,14 @@ USER_ERRORS = (ValueError, TypeError, MemoryError, ImportError, NotImplementedEr
 RUN_SETTINGS = {
     "networks": "n_networks", "hidden": "hidden", "lr": "lr", "dtype": "dtype", "seed": "seed",
     "init": "init", "init_scale": "init_scale", "record_every": "record_every", "function": "function",
+    "optimizer": "optimizer", "momentum": "momentum", "dampening": "dampening", "nesterov": "nesterov",
+    "weight_decay": "weight_decay", "betas": "betas", "eps": "eps", "loss": "loss", "activation": "activation",
+    "target_loss": "target_loss",
 }
 TRAIN_DEFAULTS = dict(networks=100_000, hidden=2, lr=0.1, dtype="float32", seed=0, init="philox",
-                      init_scale=1.0, record_every=0, function="xor")
+                      init_scale=1.0, record_every=0, function="xor", optimizer="sgd", momentum=0.0,
+                      dampening=0.0, nesterov=False, weight_decay=0.0, betas=[0.9, 0.999], eps=1e-8,
+                      loss="mse", activation="sigmoid", target_loss=None)
 
 
 def _progress(args, n, epoch0=0):
@@ -38,8 +43,12 @@ def _conflicts(args, cfg):
             continue
         if opt == "function":
             same = list(boolean_function(given)[1]) == list(cfg.get("y", [])) and saved is not None
+        elif opt == "betas":
+            same = list(given) == list(saved or TRAIN_DEFAULTS["betas"])
         elif isinstance(saved, (list, tuple)) or hasattr(saved, "shape"):
             same = False  # a per-network array: a single value never matches it
+        elif saved is None and opt in TRAIN_DEFAULTS and opt not in ("seed", "target_loss"):
+            same = given == TRAIN_DEFAULTS[opt]  # a file from before the option existed
         else:
             same = given == saved
         if not same:
@@ -75,7 +84,7 @@ def _train(args):
             n, epochs=args.epochs, lr=opts["lr"], hidden=opts["hidden"], seed=opts["seed"],
             init=opts["init"], init_scale=opts["init_scale"], function=opts["function"], dtype=opts["dtype"],
             backend=args.backend, record_every=opts["record_every"], progress=_progress(args, n),
-            interruptible=True,
+            interruptible=True, **{k: opts[k] for k in RECIPE_OPTIONS},
         )
         ran = r.config["epochs"]
     dt = time.perf_counter() - t0
@@ -90,6 +99,45 @@ def _train(args):
         print(f"saved: {where}" + (" (resume with: fastxor train --resume " + str(where) + " --epochs N)"
                                    if r.config.get("interrupted") else ""))
     return 130 if r.config.get("interrupted") else 0
+
+
+#: The training-recipe options ``train`` and ``sweep`` share (fastxor.train's names).
+RECIPE_OPTIONS = ("optimizer", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "loss",
+                  "activation", "target_loss")
+
+
+def _recipe_arguments(p, lists):
+    """The recipe options; ``lists``: sweep's grid axes take comma-separated values."""
+    from .state import ACTIVATIONS, LOSSES, OPTIMIZERS
+
+    def names(allowed):
+        def parse(text):
+            items = [v.strip() for v in text.split(",")]
+            bad = [v for v in items if v not in allowed]
+            if bad:
+                raise argparse.ArgumentTypeError(f"{bad[0]!r} is not one of {', '.join(allowed)}")
+            return items if lists else items[0]
+        return parse
+
+    default = (lambda v: [v]) if lists else (lambda v: None)
+    many = " (comma-separated: a grid axis)" if lists else ""
+    p.add_argument("--optimizer", type=names(OPTIMIZERS), default=default("sgd"),
+                   help=f"sgd, adam or adamw (torch.optim's){many}")
+    p.add_argument("--momentum", type=_numbers(float) if lists else float, default=default(0.0),
+                   help=f"SGD momentum >= 0 (default 0){many}")
+    p.add_argument("--weight-decay", type=_numbers(float) if lists else float, default=default(0.0),
+                   help=f"weight decay >= 0 (L2; AdamW: decoupled; default 0){many}")
+    p.add_argument("--loss", type=names(LOSSES), default=default("mse"), help=f"mse, bce or bce_logits{many}")
+    p.add_argument("--activation", type=names(ACTIVATIONS), default=default("sigmoid"),
+                   help=f"hidden units: sigmoid, tanh or relu{many}")
+    p.add_argument("--dampening", type=float, default=0.0 if lists else None, help="SGD dampening in [0, 1]")
+    p.add_argument("--nesterov", action="store_const", const=True, default=False if lists else None,
+                   help="Nesterov momentum (SGD)")
+    p.add_argument("--betas", type=_numbers(float), default=[0.9, 0.999] if lists else None,
+                   help="Adam's beta1,beta2 (default 0.9,0.999)")
+    p.add_argument("--eps", type=float, default=1e-8 if lists else None, help="Adam's eps (default 1e-8)")
+    p.add_argument("--target-loss", type=float, default=None,
+                   help="report each network's first epoch with loss <= this")
 
 
 def _numbers(kind):
@@ -113,12 +161,14 @@ def _sweep(args):
 
     bar = {}
 
-    def progress(h, done, total):
-        if h not in bar:
-            print(f"hidden={h}", file=sys.stderr)
-            bar[h] = _progress(args, args.networks * len(args.lr) * len(args.init_scale))
-        if bar[h]:
-            bar[h](done, total)
+    per_launch = args.networks * len(args.lr) * len(args.init_scale) * len(args.momentum) * len(args.weight_decay)
+
+    def progress(label, done, total):
+        if label not in bar:
+            print(label, file=sys.stderr)
+            bar[label] = _progress(args, per_launch)
+        if bar[label]:
+            bar[label](done, total)
 
     if args.out:
         check_path(args.out, ".csv", "--out", force=args.force)
@@ -126,17 +176,25 @@ def _sweep(args):
     table = sweep(
         args.lr, args.hidden, args.init_scale, networks=args.networks, epochs=args.epochs,
         seed=args.seed, init=args.init, function=args.function, dtype=args.dtype, backend=args.backend,
-        progress=progress,
+        progress=progress, **{k: getattr(args, k) for k in RECIPE_OPTIONS},
     )
     dt = time.perf_counter() - t0
     t = table.to_records(index=False) if hasattr(table, "to_records") else table
-    print(f"{'H':>3} {'lr':>8} {'scale':>6} {'solved %':>9} {'95 % CI':>15} {'median epoch':>13} {'diverged':>9}")
+    recipe_cols = [c for c in ("optimizer", "loss", "activation", "momentum", "weight_decay")
+                   if len(set(t[c].tolist())) > 1]  # the recipe axes that vary
+    target = args.target_loss is not None
+    print(f"{'H':>3} {'lr':>8} {'scale':>6} " + "".join(f"{c:>12} " for c in recipe_cols)
+          + f"{'solved %':>9} {'95 % CI':>15} {'median epoch':>13} {'diverged':>9}"
+          + (f" {'target %':>9} {'target median':>13}" if target else ""))
     for r in t:
-        print(f"{r['hidden']:>3} {r['lr']:>8g} {r['init_scale']:>6g} {100 * r['success_rate']:>9.2f} "
+        print(f"{r['hidden']:>3} {r['lr']:>8g} {r['init_scale']:>6g} "
+              + "".join(f"{r[c]:>12} " if isinstance(r[c], str) else f"{r[c]:>12g} " for c in recipe_cols)
+              + f"{100 * r['success_rate']:>9.2f} "
               f"{100 * r['ci95_low']:>7.2f}-{100 * r['ci95_high']:<7.2f} {r['solved_epoch_median']:>13.0f} "
-              f"{r['diverged']:>9}")
+              f"{r['diverged']:>9}"
+              + (f" {100 * r['target_rate']:>9.2f} {r['target_epoch_median']:>13.0f}" if target else ""))
     cells = len(t)
-    print(f"time: {dt:.2f} s, {cells * args.networks * args.epochs / dt:.3g} network-epochs/s")
+    print(f"time: {dt:.2f} s including compilation, {cells * args.networks * args.epochs / dt:.3g} network-epochs/s")
     if args.out:
         where, warning = save_safely(lambda p: write_csv(table, p), args.out)
         if warning:
@@ -187,14 +245,16 @@ def parser():
     t.add_argument("--hidden", type=int, default=None, help="hidden width (default 2)")
     t.add_argument("--init-scale", type=float, default=None, help="init range multiplier (default 1)")
     t.add_argument("--record-every", type=int, default=None, help="record the loss every K epochs (default 0: never)")
+    _recipe_arguments(t, lists=False)
     t.add_argument("--out", help="save every per-network array to this .npz (fastxor.load reads it)")
     t.add_argument("--resume", metavar="NPZ",
                    help="continue the run saved in NPZ by --epochs more (saved back to NPZ unless --out)")
-    s = sub.add_parser("sweep", help="grid of lr x hidden x init-scale, N seeds per cell")
+    s = sub.add_parser("sweep", help="grid of lr x hidden x init-scale x recipe, N seeds per cell")
     _common(s, 10_000)
     s.add_argument("--lr", type=_numbers(float), default=[0.1], help="comma-separated, e.g. 0.05,0.1,0.5,1")
     s.add_argument("--hidden", type=_numbers(int), default=[2], help="comma-separated, e.g. 2,3,4")
     s.add_argument("--init-scale", type=_numbers(float), default=[1.0], help="comma-separated, e.g. 0.5,1,2")
+    _recipe_arguments(s, lists=True)
     s.add_argument("--out", help="write the table as CSV")
     p = sub.add_parser("plot", help="figures of a results .npz or a sweep .csv")
     p.add_argument("path")

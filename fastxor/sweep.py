@@ -1,8 +1,10 @@
-"""Hyper-parameter sweeps: a grid of (lr, init scale) x seeds in one launch.
+"""Hyper-parameter sweeps: a grid of (lr, init scale, momentum, weight decay) x
+seeds in one launch per compiled variant.
 
-Why one launch: learning rate and init scale are per-network inputs of the
-kernels, so every grid cell of one hidden width trains in the same batch
-(widths change the kernel, so each width is its own batch). Every cell uses
+Why one launch: learning rate, init scale, momentum and weight decay are
+per-network inputs of the kernels, so every grid cell of one variant trains
+in the same batch (hidden width, optimizer, loss and activation change the
+kernel, so each combination of them is its own batch). Every cell uses
 the same seeds (network i of each cell starts from the same draw, scaled):
 common random numbers, so differences between cells are not seed noise.
 """
@@ -19,12 +21,14 @@ COLUMNS = (
     ("hidden", "i8"), ("lr", "f8"), ("init_scale", "f8"), ("networks", "i8"), ("solved", "i8"),
     ("success_rate", "f8"), ("ci95_low", "f8"), ("ci95_high", "f8"), ("diverged", "i8"),
     ("solved_epoch_q25", "f8"), ("solved_epoch_median", "f8"), ("solved_epoch_q75", "f8"),
-    ("loss_median", "f8"), ("epochs", "i8"),
+    ("loss_median", "f8"), ("epochs", "i8"), ("optimizer", "U5"), ("loss", "U10"), ("activation", "U7"),
+    ("momentum", "f8"), ("weight_decay", "f8"), ("target_loss", "f8"), ("target_rate", "f8"),
+    ("target_epoch_median", "f8"),
 )
 
 
 def _values(name, values, check):
-    if np.isscalar(values):
+    if np.isscalar(values) or isinstance(values, str):
         values = [values]
     values = [check(name, v) for v in values]
     if not values:
@@ -35,52 +39,75 @@ def _values(name, values, check):
 def sweep(
     lr=(0.1,), hidden=(2,), init_scale=(1.0,), *, networks=1000, epochs=100_000, seed=0,
     init="philox", function=None, X=None, y=None, dtype="float32", backend="auto", progress=None,
+    optimizer=("sgd",), loss=("mse",), activation=("sigmoid",), momentum=(0.0,), weight_decay=(0.0,),
+    dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, target_loss=None,
 ):
-    """Train ``networks`` seeds at every (hidden, lr, init_scale) grid point.
+    """Train ``networks`` seeds at every grid point of hidden x optimizer x
+    loss x activation x lr x init_scale x momentum x weight_decay (each a
+    value or a list; the other recipe options as ``train``'s).
 
     ``init``: "philox" (fastxor's deterministic init, seed ``seed``) or
     "torch" (PyTorch's for seeds seed..seed+networks-1, times init_scale).
     ``function`` or ``X``/``y``: the training data, as in ``train``.
-    ``progress``: None or ``f(hidden, done, total)``. Returns one row per
-    cell, columns ``COLUMNS``: a pandas DataFrame when pandas is installed,
-    else a NumPy structured array.
+    ``progress``: None or ``f(label, done, total)``, label naming the
+    launch. Returns one row per cell, columns ``COLUMNS`` (target columns
+    NaN without ``target_loss``): a pandas DataFrame when pandas is
+    installed, else a NumPy structured array.
     """
-    from .training import train
+    from . import backends
+    from .state import ACTIVATIONS, LOSSES, OPTIMIZERS, Recipe, n_params
+    from .training import check_memory, train
+    from .validate import check_choice
 
     lrs = _values("lr", lr, lambda n, v: check_real(n, v, low=0.0, low_open=True))
     widths = _values("hidden", hidden, lambda n, v: check_int(n, v, config.HIDDEN_MIN, config.HIDDEN_MAX))
     scales = _values("init_scale", init_scale, lambda n, v: check_real(n, v, low=0.0))
+    moms = _values("momentum", momentum, lambda n, v: check_real(n, v, low=0.0))
+    wds = _values("weight_decay", weight_decay, lambda n, v: check_real(n, v, low=0.0))
+    opts = _values("optimizer", optimizer, lambda n, v: check_choice(n, v, OPTIMIZERS))
+    losses = _values("loss", loss, lambda n, v: check_choice(n, v, LOSSES))
+    acts = _values("activation", activation, lambda n, v: check_choice(n, v, ACTIVATIONS))
     networks = check_int("networks", networks, 1, 2**40)
     seed = check_int("seed", seed, 0, config.SEED_MAX)
     dt = check_dtype(dtype)
     if init not in ("philox", "torch"):
         raise ValueError(f"init must be 'philox' or 'torch', got {init!r}")
-    from . import backends
-    from .state import Recipe, n_params
-    from .training import check_memory
-
-    rows = []
-    total = networks * len(lrs) * len(scales)
-    for h in widths:  # refuse before the first width trains, not after
-        check_memory(backends.choose(backend, total), total, Recipe(h, np.dtype(dt)), epochs, 0,
+    cells = [(a, s, m, w) for s in scales for a in lrs for m in moms for w in wds]
+    total = networks * len(cells)
+    launches = [(h, o, lo, ac) for h in widths for o in opts for lo in losses for ac in acts]
+    for h, o, *_ in launches:  # refuse before the first launch trains, not after
+        if o != "sgd" and any(moms):
+            raise ValueError(f"momentum applies to optimizer='sgd'; the grid has optimizer {o!r} with "
+                             f"momentum {max(moms):g} (sweep SGD and Adam separately)")
+        check_memory(backends.choose(backend, total), total, Recipe(h, np.dtype(dt), optimizer=o), epochs, 0,
                      extra=total * n_params(h) * 8 * 2)  # each cell's start and the grid's concatenation
-    for h in widths:
-        cells = [(a, s) for s in scales for a in lrs]
+    rows = []
+    for h, o, lo, ac in launches:
         starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt)[0]
                   for s in scales}  # every cell: the same seeds, scaled
-        p = Params.from_flat(np.concatenate([starts[s] for _, s in cells], axis=1), h)
-        rate = np.repeat([a for a, _ in cells], networks)
-        cb = (lambda d, t, h=h: progress(h, d, t)) if progress else None
-        r = train(init=p, epochs=epochs, lr=rate, function=function, X=X, y=y, dtype=dtype, backend=backend, progress=cb)
-        for c, (a, s) in enumerate(cells):
+        p = Params.from_flat(np.concatenate([starts[c[1]] for c in cells], axis=1), h)
+        per_net = [np.repeat([c[i] for c in cells], networks) for i in (0, 2, 3)]
+        label = f"hidden={h} {o}/{lo}/{ac}"
+        cb = (lambda d, t, label=label: progress(label, d, t)) if progress else None
+        r = train(init=p, epochs=epochs, lr=per_net[0], momentum=per_net[1], weight_decay=per_net[2],
+                  function=function, X=X, y=y, dtype=dtype, backend=backend, progress=cb, optimizer=o, loss=lo,
+                  activation=ac, dampening=dampening, nesterov=nesterov, betas=betas, eps=eps,
+                  target_loss=target_loss)
+        for c, (a, s, m, w) in enumerate(cells):
             sl = slice(c * networks, (c + 1) * networks)
             solved, diverged = r.solved[sl], r.diverged[sl]
             at = r.solved_epoch[sl][r.solved_epoch[sl] >= 0]
             q = np.quantile(at, (0.25, 0.5, 0.75)) if at.size else (np.nan,) * 3
             k = int(solved.sum())
-            lo, hi = wilson_interval(k, networks)
-            rows.append((h, a, s, networks, k, k / networks, lo, hi, int(diverged.sum()),
-                         *q, float(np.median(r.loss[sl])), epochs))
+            ci_lo, ci_hi = wilson_interval(k, networks)
+            if r.target_epoch is not None:
+                te = r.target_epoch[sl]
+                target = (target_loss, float(np.mean(te >= 0)),
+                          float(np.median(te[te >= 0])) if (te >= 0).any() else np.nan)
+            else:
+                target = (np.nan, np.nan, np.nan)
+            rows.append((h, a, s, networks, k, k / networks, ci_lo, ci_hi, int(diverged.sum()),
+                         *q, float(np.median(r.loss[sl])), epochs, o, lo, ac, m, w, *target))
     table = np.array(rows, dtype=list(COLUMNS))
     try:
         import pandas as pd
@@ -113,7 +140,7 @@ def read_csv(path):
     out = []
     for i, r in enumerate(rows, start=2):  # line 1 is the header
         try:
-            out.append(tuple(float(r[c]) for c, _ in COLUMNS))
+            out.append(tuple(r[c] if kind[0] == "U" else float(r[c]) for c, kind in COLUMNS))
         except (TypeError, ValueError):
             raise ValueError(f"{path}, line {i}: every column must be a number (a truncated or edited file?)") from None
     return np.array(out, dtype=list(COLUMNS))
