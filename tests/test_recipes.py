@@ -206,3 +206,133 @@ def test_diverging_network_freezes_with_its_optimizer_state(backend):
     np.testing.assert_array_equal(b["params"].to_flat()[:, 0], p.to_flat()[:, 0])
     np.testing.assert_array_equal(b["state"].buffers[:, 0], frozen)
     assert b["diverged_epoch"][0] == 0 and (b["diverged_epoch"][1:] == -1).all()
+
+
+# ----------------------------------------------------------------- the API
+
+import fastxor  # noqa: E402
+from fastxor import cli  # noqa: E402
+
+from helpers import assert_same_result  # noqa: E402
+
+
+@pytest.mark.parametrize("options", [
+    dict(optimizer="adam", lr=0.02, weight_decay=1e-3, target_loss=0.05, activation="tanh"),
+    dict(momentum=[0.0, 0.9, 0.5, 0.9] * 25, lr=0.5, nesterov=False, dampening=0.1, loss="bce"),
+])
+def test_resume_with_optimizer_state_equals_one_run(options, tmp_path, rng):
+    """The optimizer buffers and the step count travel in the results file:
+    300 + 200 epochs through a file equal 500 in one call, bit for bit."""
+    options = dict(options)
+    if isinstance(options.get("momentum"), list):
+        options["momentum"] = np.array(options["momentum"])
+    kw = dict(epochs=300, seed=int(rng.integers(0, 2**32)), backend="numba", record_every=20, **options)
+    first = fastxor.train(100, **kw)
+    first.save(tmp_path / "r.npz")
+    resumed = fastxor.resume(tmp_path / "r.npz", 200)
+    whole = fastxor.train(100, **dict(kw, epochs=500))
+    assert_same_result(resumed, whole)
+    np.testing.assert_array_equal(resumed.optimizer_state, whole.optimizer_state)
+    if whole.target_epoch is not None:
+        np.testing.assert_array_equal(resumed.target_epoch, whole.target_epoch)
+    assert fastxor.load(tmp_path / "r.npz").config["optimizer"] == whole.config["optimizer"]
+
+
+def test_target_epoch_is_the_first_recorded_loss_below_target(rng):
+    r = fastxor.train(200, epochs=400, lr=1.0, momentum=0.9, target_loss=0.05, record_every=1,
+                      seed=int(rng.integers(0, 2**32)), backend="numba")
+    below = r.loss_history <= np.float32(0.05)
+    want = np.where(below.any(axis=1), below.argmax(axis=1), -1)
+    want[(want < 0) & (r.loss <= np.float32(0.05))] = 400  # the final parameters count as epoch 400
+    np.testing.assert_array_equal(r.target_epoch, want)
+    s = r.stats()["target"]
+    assert s["reached"] == (want >= 0).sum() and 0 < s["reached"] < 200
+    assert "loss <= 0.05 reached" in r.summary()
+
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of 'sgd', 'adam', 'adamw'"),
+    (dict(loss="hinge"), ValueError, "loss must be one of"),
+    (dict(activation="gelu"), ValueError, "activation must be one of"),
+    (dict(momentum=-0.1), ValueError, "momentum must be a finite number in [0.0, inf)"),
+    (dict(momentum=np.array([0.9, -1.0])), ValueError, "momentum[1]"),
+    (dict(weight_decay=-1e-3), ValueError, "weight_decay must be"),
+    (dict(nesterov=True), ValueError, "nesterov=True needs momentum > 0"),
+    (dict(nesterov=True, momentum=0.9, dampening=0.1), ValueError, "dampening=0"),
+    (dict(dampening=1.5, momentum=0.9), ValueError, "dampening must be a finite number in [0.0, 1.0)"),
+    (dict(optimizer="adam", betas=(0.9, 1.0)), ValueError, "betas[1] must be in [0, 1)"),
+    (dict(optimizer="adam", betas=(-0.1, 0.9)), ValueError, "betas[0]"),
+    (dict(optimizer="adam", betas=0.9), ValueError, "betas must be a pair"),
+    (dict(optimizer="adam", eps=0.0), ValueError, "eps must be a finite number in (0.0, inf)"),
+    (dict(optimizer="adam", momentum=0.9), ValueError, "momentum, dampening and nesterov apply to optimizer='sgd'"),
+    (dict(betas=(0.5, 0.9)), ValueError, "betas and eps apply to optimizer='adam'"),
+    (dict(target_loss=-1.0), ValueError, "target_loss must be"),
+    (dict(nesterov=1), TypeError, "nesterov must be True or False"),
+])
+def test_bad_recipe_names_the_argument(kwargs, exc, words):
+    with pytest.raises(exc) as e:
+        fastxor.train(2, epochs=1, **kwargs)
+    assert words in str(e.value)
+
+
+def test_cupy_refuses_a_recipe_it_does_not_train():
+    """Asked for explicitly, the GPU backend says what it lacks (before
+    looking for a GPU would not help: the recipe check comes first)."""
+    from fastxor.training import _backend_for
+    from fastxor.state import Recipe
+
+    class FakeChoice:
+        NAME = "cupy"
+
+    import fastxor.backends as b
+
+    original = b.choose
+    b.choose = lambda name, n: FakeChoice
+    try:
+        with pytest.raises(NotImplementedError, match="runs on backend='numba'"):
+            _backend_for("cupy", 10, Recipe(2, np.dtype("float32"), optimizer="adam"))
+        assert _backend_for("auto", 10, Recipe(2, np.dtype("float32"), optimizer="adam")).NAME == "numba"
+        assert _backend_for("auto", 10, Recipe(2, np.dtype("float32"))) is FakeChoice
+    finally:
+        b.choose = original
+
+
+def test_to_torch_has_the_runs_activation(rng):
+    torch = pytest.importorskip("torch")
+    r = fastxor.train(5, epochs=50, lr=0.3, activation="relu", seed=int(rng.integers(0, 2**32)), backend="numba")
+    X, _ = boolean_function("xor")
+    with torch.no_grad():
+        out = r.to_torch(3)(torch.tensor(X, dtype=torch.float32)).numpy()[:, 0]
+    np.testing.assert_allclose(out, r.predictions[3], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_recipe_train_and_sweep(tmp_path, capsys):
+    rc = cli.main(["train", "--networks", "300", "--epochs", "200", "--lr", "1", "--momentum", "0.9",
+                   "--loss", "bce", "--target-loss", "0.05", "--out", str(tmp_path / "r.npz"), "--progress", "off"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "recipe: sgd, momentum=0.9, bce, sigmoid hidden, target_loss=0.05" in out
+    r = fastxor.load(tmp_path / "r.npz")
+    assert r.config["loss"] == "bce" and r.optimizer_state.shape == (9, 300)
+    rc = cli.main(["sweep", "--networks", "100", "--epochs", "100", "--momentum", "0,0.9", "--loss", "mse,bce",
+                   "--target-loss", "0.1", "--out", str(tmp_path / "s.csv"), "--progress", "off"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "target %" in out
+    from fastxor.sweep import read_csv
+
+    t = read_csv(tmp_path / "s.csv")
+    assert len(t) == 4 and set(t["loss"]) == {"mse", "bce"} and set(t["momentum"]) == {0.0, 0.9}
+    rc = cli.main(["sweep", "--networks", "10", "--epochs", "10", "--optimizer", "sgd,adam", "--momentum", "0.9"])
+    assert rc == 2 and "momentum applies to optimizer='sgd'" in capsys.readouterr().err
+
+
+def test_sweep_recipe_cells_equal_separate_runs(rng):
+    """A momentum x weight-decay grid in one launch equals each cell trained alone."""
+    seed = int(rng.integers(0, 2**32))
+    t = fastxor.sweep(lr=[0.5], momentum=[0.0, 0.9], weight_decay=[0.0, 1e-3], networks=50, epochs=150,
+                      seed=seed, backend="numba", loss="bce")
+    records = t.to_records(index=False) if hasattr(t, "to_records") else t
+    for rec in records:
+        r = fastxor.train(50, epochs=150, lr=0.5, momentum=float(rec["momentum"]),
+                          weight_decay=float(rec["weight_decay"]), seed=seed, backend="numba", loss="bce")
+        assert rec["solved"] == r.solved.sum()
+        assert rec["loss_median"] == pytest.approx(float(np.median(r.loss)), rel=1e-6)
