@@ -16,7 +16,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install -q ".[test]" torch==2.13.0
 	touch $@
 
-.PHONY: run test bench bench-scale clean
+.PHONY: run test bench bench-scale bench-recipes clean
 run: $(VENV)/.installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
@@ -29,6 +29,10 @@ bench: $(VENV)/.test-installed
 	$(PIP) install -q ".[bench]"
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(PY) -m pytest bench -q --benchmark-columns=median --benchmark-sort=name
+
+# network-epochs/s of every training recipe against the seed's, and compile times (about 5 minutes)
+bench-recipes: $(VENV)/.installed
+	$(PY) bench/recipes.py
 
 # where the time and memory of one run go, N = 1e5 .. 1e7 (about 10 minutes)
 bench-scale: $(VENV)/.installed

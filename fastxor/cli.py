@@ -1,5 +1,6 @@
 """``fastxor`` command line: train, sweep, plot (and bench, see ``fastxor.bench``)."""
 import argparse
+import logging
 import sys
 import time
 
@@ -267,8 +268,20 @@ def parser():
     return ap
 
 
+def _announce_compiles():
+    """Kernel compilations (seconds each, first use of a variant) shown on
+    stderr, so a pause before training is explained, not silent."""
+    log = logging.getLogger("fastxor")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fastxor: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
+    _announce_compiles()
     run = {"train": _train, "sweep": _sweep, "plot": _plot}.get(args.command)
     if run is None:
         from .bench.report import main as bench_main

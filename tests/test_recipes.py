@@ -4,10 +4,13 @@ reference, resume identity with optimizer state, and the argument checks."""
 import numpy as np
 import pytest
 
+import fastxor
+from fastxor import cli
 from fastxor.data import boolean_function
+from fastxor.params import init_params
 from fastxor.torch_compat import torch_init
 
-from helpers import run_backend
+from helpers import assert_same_result, rounding_sensitivity, run_backend, with_diverging_network
 
 #: (hidden, lr, function, loss, activation, optimizer options[, epochs]): each
 #: torch.optim option alone and in combinations, every loss and activation.
@@ -37,16 +40,6 @@ def _options(loss, activation, opts):
     if "betas" in o:
         o["betas"] = tuple(o["betas"])
     return dict(o, loss=loss, activation=activation), mom, wd
-
-
-def rounding_sensitivity(p, X, y, epochs, lr, k, r32, **kw):
-    """How far float32 rounding alone moves this trajectory: the float32
-    reference ``r32`` against the float64 one, per history entry and
-    parameter (large where a network leaves a plateau: the escape epoch
-    shifts with rounding), added to the fixed tolerances."""
-    r64 = run_backend("numpy", p.astype(np.float64), X, y, epochs, np.asarray(lr, np.float64), k, **kw)
-    h = np.abs(r64["loss_history"] - r32["loss_history"])
-    return h, [np.abs(a - b) for a, b in zip(r64["params"].arrays(), r32["params"].arrays())]
 
 
 def well_conditioned_start(rng, hidden, X, y, lr, kw, epochs=5_000):
@@ -140,8 +133,6 @@ def test_numba_matches_reference_on_random_recipes(rng):
     The same float64 operations up to FMA contraction and few-ulp vector
     exp/log/tanh: networks whose trajectory is not chaotic (long double moves
     them by < 1e-12) agree to 1e-9 relative, with identical event epochs."""
-    from fastxor.params import init_params
-
     for _ in range(3):
         hidden = int(rng.integers(1, 4))
         X, y = boolean_function(str(rng.choice(["xor", "nand", "or"])))
@@ -169,8 +160,6 @@ def test_numba_matches_reference_on_random_recipes(rng):
 def test_numba_float32_recipe_within_rounding(rng):
     """float32 momentum + tanh + BCE: within the float32 reference's own
     distance from float64 (4x, as the seed's recipe in test_kernel)."""
-    from fastxor.params import init_params
-
     X, y = boolean_function("xor")
     p = init_params(100, 2, int(rng.integers(0, 2**32)), dtype="float32")
     lr = rng.uniform(0.05, 0.5, 100)
@@ -190,10 +179,6 @@ def test_diverging_network_freezes_with_its_optimizer_state(backend):
     """An update that overflows is not applied, the epoch is flagged, and the
     network (parameters and momentum buffer) stays frozen while the others
     train, across segments."""
-    from fastxor.params import init_params
-
-    from helpers import with_diverging_network
-
     X, y = boolean_function("xor")
     p = with_diverging_network(init_params(5, 2, 3, dtype="float64"))
     lr = np.array([np.finfo(np.float64).max / 2, 0.5, 0.5, 0.5, 0.5])
@@ -209,11 +194,6 @@ def test_diverging_network_freezes_with_its_optimizer_state(backend):
 
 
 # ----------------------------------------------------------------- the API
-
-import fastxor  # noqa: E402
-from fastxor import cli  # noqa: E402
-
-from helpers import assert_same_result  # noqa: E402
 
 
 @pytest.mark.parametrize("options", [
@@ -275,26 +255,22 @@ def test_bad_recipe_names_the_argument(kwargs, exc, words):
     assert words in str(e.value)
 
 
-def test_cupy_refuses_a_recipe_it_does_not_train():
-    """Asked for explicitly, the GPU backend says what it lacks (before
-    looking for a GPU would not help: the recipe check comes first)."""
-    from fastxor.training import _backend_for
+def test_cupy_refuses_a_recipe_it_does_not_train(monkeypatch):
+    """Where the GPU would be chosen: asked for explicitly, it says what it
+    lacks; ``auto`` runs the recipe on Numba; the seed's recipe stays on the GPU."""
+    from fastxor import backends
     from fastxor.state import Recipe
+    from fastxor.training import _backend_for
 
-    class FakeChoice:
+    class FakeGPU:
         NAME = "cupy"
 
-    import fastxor.backends as b
-
-    original = b.choose
-    b.choose = lambda name, n: FakeChoice
-    try:
-        with pytest.raises(NotImplementedError, match="runs on backend='numba'"):
-            _backend_for("cupy", 10, Recipe(2, np.dtype("float32"), optimizer="adam"))
-        assert _backend_for("auto", 10, Recipe(2, np.dtype("float32"), optimizer="adam")).NAME == "numba"
-        assert _backend_for("auto", 10, Recipe(2, np.dtype("float32"))) is FakeChoice
-    finally:
-        b.choose = original
+    monkeypatch.setattr(backends, "choose", lambda name, n: FakeGPU)
+    adam = Recipe(2, np.dtype("float32"), optimizer="adam")
+    with pytest.raises(NotImplementedError, match="runs on backend='numba'"):
+        _backend_for("cupy", 10, adam)
+    assert _backend_for("auto", 10, adam).NAME == "numba"
+    assert _backend_for("auto", 10, Recipe(2, np.dtype("float32"))) is FakeGPU
 
 
 def test_to_torch_has_the_runs_activation(rng):

@@ -9,7 +9,7 @@ from fastxor.data import boolean_function
 torch = pytest.importorskip("torch")
 from fastxor.torch_compat import torch_init, train_seed_loop, xor_network_class  # noqa: E402
 
-from helpers import run_backend
+from helpers import rounding_sensitivity, run_backend
 
 
 @pytest.mark.parametrize("hidden", [1, 2, 3, 8])
@@ -52,17 +52,6 @@ def test_reference_matches_seed_pytorch_loop(seed, hidden, lr, function, rng):
     for a, b, s in zip(tp.arrays(), r["params"].arrays(), p_sens):
         assert (np.abs(b - a) <= 2e-4 + 4 * s).all()
     assert (np.abs(r["loss_history"][0] - th) <= 5e-6 + 4 * h_sens[0]).all()
-
-
-def rounding_sensitivity(p, X, y, epochs, lr, k, r32):
-    """How far float32 rounding alone moves this trajectory: the distance of
-    the float32 reference ``r32`` from the float64 one, per history entry and
-    per parameter. Small on most of a run; large where a network leaves a
-    plateau, where the escape epoch shifts with rounding (seen: 1e-5 in the
-    loss history near epoch 7 700), so the fixed tolerances get it added."""
-    r64 = run_backend("numpy", p.astype(np.float64), X, y, epochs, np.asarray(lr, np.float64), k)
-    h = np.abs(r64["loss_history"] - r32["loss_history"])
-    return h, [np.abs(a - b) for a, b in zip(r64["params"].arrays(), r32["params"].arrays())]
 
 
 def test_numba_backend_matches_pytorch_with_torch_init(rng):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..state import param_names
+from ..state import Recipe, param_names
 
 _HERE = Path(__file__).parent
 _LOADED = {}
@@ -333,8 +333,6 @@ def boolean_inputs(X):
 
 
 def _seed_recipe(hidden, dtype):
-    from ..state import Recipe
-
     return Recipe(hidden, np.dtype(dtype))
 
 
