@@ -110,7 +110,7 @@ class Recipe:
         """The per-network coefficient rows a kernel reads (see ``rate_rows``)."""
         names = ["lr"]
         if self.optimizer == "sgd" and self.momentum:
-            names += ["momentum", "gain"]
+            names += ["momentum", "gain"] if self.dampening else ["momentum"]
         if self.weight_decay:
             names.append("decay" if self.optimizer == "adamw" else "weight_decay")
         return tuple(names)
@@ -120,12 +120,12 @@ class Recipe:
         """What a compiled kernel depends on (the scalars are run-time arguments)."""
         return (self.hidden, np.dtype(self.dtype).name, self.fast_math, self.optimizer, self.loss,
                 self.activation, self.momentum, self.nesterov, self.weight_decay,
-                self.target_loss is not None)
+                self.target_loss is not None, self.momentum and self.dampening != 0)
 
     @property
     def is_seed(self):
         """The seed's recipe: sigmoid, MSE, plain SGD, no target."""
-        return self.kernel_key[3:] == ("sgd", "mse", "sigmoid", False, False, False, False)
+        return self.kernel_key[3:] == ("sgd", "mse", "sigmoid", False, False, False, False, False)
 
     def constants(self):
         """The run-time scalars as float64: beta1, beta2, eps, target loss (inf: none)."""
@@ -188,9 +188,9 @@ class State:
 
     def rate_rows(self, recipe):
         """(R, N) per-network coefficients in the recipe's dtype, rows named by
-        ``recipe.rate_names``: lr; SGD momentum and its gradient gain
-        (1 - dampening, or 1 where that network has no momentum: torch then
-        keeps no buffer); weight decay, or AdamW's factor 1 - lr * wd (computed
+        ``recipe.rate_names``: lr; SGD momentum and, with dampening, its
+        gradient gain (1 - dampening, or 1 where that network has no
+        momentum: torch then keeps no buffer); weight decay, or AdamW's factor 1 - lr * wd (computed
         in float64 as torch does with Python floats)."""
         dt = self.lr.dtype
         n = self.n_networks

@@ -312,3 +312,21 @@ def test_sweep_recipe_cells_equal_separate_runs(rng):
                           weight_decay=float(rec["weight_decay"]), seed=seed, backend="numba", loss="bce")
         assert rec["solved"] == r.solved.sum()
         assert rec["loss_median"] == pytest.approx(float(np.median(r.loss)), rel=1e-6)
+
+
+def test_every_compile_time_choice_is_in_the_kernel_key():
+    """Two recipes whose generated kernels differ never share a compiled
+    kernel (a process caches kernels by ``Recipe.kernel_key``)."""
+    from fastxor.backends.numba_kernel import kernel_source
+    from fastxor.state import Recipe
+
+    variants = [dict(), dict(momentum=True), dict(momentum=True, dampening=0.5), dict(momentum=True, nesterov=True),
+                dict(weight_decay=True), dict(optimizer="adam"), dict(optimizer="adamw", weight_decay=True),
+                dict(loss="bce"), dict(loss="bce_logits"), dict(activation="tanh"), dict(activation="relu"),
+                dict(target_loss=0.1)]
+    seen = {}
+    for v in variants:
+        r = Recipe(2, np.dtype("float32"), **v)
+        src = kernel_source(2, "float32", None, r).split("\n", 2)[2]  # past the docstring naming the key
+        assert seen.setdefault(r.kernel_key, src) == src, v
+    assert len(seen) == len(variants)

@@ -115,11 +115,12 @@ def gradients(p, X, y, z1, h, z2, y_hat, loss="mse", activation="sigmoid"):
 
 
 def sgd_step(p, grad, buf, first, lr, momentum, gain, weight_decay, nesterov):
-    """``torch.optim.SGD.step`` on flat (P, N) arrays; returns (p, buf)."""
+    """``torch.optim.SGD.step`` on flat (P, N) arrays; returns (p, buf).
+    ``gain`` = 1 - dampening (None: no dampening)."""
     if weight_decay is not None:
         grad = grad + weight_decay * p
     if buf is not None:  # some network has momentum
-        buf = grad.copy() if first else momentum * buf + gain * grad
+        buf = grad.copy() if first else momentum * buf + (grad if gain is None else gain * grad)
         grad = grad + momentum * buf if nesterov else buf
     return p - lr * grad, buf
 
