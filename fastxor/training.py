@@ -12,6 +12,7 @@ Data flow: arguments -> ``State`` (flat (P, N) parameters, made once) ->
 ``backend.run`` per segment, in place -> ``TrainResult`` (Params built once).
 """
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -319,11 +320,9 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
         n, c.get("optimizer", "sgd"), c.get("momentum", 0.0), c.get("dampening", 0.0), c.get("nesterov", False),
         c.get("weight_decay", 0.0), tuple(c.get("betas", (0.9, 0.999))), c.get("eps", 1e-8), c.get("loss", "mse"),
         c.get("activation", "sigmoid"), c.get("target_loss"))
-    fast = bool(c.get("fast_math", False))
-    recipe = Recipe(p.hidden, p.dtype, fast, **options)
+    recipe = Recipe(p.hidden, p.dtype, bool(c.get("fast_math", False)), **options)
     chosen = _backend_for(backend, n, recipe)
-    if chosen.NAME != "cupy":
-        recipe = Recipe(p.hidden, p.dtype, False, **options)
+    recipe = dataclasses.replace(recipe, fast_math=recipe.fast_math and chosen.NAME == "cupy")
     rows = history_rows(done + more, k) if k else None
     check_memory(chosen, n, recipe, done + more, k)
     state = State.fresh(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), None, recipe, mom, wd)
