@@ -154,22 +154,30 @@ def test_kernel_source_is_generated_per_width():
     assert "* x" not in xor and "sig((w1_0_0 + w1_0_1) + b1_0)" in xor
 
 
-@pytest.mark.parametrize("hidden, dtype", [(2, "float32"), (5, "float32"), (3, "float64")])
-def test_training_loop_compiles_to_simd(hidden, dtype):
+@pytest.mark.parametrize("hidden, dtype, options", [
+    (2, "float32", {}), (5, "float32", {}), (3, "float64", {}),
+    (2, "float32", dict(optimizer="adam")), (2, "float32", dict(loss="bce", activation="tanh", momentum=True)),
+])
+def test_training_loop_compiles_to_simd(hidden, dtype, options):
     """A kernel that LLVM leaves scalar is still correct, only ~10x slower, so
     no numeric test notices; the old 2-D chunk layout silently lost SIMD for
-    H >= 3. Checked in the compiled IR: the sigmoid's divide runs on vectors.
-    (One width per lane-group count; each compiles in ~10 s.)"""
+    H >= 3. Checked in the compiled IR: the sigmoid's divide runs on vectors
+    (one width per lane-group count, and two recipes; each compiles in
+    ~20 s)."""
     import re
 
-    src = numba_kernel.kernel_source(hidden, dtype).replace("cache=True", "cache=False")
+    from fastxor.state import Recipe
+
+    recipe = Recipe(hidden, np.dtype(dtype), **options)
+    src = numba_kernel.kernel_source(hidden, dtype, None, recipe).replace("cache=True", "cache=False")
     namespace = {}
     exec(compile(src, f"<fastxor kernel H={hidden} {dtype}>", "exec"), namespace)
-    C, P, F = config.NUMBA_CHUNK, 4 * hidden + 1, np.dtype(dtype).type
+    C, F = config.NUMBA_CHUNK, np.dtype(dtype).type
+    rows, n_rows = numba_kernel.chunk_rows(recipe)
     X, y = boolean_function("xor")
-    state = np.zeros((P + 4) * C, F)  # parameters, rates, losses, solved, diverged
-    state[(P + 2) * C:] = np.array(-1, np.int32 if F is np.float32 else np.int64).view(F)
-    namespace["train_chunk"](state, X.astype(F), y.astype(F), np.ones(4, F), 0, 1, 0, 0, C,
+    state = np.zeros(n_rows * C, F)
+    state[rows["solved"] * C:] = np.array(-1, np.int32 if F is np.float32 else np.int64).view(F)
+    namespace["train_chunk"](state, recipe.constants(), X.astype(F), y.astype(F), np.ones(4, F), 0, 1, 0, 0, C,
                              np.zeros((0, 1), F))
     ir = "\n".join(namespace["train_chunk"].inspect_llvm().values())
     scalar = "float" if dtype == "float32" else "double"
