@@ -93,7 +93,7 @@ def decision_surfaces(result, path, per_kind=3):
                 ax.axis("off")
                 continue
             p = result.params[int(idx[col])].astype(np.float64)
-            _, out = _forward_on(p, grid)
+            _, out = _forward_on(p, grid, result.config.get("activation", "sigmoid"))
             im = ax.contourf(gx, gy, out.reshape(gx.shape), levels=np.linspace(0, 1, 11), cmap="RdBu_r")
             ax.contour(gx, gy, out.reshape(gx.shape), levels=[0.5], colors="k", linewidths=1.5)
             for w, b in zip(p.W1[0], p.b1[0]):  # hidden unit j: w0 x + w1 y + b = 0
@@ -112,9 +112,10 @@ def decision_surfaces(result, path, per_kind=3):
     return Path(path)
 
 
-def _forward_on(p, points):
-    """Outputs of one network on arbitrary inputs (the reference forward pass)."""
-    h, out = forward(p, points)
+def _forward_on(p, points, activation="sigmoid"):
+    """Hidden and output values of one network on arbitrary inputs (the
+    reference forward pass, with the run's hidden activation)."""
+    _, h, _, out = forward(p, points, activation)
     return h[0], out[0]
 
 
