@@ -252,7 +252,3 @@ def apply_array(name, z):
     _ARRAY[key](z, out)
     return out
 
-
-def sigmoid_array(z):
-    """The kernels' sigmoid applied to a 1-D float32/float64 array (for tests)."""
-    return apply_array("sigmoid", z)
