@@ -238,7 +238,7 @@ def train(
     flat, spec = (init.to_flat(), None) if given else initial_parameters(
         init, n, hidden, seed, start, scales, dt, lazy=chosen.NAME == "cupy")
     out = _outputs(n, dt, rows, device_arrays)
-    state = State.fresh(flat, lr_cast, spec, recipe, mom, wd)
+    state = State.fresh(flat, lr_cast, spec, recipe, _expand(mom, n), _expand(wd, n))
     if device_arrays:
         import cupy
 
@@ -259,14 +259,19 @@ def train(
     return _package(state, out, data, recipe, cfg)
 
 
+def _expand(value, n):
+    """A per-network coefficient from ``check_recipe`` as an (n,) array (None stays None)."""
+    return None if value is None or np.ndim(value) else np.full(n, float(value))
+
+
 def _recipe_config(recipe, momentum, weight_decay):
     """The recipe as ``config`` entries (what ``resume`` rebuilds it from)."""
     zero = np.zeros(1)
     return dict(
         optimizer=recipe.optimizer, loss=recipe.loss, activation=recipe.activation,
-        momentum=_per_network_value(zero if momentum is None else momentum),
+        momentum=_per_network_value(np.atleast_1d(zero if momentum is None else momentum)),
         dampening=recipe.dampening, nesterov=recipe.nesterov,
-        weight_decay=_per_network_value(zero if weight_decay is None else weight_decay),
+        weight_decay=_per_network_value(np.atleast_1d(zero if weight_decay is None else weight_decay)),
         betas=list(recipe.betas), eps=recipe.eps, target_loss=recipe.target_loss,
     )
 
@@ -325,7 +330,8 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     recipe = dataclasses.replace(recipe, fast_math=recipe.fast_math and chosen.NAME == "cupy")
     rows = history_rows(done + more, k) if k else None
     check_memory(chosen, n, recipe, done + more, k)
-    state = State.fresh(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), None, recipe, mom, wd)
+    state = State.fresh(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), None, recipe,
+                        _expand(mom, n), _expand(wd, n))
     state.epoch = done
     state.solved_epoch[:] = result.solved_epoch
     state.diverged_epoch[:] = result.diverged_epoch

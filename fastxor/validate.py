@@ -102,15 +102,21 @@ def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, beta
                  target_loss):
     """The training-recipe arguments of ``fastxor.train`` checked as torch.optim
     checks them, plus what torch would silently ignore (an option of another
-    optimizer). Returns (options for ``state.Recipe``, momentum (N,) or None,
-    weight decay (N,) or None)."""
+    optimizer). Returns (options for ``state.Recipe``, momentum, weight decay):
+    each None where all zero, else a number or an (N,) array (a number is
+    expanded by ``training``, after the memory guard)."""
     from .state import ACTIVATIONS, LOSSES, OPTIMIZERS
 
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     loss = check_choice("loss", loss, LOSSES)
     activation = check_choice("activation", activation, ACTIVATIONS)
-    mom = check_per_network("momentum", momentum, n, low=0.0)
-    wd = check_per_network("weight_decay", weight_decay, n, low=0.0)
+    def per_network(name, value):  # a number stays a number: nothing (N,) before the memory guard
+        if np.ndim(value) == 0:
+            return check_real(name, value.item() if hasattr(value, "item") else value, low=0.0)
+        return check_per_network(name, value, n, low=0.0)
+
+    mom = per_network("momentum", momentum)
+    wd = per_network("weight_decay", weight_decay)
     dampening = check_real("dampening", dampening, low=0.0, high=1.0)
     if not isinstance(nesterov, (bool, np.bool_)):
         raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
@@ -127,13 +133,13 @@ def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, beta
     if optimizer == "sgd":
         if (b1, b2) != (0.9, 0.999) or eps != 1e-8:
             raise ValueError("betas and eps apply to optimizer='adam' or 'adamw', not 'sgd'")
-        if nesterov and (not (mom > 0).all() or dampening != 0):
+        if nesterov and (not np.all(np.asarray(mom) > 0) or dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 (for every network) and dampening=0, as in torch.optim.SGD")
     else:
-        if mom.any() or dampening or nesterov:
+        if np.any(mom) or dampening or nesterov:
             raise ValueError(f"momentum, dampening and nesterov apply to optimizer='sgd'; {optimizer!r} "
                              "takes betas=(beta1, beta2)")
-    options = dict(optimizer=optimizer, loss=loss, activation=activation, momentum=bool(mom.any()),
-                   nesterov=bool(nesterov), dampening=dampening, weight_decay=bool(wd.any()),
+    options = dict(optimizer=optimizer, loss=loss, activation=activation, momentum=bool(np.any(mom)),
+                   nesterov=bool(nesterov), dampening=dampening, weight_decay=bool(np.any(wd)),
                    betas=(b1, b2), eps=eps, target_loss=target_loss)
-    return options, (mom if mom.any() else None), (wd if wd.any() else None)
+    return options, (mom if np.any(mom) else None), (wd if np.any(wd) else None)
