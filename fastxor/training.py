@@ -261,7 +261,9 @@ def train(
 
 def _expand(value, n):
     """A per-network coefficient from ``check_recipe`` as an (n,) array (None stays None)."""
-    return None if value is None or np.ndim(value) else np.full(n, float(value))
+    if value is None or np.ndim(value):
+        return value
+    return np.full(n, float(value))
 
 
 def _recipe_config(recipe, momentum, weight_decay):
