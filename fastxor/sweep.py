@@ -79,7 +79,7 @@ def sweep(
         if o != "sgd" and any(moms):
             raise ValueError(f"momentum applies to optimizer='sgd'; the grid has optimizer {o!r} with "
                              f"momentum {max(moms):g} (sweep SGD and Adam separately)")
-        check_memory(backends.choose(backend, total), total, Recipe(h, np.dtype(dt), optimizer=o), epochs, 0,
+        check_memory(backends.choose(backend, total), total, Recipe(h, np.dtype(dt), optimizer=o, momentum=any(moms)), epochs, 0,
                      extra=total * n_params(h) * 8 * 2)  # each cell's start and the grid's concatenation
     rows = []
     for h, o, lo, ac in launches:
