@@ -143,7 +143,8 @@ class State:
     momentum, weight_decay : (N,) float64 per network, or None (all zero).
     buffers : (B, N) optimizer state in the recipe's dtype (``Recipe.n_buffers``
         rows: SGD's momentum buffer, or Adam's first then second moments, each
-        in parameter row order), or None. Meaningless before epoch 1.
+        in parameter row order), or None. Zero at epoch 0: the kernels' first
+        SGD-momentum step without dampening relies on it (momentum * 0 + grad).
     solved_epoch, diverged_epoch, target_epoch : (N,) int64, global epoch of
         the first solve / divergence / loss <= target, -1 while none.
     epoch : global epoch of the next update (epochs trained so far).
@@ -168,11 +169,10 @@ class State:
         nb = 0 if recipe is None else recipe.n_buffers
         dt = lr.dtype
         return cls(params, lr, np.full(n, -1, np.int64), np.full(n, -1, np.int64), 0, init,
-                   momentum, weight_decay, np.zeros((nb, n), dtype=dt) if nb else None,
-                   np.full(n, -1, np.int64))
+                   momentum, weight_decay, np.zeros((nb, n), dtype=dt) if nb else None)
 
     def __post_init__(self):
-        if self.target_epoch is None:
+        if self.target_epoch is None:  # -1: no target reached (also when none is tracked)
             self.target_epoch = np.full(len(self.lr), -1, np.int64)
 
     @property
