@@ -228,7 +228,9 @@ def train(
     if device_arrays and (progress is not None or interruptible):
         raise ValueError("device_arrays=True runs in one piece: no progress or interruptible")
     rows = history_rows(epochs, record_every) if record_every else None
-    if not device_arrays:
+    if device_arrays:  # every result stays on the GPU: chunking cannot help
+        chosen.check_device_memory(n, recipe, rows or 0)
+    else:
         check_memory(chosen, n, recipe, epochs, record_every)  # before any per-network array
     rates = check_per_network("lr", lr, n, low=0.0, low_open=True)
     lr_cast = check_in_dtype("lr", rates, dt, nonzero=True)  # checked after the cast to dtype

@@ -23,6 +23,19 @@ SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 #: the tests); wider networks still run correctly, spilling to local memory.
 REGISTER_RESIDENT = {"f32": 24, "f64": 8}
 INSTALL = "pip install 'fastxor[gpu]' (cupy-cuda12x; or cupy-cuda13x for CUDA 13 drivers)"
+#: CuPy compiles kernels at run time with NVRTC, which a driver alone lacks.
+TOOLKIT = ("CuPy compiles kernels with NVRTC and the CUDA headers: install a CUDA toolkit matching the "
+           "driver (CuPy finds it through CUDA_PATH), or with CuPy >= 14 pip install 'cupy-cuda12x[ctk]'")
+PROBE = 'extern "C" __global__ void fastxor_probe(int* out) { out[0] = 42; }'
+
+
+def ftz_init_scale_bound(hidden):
+    """The smallest ``init_scale`` whose float32 in-kernel init is bit-identical
+    to ``init_params``: CuPy compiles with -ftz=true, so a float32 value below
+    2^-126 becomes 0 on the GPU. Initial values are k 2^-23 s / sqrt(fan_in)
+    with 1 <= |k| <= 2^23 (or 0), fan_in 2 or H: none is subnormal iff
+    s >= 2^-103 sqrt(max(2, H)) (1.4e-31 for H = 2)."""
+    return 2.0**-103 * np.sqrt(max(2, hidden))
 
 
 def kernel_path(name=SOURCE):
@@ -77,6 +90,15 @@ def problem():
         return f"CuPy is installed but no CUDA driver is usable ({exc})"
     if count < 1:
         return "CuPy is installed but there is no NVIDIA GPU"
+    try:  # "imports and sees a device" is not "can compile": prove it once, on a tiny kernel
+        out = cupy.zeros(1, dtype=np.int32)
+        cupy.RawModule(code=PROBE).get_function("fastxor_probe")((1,), (1,), (out,))
+        wrote = int(out.get()[0])
+    except Exception as exc:  # noqa: BLE001 - NVRTC missing, no headers, driver too old, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"CuPy sees a GPU but cannot compile and run a kernel ({type(exc).__name__}: {first}). {TOOLKIT}"
+    if wrote != 42:
+        return f"a test kernel ran but wrote {wrote} instead of 42: the GPU or driver is not usable"
     return None
 
 
@@ -101,18 +123,48 @@ def get_kernel(hidden, dtype, fast=False):
     return module.get_function(entry_name(hidden, dtype, fast))
 
 
-def _free_bytes():
+def _device_budget():
+    """Bytes this process may still allocate on the GPU: the device's free
+    memory plus the pool's free blocks (CuPy's ``memGetInfo`` does not count
+    them), within the pool's limit when one is set (``set_limit``)."""
     import cupy
 
+    pool = cupy.get_default_memory_pool()
     free, _ = cupy.cuda.runtime.memGetInfo()
-    return free + cupy.get_default_memory_pool().free_bytes()
+    budget = free + pool.free_bytes()
+    if pool.get_limit():
+        budget = min(budget, pool.get_limit() - pool.used_bytes())
+    return max(0, budget)
 
 
 def bytes_per_network(hidden, dtype, rows, given_init):
-    """GPU bytes one network's chunk buffers take (inputs, outputs, history)."""
+    """GPU bytes one network takes in a chunk's buffers (inputs, outputs, history)."""
     item = np.dtype(dtype).itemsize
     p = n_params(hidden)
     return (p * (1 + given_init) + 1 + 4 + rows + 1) * item + 2 * 8 + 8
+
+
+def device_result_bytes(n, recipe, rows):
+    """GPU bytes of a ``device_arrays=True`` result: parameters, loss,
+    predictions, history and events, plus the temporaries of packaging it
+    (the solved test on the predictions, the parameters' reshaped views)."""
+    item = recipe.dtype.itemsize
+    p = recipe.n_params
+    return n * ((2 * p + 1 + 2 * 4 + rows) * item + 2 * 8 + 4 + 2)
+
+
+def check_device_memory(n, recipe, rows):
+    """``device_arrays=True`` keeps every result on the GPU, where chunking
+    cannot help: refuse up front, with the numbers, a run that would not fit
+    (results plus the chunk buffers of at least min(n, 4096) networks)."""
+    need = device_result_bytes(n, recipe, rows) + min(n, 4096) * bytes_per_network(
+        recipe.hidden, recipe.dtype, rows, True)
+    budget = int(config.MEMORY_FRACTION * _device_budget())
+    if need > budget:
+        raise MemoryError(
+            f"device_arrays=True keeps every result on the GPU: n_networks={n} needs {need / 2**30:.2f} GiB "
+            f"of GPU memory, {budget / 2**30:.2f} GiB is usable ({config.MEMORY_FRACTION:.0%} of what is free); "
+            "use device_arrays=False (results are copied to the host chunk by chunk) or fewer networks")
 
 
 def memory_bytes(n, recipe, rows):
@@ -141,8 +193,38 @@ def run(state, data, epochs, record_every, recipe, out, final=True):
     return out
 
 
+class _ChunkBuffers:
+    """A chunk's device buffers, allocated once per launch and reused by every
+    chunk: nothing is allocated between chunks, so the pool cannot run out
+    half-way (a chunk of m networks uses the first m columns' worth of each)."""
+
+    def __init__(self, cupy, chunk, P, rows, dt, given):
+        self.cupy, self.dims = cupy, dict(params=P, loss=1, pred=4, history=rows, init=P if given else 0, lr=1)
+        self.flat = {name: cupy.empty(k * chunk, dtype=dt) for name, k in self.dims.items() if k}
+        self.flat["scale"] = cupy.empty(0 if given else chunk, dtype=np.float64)
+        for name in ("solved", "diverged"):
+            self.flat[name] = cupy.empty(chunk, dtype=np.int64)
+
+    def view(self, name, m):
+        """The contiguous (rows, m) or (m,) view a chunk of ``m`` networks uses."""
+        k = self.dims.get(name, 1)
+        v = self.flat[name][: k * m]
+        return v if name in ("loss", "lr", "scale", "solved", "diverged") else v.reshape(k, m)
+
+
+def _to_device(dst, src):
+    """Copy ``src`` (host or device) into the contiguous device array ``dst``."""
+    from ..arrays import array_module
+
+    if array_module(src) is np:
+        dst.set(np.ascontiguousarray(src, dtype=dst.dtype))
+    else:
+        dst[...] = src
+
+
 def _launch(state, data, epochs, record_every, recipe, out):
-    """One kernel run of ``epochs`` epochs over every network, in chunks that fit the GPU."""
+    """One kernel run of ``epochs`` epochs over every network, in chunks that
+    fit the GPU; the chunk buffers are allocated once and reused."""
     import cupy
 
     from ..arrays import array_module
@@ -150,44 +232,48 @@ def _launch(state, data, epochs, record_every, recipe, out):
     dt = np.dtype(recipe.dtype)
     n, h, P = state.n_networks, recipe.hidden, recipe.n_params
     xp = array_module(out.loss)  # numpy, or cupy for device_arrays
+    on_device = xp is not np
     spec, given = state.init, state.params is not None
     if not given:
         state.params = xp.empty((P, n), dtype=dt)
         state.init = None
-    elif array_module(state.params) is not xp:  # given parameters, results kept on the GPU
-        state.params = xp.asarray(state.params)
+    elif on_device and array_module(state.params) is np:
+        state.params = cupy.asarray(state.params)
     rows = history_rows(epochs, record_every)
     col0 = state.epoch // record_every if record_every else 0
     per_net = bytes_per_network(h, dt, rows, given)
-    chunk = min(n, int(config.MEMORY_FRACTION * _free_bytes() // per_net))
+    budget = _device_budget()
+    chunk = min(n, int(config.MEMORY_FRACTION * budget) // per_net)
     if chunk < 1:
-        raise MemoryError(f"one network needs {per_net} bytes of GPU memory; reduce record_every")
+        raise MemoryError(f"one network needs {per_net} bytes of GPU memory and {budget} are free; "
+                          "reduce record_every or free GPU memory")
     kernel = get_kernel(h, dt, recipe.fast_math)
     d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
-    to_out = (lambda a: a) if xp is cupy else cupy.asnumpy
+    buf = _ChunkBuffers(cupy, chunk, P, rows, dt, given)
+    get = (lambda a: a) if on_device else (lambda a: a.get())
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
         sl = slice(lo, lo + m)
-        params = cupy.empty((P, m), dtype=dt)
-        loss, pred = cupy.empty(m, dtype=dt), cupy.empty((4, m), dtype=dt)
-        solved, diverged = cupy.empty(m, dtype=np.int64), cupy.empty(m, dtype=np.int64)
-        history = cupy.empty((max(rows, 1), m), dtype=dt)
-        init = cupy.ascontiguousarray(cupy.asarray(state.params[:, sl])) if given else np.uint64(0)
-        scale = cupy.asarray(np.zeros(1) if given else spec.scales[sl])
+        b = {name: buf.view(name, m) for name in buf.flat}
+        _to_device(b["lr"], state.lr[sl])
+        if given:
+            _to_device(b["init"], state.params[:, sl])
+        else:
+            _to_device(b["scale"], spec.scales[sl])
         seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
         kernel(
             (-(-m // BLOCK),), (BLOCK,),
-            (init, np.uint64(seed), np.uint64(start), scale, np.int32(0 if given else 1),
-             cupy.asarray(np.ascontiguousarray(state.lr[sl], dtype=dt)), np.int32(1), d, np.int32(epochs),
-             np.int32(record_every), np.int64(m), params, loss, pred, solved, diverged, history),
+            (b["init"] if given else np.uint64(0), np.uint64(seed), np.uint64(start),
+             np.uint64(0) if given else b["scale"], np.int32(1), b["lr"], np.int32(1), d,
+             np.int32(epochs), np.int32(record_every), np.int64(m), b["params"], b["loss"], b["pred"],
+             b["solved"], b["diverged"], b["history"] if rows else np.uint64(0)),
         )
-        state.params[:, sl] = to_out(params)
-        out.loss[sl] = to_out(loss)
-        out.predictions[sl] = to_out(pred.T)
-        for events, local in ((state.solved_epoch, solved), (state.diverged_epoch, diverged)):
-            local = to_out(local)
+        state.params[:, sl] = get(b["params"])
+        out.loss[sl] = get(b["loss"])
+        out.predictions[sl] = get(b["pred"]).T
+        for events, local in ((state.solved_epoch, b["solved"]), (state.diverged_epoch, b["diverged"])):
+            local = get(local)
             events[sl] = xp.where((events[sl] < 0) & (local >= 0), local + state.epoch, events[sl])
         if rows:
-            out.history[sl, col0:col0 + rows] = to_out(history[:rows].T)
-        del params, loss, pred, solved, diverged, history, init  # back to the pool before the next chunk
+            out.history[sl, col0:col0 + rows] = get(b["history"]).T
     state.epoch += epochs

@@ -1,0 +1,62 @@
+"""A strict stand-in for CuPy (see tests/fake_cupy/README.md): only what
+fastxor's GPU loader uses, with CuPy's rules and refusals."""
+import numpy as np
+
+from . import _fake, cuda  # noqa: F401
+from ._module import RawModule  # noqa: F401
+from ._ndarray import empty, from_host, ndarray, unwrap, unwrap_kw, wrap
+
+__version__ = "13.99.0+fake"
+FAKE = True
+
+float32, float64, int32, int64, uint64, bool_ = (np.float32, np.float64, np.int32, np.int64, np.uint64,
+                                                 np.bool_)
+
+
+def get_default_memory_pool():
+    return _fake.pool
+
+
+def asarray(a, dtype=None, order=None):
+    """A device array; a host array or scalar is copied to the device."""
+    if isinstance(a, ndarray):
+        return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
+    return from_host(np.asarray(a, dtype=dtype))
+
+
+array = asarray
+
+
+def ascontiguousarray(a, dtype=None):
+    a = asarray(a, dtype)
+    return a if a.flags.c_contiguous else a.copy()
+
+
+def asnumpy(a, stream=None, order="C", out=None):
+    return a.get() if isinstance(a, ndarray) else np.asarray(a)
+
+
+def zeros(shape, dtype=float):
+    out = empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def full(shape, fill_value, dtype=None):
+    out = empty(shape, dtype if dtype is not None else np.asarray(fill_value).dtype)
+    out.fill(fill_value)
+    return out
+
+
+def __getattr__(name):
+    """Any other NumPy function, on device arrays only (a host NumPy array is
+    refused, as CuPy refuses it)."""
+    f = getattr(np, name)
+    if not callable(f):
+        return f
+
+    def device_function(*args, **kwargs):
+        return wrap(f(*unwrap(args, f"cupy.{name}"), **unwrap_kw(kwargs, f"cupy.{name}")))
+
+    device_function.__name__ = name
+    return device_function

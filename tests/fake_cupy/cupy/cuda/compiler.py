@@ -1,0 +1,5 @@
+"""``cupy.cuda.compiler`` of the fake."""
+
+
+class CompileException(Exception):
+    pass

@@ -1,0 +1,5 @@
+"""``cupy.cuda.driver`` of the fake."""
+
+
+class CUDADriverError(RuntimeError):
+    pass

@@ -1,0 +1,290 @@
+"""The GPU backend end to end: ``fastxor.train(backend="cupy")`` through the
+real loader (fastxor/backends/cupy_kernel.py) and the real kernel source.
+
+Every test takes the ``cupy_device`` fixture: real CuPy where it can run
+kernels (``pytest -m gpu`` is then the GPU check), else the strict fake of
+tests/fake_cupy, which compiles the exact module source as host C++, checks
+every kernel argument against the entry's C signature, emulates CuPy's
+``-ftz=true`` and memory pool, and guards every allocation. The module runs
+unchanged on both; the tests of the fake itself are at the end.
+"""
+import numpy as np
+import pytest
+
+import fastxor
+from fastxor import backends, config
+from fastxor.backends import cupy_kernel as gpu
+from fastxor.backends import numpy_reference as reference
+from fastxor.data import boolean_function
+from fastxor.params import init_params
+
+from helpers import EPS32, random_config, run_backend, with_diverging_network
+
+pytestmark = pytest.mark.gpu
+
+
+def is_fake(cupy):
+    return getattr(cupy, "FAKE", False)
+
+
+def assert_same_run(a, b):
+    for x, y in zip(a.params.arrays(), b.params.arrays()):
+        np.testing.assert_array_equal(x, y)
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "loss_history"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+@pytest.mark.parametrize("hidden, dtype", [(1, "float32"), (2, "float32"), (3, "float32"), (8, "float32"),
+                                           (2, "float64"), (5, "float64")])
+def test_matches_reference(hidden, dtype, cupy_device, rng):
+    """Random data, widths, learning rates, lengths and recording, against
+    the NumPy reference: float64 to 1e-9; float32 within 4x the float32
+    reference's own distance from float64 (how far rounding alone moves the
+    trajectory) plus 64 ulp, for lr <= 1 (larger rates are chaotic, as in
+    tests/test_kernel.py)."""
+    for _ in range(2):
+        X, y, n, epochs, lr, rec, scale, seed = random_config(rng, hidden, bool(rng.integers(2)))
+        g = fastxor.train(n, epochs=epochs, lr=lr, hidden=hidden, init_scale=scale, seed=seed, X=X, y=y,
+                          dtype=dtype, backend="cupy", record_every=rec)
+        p = init_params(n, hidden, seed, init_scale=scale, dtype=dtype)
+        r = run_backend("numpy", p, X, y, epochs, lr, rec)
+        tight = lr <= 1
+        gf, rf = g.params.to_flat(), r["params"].to_flat()
+        if dtype == "float64":
+            tol = 1e-9 * (1 + np.abs(rf))
+        else:
+            r64 = run_backend("numpy", p.astype(np.float64), X, y, epochs, lr, rec)["params"].to_flat()
+            tol = 4 * np.abs(r64 - rf).max(axis=0) + 64 * EPS32 * (1 + np.abs(rf))
+        assert (np.abs(gf - rf) <= tol)[:, tight].all()
+        np.testing.assert_array_equal(g.diverged_epoch, r["diverged_epoch"])
+        if dtype == "float64":
+            np.testing.assert_array_equal(g.solved_epoch[tight], r["solved_epoch"][tight])
+            if rec:
+                np.testing.assert_allclose(g.loss_history[tight], r["loss_history"][tight], rtol=1e-9, atol=1e-12)
+        *_, yk = reference.forward(g.params.astype(np.float64), X)
+        np.testing.assert_allclose(g.loss, reference.loss_of(yk, y), rtol=2e-5, atol=1e-9)
+        np.testing.assert_allclose(g.predictions, yk, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("hidden, dtype", [(1, "float32"), (2, "float32"), (7, "float32"), (2, "float64")])
+def test_in_kernel_init_is_bit_identical_to_init_params(hidden, dtype, cupy_device, rng):
+    """Per-network init scales, a random seed and a start beyond 2^32; float32
+    scales stay above the flush-to-zero bound (see the next test)."""
+    n = int(rng.integers(1, 300))
+    seed = int(rng.integers(0, 2**64, dtype=np.uint64))
+    start = int(rng.choice([0, int(rng.integers(0, 2**40))]))
+    scales = rng.uniform(1e-3, 3.0, n)
+    g = fastxor.train(n, epochs=0, hidden=hidden, seed=seed, start=start, init_scale=scales, dtype=dtype,
+                      backend="cupy")
+    for a, b in zip(g.params.arrays(), init_params(n, hidden, seed, start, init_scale=scales, dtype=dtype).arrays()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_flush_to_zero_bound_of_the_float32_init(cupy_device, rng):
+    """CuPy compiles with -ftz=true: a float32 value below 2^-126 becomes 0.
+    The in-kernel init is bit-identical to ``init_params`` exactly when no
+    non-zero initial value is subnormal, i.e. for init_scale >=
+    ``gpu.ftz_init_scale_bound(hidden)`` (2^-103 sqrt(max(2, H)), about 1.4e-31
+    for H = 2); below it the subnormal values, and only they, are 0."""
+    if is_fake(cupy_device) and not cupy_device._fake.ftz_emulated():
+        pytest.skip("flush-to-zero is emulated on x86 only")
+    n, hidden = 400, 3
+    seed = int(rng.integers(0, 2**63))
+    bound = gpu.ftz_init_scale_bound(hidden)
+    scales = bound * 2.0 ** rng.uniform(-40, 10, n)  # a value k 2^-23 s / sqrt(fan_in) is subnormal for small |k| s
+    g = fastxor.train(n, epochs=0, hidden=hidden, seed=seed, init_scale=scales, backend="cupy").params.to_flat()
+    ref = init_params(n, hidden, seed, init_scale=scales).to_flat()
+    subnormal = (ref != 0) & (np.abs(ref) < np.finfo(np.float32).tiny)
+    assert not subnormal[:, scales >= bound].any()
+    assert subnormal[:, scales < bound].any()
+    np.testing.assert_array_equal(g[~subnormal], ref[~subnormal])
+    assert (g[subnormal] == 0).all()
+
+
+def test_divergence_is_flagged_and_frozen(cupy_device, rng):
+    for dtype in ("float32", "float64"):
+        p = with_diverging_network(init_params(5, 2, int(rng.integers(0, 2**32)), dtype=dtype))
+        lr = np.array([np.finfo(dtype).max * 0.5, 0.3, 0.3, 0.3, 0.3])
+        g = fastxor.train(init=p, epochs=200, lr=lr, dtype=dtype, backend="cupy", record_every=10)
+        assert g.diverged_epoch.tolist() == [0, -1, -1, -1, -1]
+        assert np.isfinite(g.params.to_flat()).all()
+        np.testing.assert_array_equal(g.params[0].W2, p[0].W2)  # frozen at its last finite state
+        r = run_backend("numpy", p, *boolean_function("xor"), 200, lr, 10)
+        np.testing.assert_array_equal(g.solved_epoch[1:], r["solved_epoch"][1:])
+
+
+def _limit_to(cupy, nbytes):
+    """Let this process allocate about ``nbytes`` more on the device (CuPy's
+    pool limit: the same call on a real GPU and on the fake)."""
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    pool.set_limit(size=pool.used_bytes() + nbytes)
+
+
+def _counting_launches(monkeypatch):
+    """Wrap the loader's kernels to count launches (real GPU and fake alike)."""
+    count = [0]
+    real = gpu.get_kernel
+
+    def counted(*args):
+        kernel = real(*args)
+
+        def launch(*a, **k):
+            count[0] += 1
+            return kernel(*a, **k)
+        return launch
+
+    monkeypatch.setattr(gpu, "get_kernel", counted)
+    return count
+
+
+@pytest.mark.parametrize("dtype, given", [("float32", False), ("float64", True)])
+def test_chunking_on_a_device_that_holds_a_third(dtype, given, cupy_device, rng, monkeypatch):
+    """A device with room for a third of the chunk buffers: several launches,
+    results identical to one launch; no chunk's buffers outlive it (defect:
+    every chunk's outputs stayed referenced, so the second chunk ran out of
+    memory exactly when chunking was needed)."""
+    n, epochs, k = 3000, 120, 7
+    seed = int(rng.integers(0, 2**63))
+    init = init_params(n, 2, seed, dtype=dtype) if given else "philox"
+    kw = dict(epochs=epochs, seed=seed, dtype=dtype, backend="cupy", record_every=k, init=init,
+              lr=rng.uniform(0.1, 2.0, n))
+    whole = fastxor.train(None if given else n, **kw)
+    per_net = gpu.bytes_per_network(2, dtype, -(-epochs // k), given)
+    _limit_to(cupy_device, int(per_net * n / 3 / config.MEMORY_FRACTION) + 64 * 1024)
+    launches = _counting_launches(monkeypatch)
+    chunked = fastxor.train(None if given else n, **kw)
+    assert launches[0] >= 3
+    assert_same_run(whole, chunked)
+
+
+def test_device_arrays_guard_and_results(cupy_device, rng):
+    """device_arrays=True cannot chunk its results: a run that does not fit
+    is refused up front with the numbers; one that fits equals the host run."""
+    p = init_params(500, 2, int(rng.integers(0, 2**32)))
+    d = fastxor.train(init=p, epochs=200, backend="cupy", device_arrays=True, record_every=20)
+    h = fastxor.train(init=p, epochs=200, backend="cupy", record_every=20)
+    assert type(d.loss).__module__.startswith("cupy") and type(d.params.W1).__module__.startswith("cupy")
+    np.testing.assert_array_equal(d.loss.get(), h.loss)
+    np.testing.assert_array_equal(d.loss_history.get(), h.loss_history)
+    assert d.stats()["solved"] == h.stats()["solved"]
+    assert d.summary() == h.summary()
+    _limit_to(cupy_device, 200_000)
+    with pytest.raises(MemoryError, match=r"device_arrays=True .*n_networks=100000 needs .* GiB"):
+        fastxor.train(100_000, epochs=10, backend="cupy", device_arrays=True)
+    fastxor.train(100_000, epochs=1, backend="cupy")  # chunked through the same small device
+
+
+def test_auto_uses_the_gpu_only_from_the_crossover(cupy_device):
+    assert backends.choose("auto", 1).NAME == "numba"
+    assert backends.choose("auto", config.GPU_MIN_NETWORKS - 1).NAME == "numba"
+    assert backends.choose("auto", config.GPU_MIN_NETWORKS).NAME == "cupy"
+    assert fastxor.train(10, epochs=5).config["backend"] == "numba"
+    assert fastxor.train(config.GPU_MIN_NETWORKS, epochs=2).config["backend"] == "cupy"
+
+
+def test_segments_and_resume_equal_one_run(cupy_device, rng, tmp_path):
+    """Progress segments, and a saved run resumed, equal one long launch."""
+    n, seed = 257, int(rng.integers(0, 2**63))
+    kw = dict(seed=seed, backend="cupy", record_every=9, lr=rng.uniform(0.1, 3.0, n))
+    one = fastxor.train(n, epochs=400, **kw)
+    seen = []
+    segmented = fastxor.train(n, epochs=400, progress=lambda d, t: seen.append(d), **kw)
+    assert len(seen) >= 1 and seen[-1] == 400
+    assert_same_run(one, segmented)
+    fastxor.train(n, epochs=130, **kw).save(tmp_path / "half.npz")
+    resumed = fastxor.resume(tmp_path / "half.npz", 270, backend="cupy")
+    assert_same_run(one, resumed)
+
+
+def test_a_cupy_that_cannot_compile_is_not_usable(cupy_device, monkeypatch):
+    """A driver without NVRTC or headers: CuPy imports and sees a device, but
+    compiling fails. The backend says so, with the fix, and auto avoids it."""
+    if not is_fake(cupy_device):
+        pytest.skip("simulates a missing CUDA toolkit")
+
+    def no_nvrtc(*args, **kwargs):
+        raise cupy_device.cuda.compiler.CompileException("nvrtc: error: failed to open libnvrtc-builtins.so.12")
+
+    monkeypatch.setattr(cupy_device, "RawModule", no_nvrtc)
+    gpu.problem.cache_clear()
+    why = gpu.problem()
+    assert "cannot compile" in why and "CUDA toolkit" in why and "libnvrtc" in why
+    assert backends.choose("auto", 10**7).NAME == "numba"
+    with pytest.raises(ImportError, match="cannot compile"):
+        fastxor.train(10, epochs=1, backend="cupy")
+
+
+# --- the fake itself: strict where CuPy would silently misbehave ------------------
+
+
+@pytest.fixture
+def fake(cupy_device):
+    if not is_fake(cupy_device):
+        pytest.skip("tests of tests/fake_cupy")
+    return cupy_device
+
+
+def test_fake_refuses_what_cupy_would_garble(fake):
+    f = fake.RawModule(code=gpu.module_source(2, np.float32)).get_function(gpu.entry_name(2, np.float32))
+    n = 4
+    out = {k: fake.empty(s, dtype=t) for k, s, t in (
+        ("params", 9 * n, np.float32), ("loss", n, np.float32), ("pred", 4 * n, np.float32),
+        ("solved", n, np.int64), ("diverged", n, np.int64))}
+    scale, lr, data = fake.asarray(np.ones(n)), fake.asarray(np.full(n, 0.1, np.float32)), fake.zeros(16, np.float32)
+
+    def args(**change):
+        a = dict(init=np.uint64(0), seed=np.uint64(1), start=np.uint64(0), scale=scale, ss=np.int32(1), lr=lr,
+                 ls=np.int32(1), data=data, epochs=np.int32(3), rec=np.int32(0), n=np.int64(n), **out,
+                 history=np.uint64(0))
+        a.update(change)
+        return tuple(a.values())
+
+    f((1,), (32,), args())
+    for change, error in [
+        (dict(epochs=np.int64(3)), "8 bytes"),                      # size differs from int
+        (dict(epochs=3), "int64"),                                  # a Python int is int64
+        (dict(n=np.float64(n)), "float64"),                         # kind differs
+        (dict(lr=fake.asarray(np.full(n, 0.1))), "dtype float64"),  # pointee differs
+        (dict(lr=np.full(n, 0.1, np.float32)), "Unsupported type"),  # a host array
+        (dict(init=np.uint64(5)), "pointer"),                       # only 0 is a null pointer
+        (dict(params=fake.empty((9, 2 * n), np.float32)[:, ::2]), "C-contiguous"),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=error):
+            f((1,), (32,), args(**change))
+    with pytest.raises(TypeError, match="takes 17 arguments"):
+        f((1,), (32,), args()[:-1])
+    with pytest.raises(TypeError, match="tuples"):
+        f(1, 32, args())
+
+
+def test_fake_detects_out_of_bounds_writes(fake):
+    f = fake.RawModule(code=gpu.module_source(2, np.float32)).get_function(gpu.entry_name(2, np.float32))
+    n = 5
+    small = fake.empty(n - 1, dtype=np.float32)  # the loss output, one network short
+    with pytest.raises(RuntimeError, match="outside a device allocation"):
+        f((1,), (32,), (np.uint64(0), np.uint64(1), np.uint64(0), fake.asarray(np.ones(n)), np.int32(1),
+                        fake.asarray(np.full(n, 0.1, np.float32)), np.int32(1), fake.zeros(16, np.float32),
+                        np.int32(1), np.int32(0), np.int64(n), fake.empty(9 * n, np.float32), small,
+                        fake.empty(4 * n, np.float32), fake.empty(n, np.int64), fake.empty(n, np.int64),
+                        np.uint64(0)))
+
+
+def test_fake_memory_behaves_like_cupys_pool(fake):
+    fake._fake.set_capacity(10 << 20)
+    pool = fake.get_default_memory_pool()
+    a = fake.empty(4 << 20, dtype=np.uint8)
+    free, total = fake.cuda.runtime.memGetInfo()
+    assert total == 10 << 20 and free == (6 << 20)
+    b = fake.empty(4 << 20, dtype=np.uint8)
+    with pytest.raises(fake.cuda.memory.OutOfMemoryError) as err:  # a and b are referenced: never freed
+        fake.empty(4 << 20, dtype=np.uint8)
+    assert isinstance(err.value, MemoryError)
+    del b
+    assert pool.free_bytes() == 4 << 20 and fake.cuda.runtime.memGetInfo()[0] == 2 << 20  # pooled, not free
+    c = fake.empty(3 << 20, dtype=np.uint8)  # reuses the pooled block
+    assert pool.free_bytes() == 0 and pool.used_bytes() == 8 << 20
+    del a, c
+    assert fake.empty(9 << 20, dtype=np.uint8).nbytes == 9 << 20  # pooled blocks freed to make room
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(fake.zeros(3))
