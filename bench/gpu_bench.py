@@ -5,7 +5,7 @@ Figures (float32, H = 2, XOR, lr 0.1, fastxor's Philox init):
   and fast-math kernels, with each one's success rate (95 % Wilson interval);
 - 1 network x 100 000 epochs (latency bound);
 - N sweep, cupy against numba, and the N where the GPU overtakes the CPU;
-- the fraction of the GPU's FP32 / special-function bound reached.
+- the fraction of the GPU's issue-slot bound reached (from the compiled SASS).
 """
 import argparse
 import json
@@ -14,22 +14,30 @@ import time
 import traceback
 
 
-# FP32 instructions per network-epoch of the accurate kernel, H = 2, counted
-# from its source: per sample, 2 hidden units x (2 FMA + 1 add + sigmoid) +
-# output (2 FMA + 1 add + sigmoid) + loss/margin (4) + backprop (g: 4, per unit
-# 6) -> 33 + 3 sigmoids; per epoch 4 samples + update/guard (3 x 9 + 2).
-# A sigmoid = negate, expf (~8 FP32 + 1 MUFU ex2), add, IEEE divide (~8 FP32 +
-# 1 MUFU rcp): ~18 FP32 + 2 MUFU.
-FP32_PER_NE = 4 * (33 + 3 * 18) + 29
-MUFU_PER_NE = 4 * 3 * 2
-
-
 def bound(props):
+    """The issue-slot bound of this GPU for the float32 H = 2 kernel: SMs x 4
+    schedulers x 32 thread-instructions per clock / the SASS instructions of
+    one network-epoch (fastxor.bench.sass: the loader's exact source compiled
+    with CuPy's options for this GPU's arch; where nvcc/cuobjdump are missing,
+    the sm_90 profile committed in bench/results/sass-*.json). Every
+    instruction takes an issue slot, so this binds before FP32 throughput."""
+    from pathlib import Path
+
+    from fastxor.bench import sass
+
     sms, clock_hz = props["multiProcessorCount"], props["clockRate"] * 1e3
-    fp32 = sms * 128 * clock_hz / FP32_PER_NE  # 128 FP32 lanes per SM (sm_80/sm_90)
-    mufu = sms * 16 * clock_hz / MUFU_PER_NE  # 16 special-function lanes per SM
-    return dict(fp32_bound=fp32, mufu_bound=mufu, bound=min(fp32, mufu), sms=sms, clock_ghz=clock_hz / 1e9,
-                fp32_per_network_epoch=FP32_PER_NE, mufu_per_network_epoch=MUFU_PER_NE)
+    arch = f"sm_{props['major']}{props['minor']}"
+    if sass.problem() is None:
+        prof, source = sass.profile(2, "float32", arch=arch), f"compiled here for {arch}"
+    else:
+        saved = sorted(Path(__file__).parent.glob("results/sass-*.json"))[-1]
+        prof = next(p for p in json.loads(saved.read_text())["profiles"]
+                    if (p["hidden"], p["dtype"], p["fast_math"]) == (2, "float32", False))
+        source = f"{saved.name} ({prof['arch']}; {sass.problem()} here)"
+    per = prof["instructions_per_network_epoch"]
+    issue = sms * 4 * 32 * clock_hz / per
+    return dict(bound=issue, sms=sms, clock_ghz=clock_hz / 1e9, instructions_per_network_epoch=per,
+                mix=prof["mix"], sass_profile=source)
 
 
 def main():

@@ -58,3 +58,29 @@ def test_loader_source_names_the_real_file():
     assert src.rstrip().endswith("FASTXOR_ENTRY(3, float, f32, false)")
     assert gpu.entry_name(3, np.float64) == "fastxor_train_h3_f64"
     assert gpu.module_source(2, np.float32, fast=True).rstrip().endswith("FASTXOR_ENTRY(2, float, f32fast, true)")
+
+
+def test_float32_h2_fits_half_occupancy(arch="sm_90"):
+    """<= 64 registers: 50 % occupancy (32 warps of 128-thread blocks per SM)."""
+    regs = _ptxas_report(arch, [(2, "float", "f32", "false")])["fastxor_train_h2_f32"][0]
+    assert regs <= 64
+
+
+def test_epoch_loop_instruction_count():
+    """The epoch loop of float32 H = 2 as CuPy compiles it for sm_90: at most
+    380 SASS instructions per network-epoch, no per-sigmoid branches (the
+    IEEE divide's slow-path checks are gone), and an H100 issue-slot bound
+    above 8e10 network-epochs/s (132 SMs x 4 schedulers x 32 x 1.98 GHz /
+    instructions). Needs nvcc and cuobjdump/nvdisasm (the test extras install
+    the latter two from PyPI)."""
+    from fastxor.bench import sass
+
+    why = sass.problem()
+    if why:
+        pytest.skip(why)
+    prof = sass.profile(2, "float32")
+    print(f"H=2 float32 sm_90: {prof['instructions_per_network_epoch']} instructions per network-epoch "
+          f"{prof['mix']}, H100 issue bound {prof['h100_issue_bound_ne_per_s']:.3g} network-epochs/s")
+    assert prof["instructions_per_network_epoch"] <= 380
+    assert prof["mix"].get("control", 0) <= 4
+    assert prof["h100_issue_bound_ne_per_s"] > 8e10

@@ -17,7 +17,7 @@ def getDeviceCount():
 
 def getDeviceProperties(device):
     return {"name": b"fake CuPy host device", "major": 9, "minor": 0,
-            "totalGlobalMem": _fake.capacity, "multiProcessorCount": 1}
+            "totalGlobalMem": _fake.capacity, "multiProcessorCount": 1, "clockRate": 1_000_000}
 
 
 def driverGetVersion():
