@@ -281,15 +281,10 @@ def _recipe_config(recipe, momentum, weight_decay):
 
 
 def _backend_for(backend, n, recipe):
-    """``backends.choose``, where the GPU kernel so far trains the seed's recipe only."""
+    """``backends.choose``; the GPU's fast-math sigmoid exists for float32 only."""
     chosen = backends.choose(backend, n)
-    if chosen.NAME == "cupy" and not recipe.is_seed:
-        if backend != "auto":
-            raise NotImplementedError(
-                f"backend='cupy' trains the seed's recipe (sgd, mse, sigmoid, no momentum, weight decay "
-                f"or target_loss) so far; this recipe ({recipe.optimizer}, {recipe.loss}, "
-                f"{recipe.activation}) runs on backend='numba'")
-        chosen = backends.get("numba")
+    if recipe.fast_math and np.dtype(recipe.dtype) != np.float32:
+        raise ValueError("fast_math=True is a float32 option (the GPU's tanh.approx sigmoid)")
     return chosen
 
 

@@ -17,8 +17,10 @@ from fastxor.backends import cupy_kernel as gpu
 from fastxor.backends import numpy_reference as reference
 from fastxor.data import boolean_function
 from fastxor.params import init_params
+from fastxor.state import Recipe
 
-from helpers import EPS32, random_config, run_backend, with_diverging_network
+from helpers import (EPS32, assert_diverging_network_freezes, assert_float32_recipe_within_rounding,
+                     assert_random_recipes_match_reference, random_config, run_backend, with_diverging_network)
 
 pytestmark = pytest.mark.gpu
 
@@ -113,6 +115,43 @@ def test_divergence_is_flagged_and_frozen(cupy_device, rng):
         np.testing.assert_array_equal(g.solved_epoch[1:], r["solved_epoch"][1:])
 
 
+def test_random_recipes_match_reference(cupy_device, rng):
+    """Every optimizer, loss, activation and option, drawn afresh, float64."""
+    assert_random_recipes_match_reference("cupy", rng)
+
+
+def test_float32_recipe_within_rounding(cupy_device, rng):
+    assert_float32_recipe_within_rounding("cupy", rng)
+
+
+def test_diverging_network_freezes_with_its_optimizer_state(cupy_device):
+    assert_diverging_network_freezes("cupy")
+
+
+@pytest.mark.parametrize("options", [
+    dict(optimizer="adam", weight_decay=1e-3, activation="tanh", loss="bce_logits", target_loss=0.05),
+    dict(optimizer="sgd", momentum=0.9, dampening=0.2, loss="bce", activation="relu", target_loss=0.1),
+    dict(optimizer="adamw", weight_decay=0.01, momentum=None),
+])
+def test_recipe_segments_and_resume_equal_one_run(options, cupy_device, rng, tmp_path):
+    """A recipe's optimizer state and step count carry across launches:
+    progress segments and a saved run resumed equal one launch, bit for bit."""
+    options = {k: v for k, v in options.items() if v is not None}
+    n, seed = 150, int(rng.integers(0, 2**63))
+    lr = rng.uniform(0.01, 0.05, n) if options["optimizer"] != "sgd" else rng.uniform(0.1, 1.0, n)
+    kw = dict(seed=seed, backend="cupy", record_every=7, lr=lr, hidden=3, **options)
+    one = fastxor.train(n, epochs=300, **kw)
+    segmented = fastxor.train(n, epochs=300, progress=lambda d, t: None, **kw)
+    assert_same_run(one, segmented)
+    fastxor.train(n, epochs=113, **kw).save(tmp_path / "part.npz")
+    resumed = fastxor.resume(tmp_path / "part.npz", 187, backend="cupy")
+    assert_same_run(one, resumed)
+    np.testing.assert_array_equal(one.optimizer_state, resumed.optimizer_state)
+    if "target_loss" in options:
+        np.testing.assert_array_equal(one.target_epoch, resumed.target_epoch)
+        assert (one.target_epoch >= 0).any()
+
+
 def _limit_to(cupy, nbytes):
     """Let this process allocate about ``nbytes`` more on the device (CuPy's
     pool limit: the same call on a real GPU and on the fake)."""
@@ -150,7 +189,7 @@ def test_chunking_on_a_device_that_holds_a_third(dtype, given, cupy_device, rng,
     kw = dict(epochs=epochs, seed=seed, dtype=dtype, backend="cupy", record_every=k, init=init,
               lr=rng.uniform(0.1, 2.0, n))
     whole = fastxor.train(None if given else n, **kw)
-    per_net = gpu.bytes_per_network(2, dtype, -(-epochs // k), given)
+    per_net = gpu.bytes_per_network(Recipe(2, np.dtype(dtype)), -(-epochs // k), given)
     _limit_to(cupy_device, int(per_net * n / 3 / config.MEMORY_FRACTION) + 64 * 1024)
     launches = _counting_launches(monkeypatch)
     chunked = fastxor.train(None if given else n, **kw)
@@ -225,49 +264,51 @@ def fake(cupy_device):
     return cupy_device
 
 
+SEED_F32 = Recipe(2, np.dtype(np.float32))
+
+
+def _seed_kernel(fake):
+    return fake.RawModule(code=gpu.module_source(SEED_F32)).get_function(gpu.entry_name(SEED_F32))
+
+
+def _seed_arguments(fake, networks, **change):
+    """The seed kernel's 20 arguments for ``networks`` networks, as the loader passes them."""
+    n = networks
+    a = dict(init=np.uint64(0), seed=np.uint64(1), start=np.uint64(0), scale=fake.asarray(np.ones(n)),
+             rates=fake.asarray(np.full(n, 0.1, np.float32)), consts=fake.asarray(SEED_F32.constants()),
+             bias=np.uint64(0), data=fake.zeros(16, np.float32), epoch0=np.int64(0), epochs=np.int32(3), rec=np.int32(0),
+             n=np.int64(n), params=fake.empty(9 * n, np.float32), buffers=np.uint64(0),
+             loss=fake.empty(n, np.float32), pred=fake.empty(4 * n, np.float32),
+             solved=fake.full(n, -1, np.int64), diverged=fake.full(n, -1, np.int64), target=np.uint64(0),
+             history=np.uint64(0))
+    a.update(change)
+    return tuple(a.values())
+
+
 def test_fake_refuses_what_cupy_would_garble(fake):
-    f = fake.RawModule(code=gpu.module_source(2, np.float32)).get_function(gpu.entry_name(2, np.float32))
-    n = 4
-    out = {k: fake.empty(s, dtype=t) for k, s, t in (
-        ("params", 9 * n, np.float32), ("loss", n, np.float32), ("pred", 4 * n, np.float32),
-        ("solved", n, np.int64), ("diverged", n, np.int64))}
-    scale, lr, data = fake.asarray(np.ones(n)), fake.asarray(np.full(n, 0.1, np.float32)), fake.zeros(16, np.float32)
-
-    def args(**change):
-        a = dict(init=np.uint64(0), seed=np.uint64(1), start=np.uint64(0), scale=scale, ss=np.int32(1), lr=lr,
-                 ls=np.int32(1), data=data, epochs=np.int32(3), rec=np.int32(0), n=np.int64(n), **out,
-                 history=np.uint64(0))
-        a.update(change)
-        return tuple(a.values())
-
-    f((1,), (32,), args())
+    f, n = _seed_kernel(fake), 4
+    f((1,), (32,), _seed_arguments(fake, n))
     for change, error in [
-        (dict(epochs=np.int64(3)), "8 bytes"),                      # size differs from int
-        (dict(epochs=3), "int64"),                                  # a Python int is int64
-        (dict(n=np.float64(n)), "float64"),                         # kind differs
-        (dict(lr=fake.asarray(np.full(n, 0.1))), "dtype float64"),  # pointee differs
-        (dict(lr=np.full(n, 0.1, np.float32)), "Unsupported type"),  # a host array
-        (dict(init=np.uint64(5)), "pointer"),                       # only 0 is a null pointer
+        (dict(epochs=np.int64(3)), "8 bytes"),                         # size differs from int
+        (dict(epochs=3), "int64"),                                     # a Python int is int64
+        (dict(n=np.float64(n)), "float64"),                            # kind differs
+        (dict(rates=fake.asarray(np.full(n, 0.1))), "dtype float64"),  # pointee differs
+        (dict(rates=np.full(n, 0.1, np.float32)), "Unsupported type"),  # a host array
+        (dict(init=np.uint64(5)), "pointer"),                          # only 0 is a null pointer
         (dict(params=fake.empty((9, 2 * n), np.float32)[:, ::2]), "C-contiguous"),
     ]:
         with pytest.raises((TypeError, ValueError), match=error):
-            f((1,), (32,), args(**change))
-    with pytest.raises(TypeError, match="takes 17 arguments"):
-        f((1,), (32,), args()[:-1])
+            f((1,), (32,), _seed_arguments(fake, n, **change))
+    with pytest.raises(TypeError, match="takes 20 arguments"):
+        f((1,), (32,), _seed_arguments(fake, n)[:-1])
     with pytest.raises(TypeError, match="tuples"):
-        f(1, 32, args())
+        f(1, 32, _seed_arguments(fake, n))
 
 
 def test_fake_detects_out_of_bounds_writes(fake):
-    f = fake.RawModule(code=gpu.module_source(2, np.float32)).get_function(gpu.entry_name(2, np.float32))
     n = 5
-    small = fake.empty(n - 1, dtype=np.float32)  # the loss output, one network short
-    with pytest.raises(RuntimeError, match="outside a device allocation"):
-        f((1,), (32,), (np.uint64(0), np.uint64(1), np.uint64(0), fake.asarray(np.ones(n)), np.int32(1),
-                        fake.asarray(np.full(n, 0.1, np.float32)), np.int32(1), fake.zeros(16, np.float32),
-                        np.int32(1), np.int32(0), np.int64(n), fake.empty(9 * n, np.float32), small,
-                        fake.empty(4 * n, np.float32), fake.empty(n, np.int64), fake.empty(n, np.int64),
-                        np.uint64(0)))
+    with pytest.raises(RuntimeError, match="outside a device allocation"):  # the loss output one network short
+        _seed_kernel(fake)((1,), (32,), _seed_arguments(fake, n, loss=fake.empty(n - 1, np.float32)))
 
 
 def test_fake_memory_behaves_like_cupys_pool(fake):
@@ -297,7 +338,7 @@ def test_sigmoid_worst_error_over_the_whole_float32_range(fake):
     float32 values spread over every binade, +-0, +-inf, subnormals and NaN.
     At most 2 ulp (the host's expf is within 1 ulp; CUDA's within 2, so
     3 ulp on a GPU), subnormal results 0, NaN kept."""
-    source = gpu.module_source(1, np.float32) + (
+    source = gpu.module_source(Recipe(1, np.dtype(np.float32))) + (
         'extern "C" __global__ void sigmoid_of(const float* z, float* out, long long n) {\n'
         "    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
         "    if (i < n) out[i] = Math<float, false>::sigmoid(z[i]);\n}\n")

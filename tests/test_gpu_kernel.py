@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fastxor.backends import cupy_kernel as gpu
+from fastxor.state import ACTIVATIONS, LOSSES, Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,15 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- nvcc -------------------------------------------------------------------------------
 
 
-def _ptxas_report(arch, entries):
+def _ptxas_report(arch, recipes):
+    """entry name -> (registers, stack, spill stores, spill loads) of the loader's module for ``recipes``."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc not installed")
-    path = gpu.kernel_path()
-    src = f'#line 1 "{path}"\n{path.read_text()}\n' + "".join(
-        f"FASTXOR_ENTRY({h}, {t}, {s}, {f})\n" for h, t, s, f in entries)
-    res = subprocess.run([nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-std=c++17", "-x", "cu",
-                          "-o", "/dev/null", "-"], input=src, capture_output=True, text=True)
+    res = subprocess.run([nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-ftz=true", "-std=c++17", "-x", "cu",
+                          "-o", "/dev/null", "-"], input=gpu.module_source(*recipes), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     report = {}
     for name, body in re.findall(r"Compiling entry function '(\w+)' for '\w+'\n(.*?)(?=ptxas info\s+: Compiling|\Z)",
@@ -39,30 +38,51 @@ def _ptxas_report(arch, entries):
     return report
 
 
-@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_nvcc_compiles_register_resident_kernels(arch):
-    entries = [(h, "float", "f32", "false") for h in (1, 2, 3, 4, 8, 16, gpu.REGISTER_RESIDENT["f32"])]
-    entries += [(2, "float", "f32fast", "true")]
-    entries += [(h, "double", "f64", "false") for h in (1, 2, 4, gpu.REGISTER_RESIDENT["f64"])]
-    report = _ptxas_report(arch, entries)
-    assert set(report) == {f"fastxor_train_h{h}_{s}" for h, _, s, _ in entries}
+def _check_no_local_memory(arch, recipes):
+    report = _ptxas_report(arch, recipes)
+    assert set(report) == {gpu.entry_name(r) for r in recipes}
     for name, (regs, stack, stores, loads) in sorted(report.items()):
         print(f"{arch} {name}: {regs} registers, stack {stack} B, spills {stores}/{loads} B")
         assert (stack, stores, loads) == (0, 0, 0), f"{name} uses local memory on {arch}"
         assert regs <= 255
+    return report
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nvcc_compiles_register_resident_kernels(arch):
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    recipes = [Recipe(h, f32) for h in (1, 2, 3, 4, 8, 16, gpu.REGISTER_RESIDENT["f32"])]
+    recipes += [Recipe(2, f32, fast_math=True)]
+    recipes += [Recipe(h, f64) for h in (1, 2, 4, gpu.REGISTER_RESIDENT["f64"])]
+    _check_no_local_memory(arch, recipes)
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nvcc_compiles_every_recipe_without_spills(arch):
+    """Every optimizer, loss, activation and option; float32 Adam up to H = 8 and
+    float64 Adam at H = 2 stay in registers."""
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    recipes = [Recipe(h, f32, optimizer=o, weight_decay=True, target_loss=0.01)
+               for h in (2, 4, 8) for o in ("adam", "adamw")]
+    recipes += [Recipe(2, f64, optimizer="adam"), Recipe(8, f32, momentum=True, nesterov=True, weight_decay=True)]
+    recipes += [Recipe(3, f32, loss=loss, activation=act, momentum=True, dampening=0.1)
+                for loss in LOSSES for act in ACTIVATIONS]
+    _check_no_local_memory(arch, recipes)
 
 
 def test_loader_source_names_the_real_file():
-    src = gpu.module_source(3, np.float32, fast=False)
+    src = gpu.module_source(Recipe(3, np.dtype(np.float32)))
     assert src.startswith(f'#line 1 "{gpu.kernel_path().as_posix()}"')
-    assert src.rstrip().endswith("FASTXOR_ENTRY(3, float, f32, false)")
-    assert gpu.entry_name(3, np.float64) == "fastxor_train_h3_f64"
-    assert gpu.module_source(2, np.float32, fast=True).rstrip().endswith("FASTXOR_ENTRY(2, float, f32fast, true)")
+    assert src.rstrip().endswith("FASTXOR_ENTRY(h3_f32, 3, float, false, 0, 0, 0, 0)")
+    assert gpu.entry_name(Recipe(3, np.dtype(np.float64))) == "fastxor_train_h3_f64"
+    adam = Recipe(2, np.dtype(np.float32), True, optimizer="adam", activation="tanh", target_loss=0.1)
+    assert gpu.entry_name(adam) == "fastxor_train_h2_f32fast_1_0_1_16"
+    assert gpu.module_source(adam).rstrip().endswith("FASTXOR_ENTRY(h2_f32fast_1_0_1_16, 2, float, true, 1, 0, 1, 16)")
 
 
 def test_float32_h2_fits_half_occupancy(arch="sm_90"):
     """<= 64 registers: 50 % occupancy (32 warps of 128-thread blocks per SM)."""
-    regs = _ptxas_report(arch, [(2, "float", "f32", "false")])["fastxor_train_h2_f32"][0]
+    regs = _ptxas_report(arch, [Recipe(2, np.dtype(np.float32))])["fastxor_train_h2_f32"][0]
     assert regs <= 64
 
 

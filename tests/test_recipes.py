@@ -7,10 +7,11 @@ import pytest
 import fastxor
 from fastxor import cli
 from fastxor.data import boolean_function
-from fastxor.params import init_params
 from fastxor.torch_compat import torch_init
 
-from helpers import assert_same_result, rounding_sensitivity, run_backend, with_diverging_network
+from helpers import (assert_diverging_network_freezes, assert_float32_recipe_within_rounding,
+                     assert_random_recipes_match_reference, assert_same_result,
+                     rounding_sensitivity, run_backend)
 
 #: (hidden, lr, function, loss, activation, optimizer options[, epochs]): each
 #: torch.optim option alone and in combinations, every loss and activation.
@@ -109,101 +110,17 @@ def test_reference_matches_pytorch(case, dtype, rng):
     np.testing.assert_array_less(np.abs(r["loss_history"][0] - th), 5e-6 + 4 * h_sens[0])
 
 
-def random_recipe(rng, n):
-    """(recipe options, momentum (n,) or None, weight decay (n,) or None, lr (n,)):
-    a fresh random recipe, per-network coefficients mixing zeros and values."""
-    optimizer = str(rng.choice(["sgd", "sgd", "adam", "adamw"]))
-    opts = dict(optimizer=optimizer, loss=str(rng.choice(["mse", "bce", "bce_logits"])),
-                activation=str(rng.choice(["sigmoid", "tanh", "relu"])))
-    mom = None
-    if optimizer == "sgd":
-        lr = np.exp(rng.uniform(np.log(0.05), np.log(1.0), n))
-        if rng.random() < 0.7:
-            opts["nesterov"] = bool(rng.random() < 0.4)
-            mom = rng.uniform(0.1, 0.95, n)
-            if not opts["nesterov"]:
-                mom[rng.random(n) < 0.3] = 0.0  # networks without momentum keep no buffer
-                opts["dampening"] = float(rng.choice([0.0, rng.uniform(0, 0.5)]))
-    else:
-        lr = np.exp(rng.uniform(np.log(1e-3), np.log(0.05), n))
-        opts["betas"] = (float(rng.uniform(0.7, 0.95)), float(rng.uniform(0.99, 0.9999)))
-        opts["eps"] = float(10 ** rng.uniform(-9, -5))
-    wd = rng.uniform(0, 1e-2, n) * (rng.random(n) < 0.7) if rng.random() < 0.5 else None
-    if rng.random() < 0.5:
-        opts["target_loss"] = float(rng.uniform(0.01, 0.2))
-    return opts, mom, wd, lr
-
-
 def test_numba_matches_reference_on_random_recipes(rng):
-    """float64, 70 networks (a full and a partial SIMD chunk), fresh recipes.
-
-    The same float64 operations up to FMA contraction and few-ulp vector
-    exp/log/tanh. Each network's parameters lie within 16x its rounding
-    sensitivity (the long-double reference's distance) plus 1e-9 relative,
-    wherever that sensitivity is below 1e-6 (Adam normalises its steps, so
-    rounding differences grow faster than under SGD: seen 1e-11 in 300
-    epochs); networks long double moves by < 1e-12 agree with identical event
-    epochs and loss histories."""
-    for _ in range(3):
-        hidden = int(rng.integers(1, 4))
-        X, y = boolean_function(str(rng.choice(["xor", "nand", "or"])))
-        opts, mom, wd, lr = random_recipe(rng, 70)
-        p = init_params(70, hidden, int(rng.integers(0, 2**32)), dtype="float64")
-        rec = int(rng.choice([0, 1, 7]))
-        kw = dict(recipe_options=opts, momentum=mom, weight_decay=wd)
-        k = run_backend("numba", p, X, y, 300, lr, rec, **kw)
-        r = run_backend("numpy", p, X, y, 300, lr, rec, **kw)
-        r80 = run_backend("numpy", p.astype(np.longdouble), X, y, 300, lr, rec, **kw)
-        kf, rf = k["params"].to_flat(), r["params"].to_flat()
-        sens = np.abs(r80["params"].to_flat() - rf).max(axis=0).astype(float)
-        bounded, calm = sens < 1e-6, sens < 1e-12
-        assert bounded.mean() >= 0.8 and calm.mean() >= 0.3, (opts, bounded.mean(), calm.mean())
-        bound = 16 * sens + 1e-9 * (1 + np.abs(rf).max(axis=0))
-        assert (np.abs(kf - rf).max(axis=0)[bounded] <= bound[bounded]).all(), opts
-        np.testing.assert_allclose(k["state"].buffers[:, calm] if k["state"].buffers is not None else 0,
-                                   r["state"].buffers[:, calm] if r["state"].buffers is not None else 0,
-                                   rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(k["loss"][calm], r["loss"][calm], rtol=1e-9, atol=1e-12)
-        for key in ("solved_epoch", "diverged_epoch", "target_epoch"):
-            np.testing.assert_array_equal(k[key][calm], r[key][calm], err_msg=key)
-        if rec:
-            np.testing.assert_allclose(k["loss_history"][calm], r["loss_history"][calm], rtol=1e-9, atol=1e-12)
+    assert_random_recipes_match_reference("numba", rng)
 
 
 def test_numba_float32_recipe_within_rounding(rng):
-    """float32 momentum + tanh + BCE: within the float32 reference's own
-    distance from float64 (4x, as the seed's recipe in test_kernel)."""
-    X, y = boolean_function("xor")
-    p = init_params(100, 2, int(rng.integers(0, 2**32)), dtype="float32")
-    lr = rng.uniform(0.05, 0.5, 100)
-    kw = dict(recipe_options=dict(loss="bce", activation="tanh", target_loss=0.05), momentum=0.9)
-    k = run_backend("numba", p, X, y, 1000, lr, 10, **kw)
-    r = run_backend("numpy", p, X, y, 1000, lr, 10, **kw)
-    r64 = run_backend("numpy", p.astype(np.float64), X, y, 1000, lr, 10, **kw)
-    sens = np.abs(r64["params"].to_flat() - r["params"].to_flat()).max(axis=0)
-    err = np.abs(k["params"].to_flat() - r["params"].to_flat()).max(axis=0)
-    assert (err <= 4 * sens + 1e-5 * (1 + np.abs(r["params"].to_flat()).max(axis=0))).all()
-    assert (k["target_epoch"] >= 0).sum() > 10  # the target is exercised
-    assert np.mean(k["target_epoch"] != r["target_epoch"]) <= 0.05
+    assert_float32_recipe_within_rounding("numba", rng)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_diverging_network_freezes_with_its_optimizer_state(backend):
-    """An update that overflows is not applied, the epoch is flagged, and the
-    network (parameters and momentum buffer) stays frozen while the others
-    train, across segments."""
-    X, y = boolean_function("xor")
-    p = with_diverging_network(init_params(5, 2, 3, dtype="float64"))
-    lr = np.array([np.finfo(np.float64).max / 2, 0.5, 0.5, 0.5, 0.5])
-    a = run_backend(backend, p, X, y, 3, lr, momentum=0.9)
-    assert a["diverged_epoch"][0] == 0 and (a["diverged_epoch"][1:] == -1).all()
-    np.testing.assert_array_equal(a["params"].to_flat()[:, 0], p.to_flat()[:, 0])
-    assert np.isfinite(a["state"].buffers).all()
-    frozen = a["state"].buffers[:, 0].copy()
-    b = run_backend(backend, p, X, y, 5, lr, momentum=0.9, state=a["state"])
-    np.testing.assert_array_equal(b["params"].to_flat()[:, 0], p.to_flat()[:, 0])
-    np.testing.assert_array_equal(b["state"].buffers[:, 0], frozen)
-    assert b["diverged_epoch"][0] == 0 and (b["diverged_epoch"][1:] == -1).all()
+    assert_diverging_network_freezes(backend)
 
 
 # ----------------------------------------------------------------- the API
@@ -266,24 +183,6 @@ def test_bad_recipe_names_the_argument(kwargs, exc, words):
     with pytest.raises(exc) as e:
         fastxor.train(2, epochs=1, **kwargs)
     assert words in str(e.value)
-
-
-def test_cupy_refuses_a_recipe_it_does_not_train(monkeypatch):
-    """Where the GPU would be chosen: asked for explicitly, it says what it
-    lacks; ``auto`` runs the recipe on Numba; the seed's recipe stays on the GPU."""
-    from fastxor import backends
-    from fastxor.state import Recipe
-    from fastxor.training import _backend_for
-
-    class FakeGPU:
-        NAME = "cupy"
-
-    monkeypatch.setattr(backends, "choose", lambda name, n: FakeGPU)
-    adam = Recipe(2, np.dtype("float32"), optimizer="adam")
-    with pytest.raises(NotImplementedError, match="runs on backend='numba'"):
-        _backend_for("cupy", 10, adam)
-    assert _backend_for("auto", 10, adam).NAME == "numba"
-    assert _backend_for("auto", 10, Recipe(2, np.dtype("float32"))) is FakeGPU
 
 
 def test_to_torch_has_the_runs_activation(rng):

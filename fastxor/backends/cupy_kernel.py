@@ -48,23 +48,35 @@ def kernel_path(name=SOURCE):
     return Path(str(resources.files("fastxor.kernels") / name))
 
 
-def _suffix(dtype, fast):
-    return SUFFIX[np.dtype(dtype)] + ("fast" if fast else "")
+def _template_arguments(recipe):
+    """(OPT, LOSS, ACT, FLAGS) of the kernel's template for ``recipe`` (see
+    the enums at the top of the kernel's recipe section)."""
+    from ..state import ACTIVATIONS, LOSSES, OPTIMIZERS
+
+    flags = (1 * recipe.momentum + 2 * recipe.nesterov + 4 * bool(recipe.momentum and recipe.dampening)
+             + 8 * recipe.weight_decay + 16 * (recipe.target_loss is not None))
+    return (OPTIMIZERS.index(recipe.optimizer), LOSSES.index(recipe.loss),
+            ACTIVATIONS.index(recipe.activation), flags)
 
 
-def entry_name(hidden, dtype, fast=False):
-    return f"fastxor_train_h{hidden}_{_suffix(dtype, fast)}"
+def entry_name(recipe):
+    """``fastxor_train_h2_f32`` for the seed's recipe; other recipes add their
+    template arguments (``..._f32_1_0_1_16``: Adam, MSE, tanh, target)."""
+    name = f"fastxor_train_h{recipe.hidden}_{SUFFIX[np.dtype(recipe.dtype)]}" + ("fast" if recipe.fast_math else "")
+    return name if recipe.is_seed else name + "_" + "_".join(map(str, _template_arguments(recipe)))
 
 
-def module_source(hidden, dtype, fast=False):
+def module_source(*recipes):
     """The kernel file behind a ``#line`` directive (compiler errors name the real
-    file and line), plus the one entry point for (hidden, dtype, fast)."""
+    file and line), plus one entry point per ``recipe`` (a state.Recipe)."""
     path = kernel_path()
-    t = "float" if np.dtype(dtype) == np.float32 else "double"
-    return (
-        f'#line 1 "{path.as_posix()}"\n{path.read_text()}\n'
-        f"FASTXOR_ENTRY({hidden}, {t}, {_suffix(dtype, fast)}, {'true' if fast else 'false'})\n"
-    )
+    lines = []
+    for r in recipes:
+        t = "float" if np.dtype(r.dtype) == np.float32 else "double"
+        args = ", ".join(map(str, _template_arguments(r)))
+        lines.append(f"FASTXOR_ENTRY({entry_name(r)[len('fastxor_train_'):]}, {r.hidden}, {t}, "
+                     f"{'true' if r.fast_math else 'false'}, {args})\n")
+    return f'#line 1 "{path.as_posix()}"\n{path.read_text()}\n' + "".join(lines)
 
 
 NAME = "cupy"
@@ -115,12 +127,12 @@ def device_description():
 
 
 @functools.lru_cache(maxsize=None)
-def get_kernel(hidden, dtype, fast=False):
-    """The compiled entry point; CuPy caches the binary on disk by source hash."""
+def get_kernel(recipe):
+    """The compiled entry point for ``recipe``; CuPy caches the binary on disk by source hash."""
     import cupy
 
-    module = cupy.RawModule(code=module_source(hidden, dtype, fast), options=("-std=c++17",))
-    return module.get_function(entry_name(hidden, dtype, fast))
+    module = cupy.RawModule(code=module_source(recipe), options=("-std=c++17",))
+    return module.get_function(entry_name(recipe))
 
 
 def _device_budget():
@@ -137,11 +149,13 @@ def _device_budget():
     return max(0, budget)
 
 
-def bytes_per_network(hidden, dtype, rows, given_init):
-    """GPU bytes one network takes in a chunk's buffers (inputs, outputs, history)."""
-    item = np.dtype(dtype).itemsize
-    p = n_params(hidden)
-    return (p * (1 + given_init) + 1 + 4 + rows + 1) * item + 2 * 8 + 8
+def bytes_per_network(recipe, rows, given_init):
+    """GPU bytes one network takes in a chunk's buffers: initial parameters
+    (when given), parameters, optimizer buffers, coefficient rows, loss,
+    predictions, history; events (int64) and init scale (float64)."""
+    item = np.dtype(recipe.dtype).itemsize
+    p = recipe.n_params
+    return (p * (1 + given_init) + recipe.n_buffers + len(recipe.rate_names) + 1 + 4 + rows) * item + 3 * 8 + 8
 
 
 def device_result_bytes(n, recipe, rows):
@@ -157,8 +171,7 @@ def check_device_memory(n, recipe, rows):
     """``device_arrays=True`` keeps every result on the GPU, where chunking
     cannot help: refuse up front, with the numbers, a run that would not fit
     (results plus the chunk buffers of at least min(n, 4096) networks)."""
-    need = device_result_bytes(n, recipe, rows) + min(n, 4096) * bytes_per_network(
-        recipe.hidden, recipe.dtype, rows, True)
+    need = device_result_bytes(n, recipe, rows) + min(n, 4096) * bytes_per_network(recipe, rows, True)
     budget = int(config.MEMORY_FRACTION * _device_budget())
     if need > budget:
         raise MemoryError(
@@ -179,37 +192,113 @@ def run(state, data, epochs, record_every, recipe, out, final=True):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place.
 
     A fresh Philox state (``state.init``) is made inside the kernel,
-    bit-identical to ``init_params``. The kernel always computes the final
-    outputs (``final`` is free on a GPU). It records the loss at its
-    local epochs 0, k, 2k, ...: a segment that starts between multiples of k
-    first steps to the next multiple without recording.
+    bit-identical to ``init_params``. The kernel takes the global epoch of
+    its first step, so any segment is one launch (per chunk), and always
+    computes the final outputs (``final`` is free on a GPU).
     """
-    lead = (-state.epoch) % record_every if record_every else 0
-    if lead:
-        _launch(state, data, min(lead, epochs), 0, recipe, out)
-        epochs -= min(lead, epochs)
-    if epochs or not lead:
-        _launch(state, data, epochs, record_every, recipe, out)
+    import cupy
+
+    from ..arrays import array_module
+
+    dt = np.dtype(recipe.dtype)
+    n, P = state.n_networks, recipe.n_params
+    xp = array_module(out.loss)  # numpy, or cupy for device_arrays
+    on_device = xp is not np
+    spec, given = state.init, state.params is not None
+    if not given:
+        state.params = xp.empty((P, n), dtype=dt)
+        state.init = None
+    elif on_device and array_module(state.params) is np:
+        state.params = cupy.asarray(state.params)
+    k, epoch0 = record_every, state.epoch
+    col0 = history_rows(epoch0, k)
+    rows = history_rows(epoch0 + epochs, k) - col0  # multiples of k in [epoch0, epoch0 + epochs)
+    per_net = bytes_per_network(recipe, rows, given)
+    budget = _device_budget()
+    chunk = min(n, int(config.MEMORY_FRACTION * budget) // per_net)
+    if chunk < 1:
+        raise MemoryError(f"one network needs {per_net} bytes of GPU memory and {budget} are free; "
+                          "reduce record_every or free GPU memory")
+    kernel = get_kernel(recipe)
+    d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
+    consts = cupy.asarray(recipe.constants())
+    bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else None
+    rates = state.rate_rows(recipe)
+    tracked = recipe.target_loss is not None
+    buf = _ChunkBuffers(cupy, chunk, dict(
+        params=(P, dt), loss=(1, dt), pred=(4, dt), history=(rows, dt), init=(P * given, dt),
+        rates=(len(rates), dt), buffers=(recipe.n_buffers, dt), scale=(0 if given else 1, np.float64),
+        solved=(1, np.int64), diverged=(1, np.int64), target=(int(tracked), np.int64)))
+    events = dict(solved=state.solved_epoch, diverged=state.diverged_epoch, target=state.target_epoch)
+    for lo in range(0, n, chunk):
+        m = min(chunk, n - lo)
+        sl = slice(lo, lo + m)
+        b = buf.views(m)
+        _to_device(b["rates"], rates[:, sl])
+        for name in ("solved", "diverged") + (("target",) if tracked else ()):
+            _to_device(b[name], events[name][sl])
+        if recipe.n_buffers:
+            _to_device(b["buffers"], state.buffers[:, sl])
+        if given:
+            _to_device(b["init"], state.params[:, sl])
+        else:
+            _to_device(b["scale"], spec.scales[sl])
+        seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
+        null = np.uint64(0)
+        kernel(
+            (-(-m // BLOCK),), (BLOCK,),
+            (b["init"] if given else null, np.uint64(seed), np.uint64(start), null if given else b["scale"],
+             b["rates"], consts, null if bias is None else bias, d, np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(m), b["params"],
+             b["buffers"] if recipe.n_buffers else null, b["loss"], b["pred"], b["solved"], b["diverged"],
+             b["target"] if tracked else null, b["history"] if rows else null),
+        )
+        _from_device(state.params[:, sl], b["params"])
+        if recipe.n_buffers:
+            _from_device(state.buffers[:, sl], b["buffers"])
+        _from_device(out.loss[sl], b["loss"])
+        _from_device(out.predictions[sl], b["pred"].T)
+        for name in ("solved", "diverged") + (("target",) if tracked else ()):
+            _from_device(events[name][sl], b[name])
+        if rows:
+            _from_device(out.history[sl, col0:col0 + rows], b["history"].T)
+    state.epoch += epochs
     return out
+
+
+def adam_bias_corrections(recipe, epoch0, epochs):
+    """(epochs, 2) in the recipe's dtype: 1 / (1 - beta1^t) and (1 - beta2^t)^0.5
+    for steps t = epoch0 + 1 ..., in float64 as torch computes them (Python
+    floats: libm pow) and as the reference does; one table per launch, read
+    by every thread."""
+    t = np.arange(epoch0 + 1, epoch0 + epochs + 1, dtype=np.float64)
+    beta1, beta2 = recipe.betas
+    c1 = 1.0 / (1.0 - np.power(beta1, t))
+    c2 = np.power(1.0 - np.power(beta2, t), 0.5)
+    return np.stack([c1, c2], axis=1).astype(recipe.dtype) if epochs else np.zeros((1, 2), recipe.dtype)
 
 
 class _ChunkBuffers:
     """A chunk's device buffers, allocated once per launch and reused by every
     chunk: nothing is allocated between chunks, so the pool cannot run out
-    half-way (a chunk of m networks uses the first m columns' worth of each)."""
+    half-way. ``layout``: name -> (rows per network, dtype)."""
 
-    def __init__(self, cupy, chunk, P, rows, dt, given):
-        self.cupy, self.dims = cupy, dict(params=P, loss=1, pred=4, history=rows, init=P if given else 0, lr=1)
-        self.flat = {name: cupy.empty(k * chunk, dtype=dt) for name, k in self.dims.items() if k}
-        self.flat["scale"] = cupy.empty(0 if given else chunk, dtype=np.float64)
-        for name in ("solved", "diverged"):
-            self.flat[name] = cupy.empty(chunk, dtype=np.int64)
+    def __init__(self, cupy, chunk, layout):
+        self.layout = {name: rows for name, (rows, _) in layout.items() if rows}
+        self.flat = {name: cupy.empty(rows * chunk, dtype=dt) for name, (rows, dt) in layout.items() if rows}
 
-    def view(self, name, m):
-        """The contiguous (rows, m) or (m,) view a chunk of ``m`` networks uses."""
-        k = self.dims.get(name, 1)
-        v = self.flat[name][: k * m]
-        return v if name in ("loss", "lr", "scale", "solved", "diverged") else v.reshape(k, m)
+    VECTORS = ("loss", "scale", "solved", "diverged", "target")  # one value per network: (m,)
+
+    def views(self, m):
+        """Contiguous views for a chunk of ``m`` networks: (m,) for the vectors, else (rows, m)."""
+        return {name: self.flat[name][: k * m] if name in self.VECTORS else self.flat[name][: k * m].reshape(k, m)
+                for name, k in self.layout.items()}
+
+
+def _from_device(dst, src):
+    """Copy the device array ``src`` into ``dst`` (a host or device view)."""
+    from ..arrays import array_module
+
+    dst[...] = src.get() if array_module(dst) is np else src
 
 
 def _to_device(dst, src):
@@ -220,60 +309,3 @@ def _to_device(dst, src):
         dst.set(np.ascontiguousarray(src, dtype=dst.dtype))
     else:
         dst[...] = src
-
-
-def _launch(state, data, epochs, record_every, recipe, out):
-    """One kernel run of ``epochs`` epochs over every network, in chunks that
-    fit the GPU; the chunk buffers are allocated once and reused."""
-    import cupy
-
-    from ..arrays import array_module
-
-    dt = np.dtype(recipe.dtype)
-    n, h, P = state.n_networks, recipe.hidden, recipe.n_params
-    xp = array_module(out.loss)  # numpy, or cupy for device_arrays
-    on_device = xp is not np
-    spec, given = state.init, state.params is not None
-    if not given:
-        state.params = xp.empty((P, n), dtype=dt)
-        state.init = None
-    elif on_device and array_module(state.params) is np:
-        state.params = cupy.asarray(state.params)
-    rows = history_rows(epochs, record_every)
-    col0 = state.epoch // record_every if record_every else 0
-    per_net = bytes_per_network(h, dt, rows, given)
-    budget = _device_budget()
-    chunk = min(n, int(config.MEMORY_FRACTION * budget) // per_net)
-    if chunk < 1:
-        raise MemoryError(f"one network needs {per_net} bytes of GPU memory and {budget} are free; "
-                          "reduce record_every or free GPU memory")
-    kernel = get_kernel(h, dt, recipe.fast_math)
-    d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
-    buf = _ChunkBuffers(cupy, chunk, P, rows, dt, given)
-    get = (lambda a: a) if on_device else (lambda a: a.get())
-    for lo in range(0, n, chunk):
-        m = min(chunk, n - lo)
-        sl = slice(lo, lo + m)
-        b = {name: buf.view(name, m) for name in buf.flat}
-        _to_device(b["lr"], state.lr[sl])
-        if given:
-            _to_device(b["init"], state.params[:, sl])
-        else:
-            _to_device(b["scale"], spec.scales[sl])
-        seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
-        kernel(
-            (-(-m // BLOCK),), (BLOCK,),
-            (b["init"] if given else np.uint64(0), np.uint64(seed), np.uint64(start),
-             np.uint64(0) if given else b["scale"], np.int32(1), b["lr"], np.int32(1), d,
-             np.int32(epochs), np.int32(record_every), np.int64(m), b["params"], b["loss"], b["pred"],
-             b["solved"], b["diverged"], b["history"] if rows else np.uint64(0)),
-        )
-        state.params[:, sl] = get(b["params"])
-        out.loss[sl] = get(b["loss"])
-        out.predictions[sl] = get(b["pred"]).T
-        for events, local in ((state.solved_epoch, b["solved"]), (state.diverged_epoch, b["diverged"])):
-            local = get(local)
-            events[sl] = xp.where((events[sl] < 0) & (local >= 0), local + state.epoch, events[sl])
-        if rows:
-            out.history[sl, col0:col0 + rows] = get(b["history"]).T
-    state.epoch += epochs

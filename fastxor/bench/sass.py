@@ -102,22 +102,26 @@ def issue_bound(per_network_epoch, gpu=H100):
     return gpu["sms"] * gpu["schedulers"] * gpu["warp"] * gpu["clock_ghz"] * 1e9 / per_network_epoch
 
 
-def profile(hidden=2, dtype="float32", fast=False, arch="sm_90"):
-    """The epoch loop's instruction count and mix, and the H100 issue-slot bound."""
+def profile(hidden=2, dtype="float32", fast=False, arch="sm_90", recipe_options=None):
+    """The epoch loop's instruction count and mix, and the H100 issue-slot bound
+    (``recipe_options``: state.Recipe fields beyond the seed's)."""
     import numpy as np
 
     from ..backends import cupy_kernel
+    from ..state import Recipe
 
-    loop = epoch_loop(instructions(compile_sass(cupy_kernel.module_source(hidden, np.dtype(dtype), fast), arch)))
+    recipe = Recipe(hidden, np.dtype(dtype), fast, **(recipe_options or {}))
+    loop = epoch_loop(instructions(compile_sass(cupy_kernel.module_source(recipe), arch)))
     mix = Counter(pipe_of(op) for _, op, _ in loop)
-    return dict(hidden=hidden, dtype=str(dtype), fast_math=fast, arch=arch,
+    return dict(hidden=hidden, dtype=str(dtype), fast_math=fast, arch=arch, recipe=recipe_options or {},
                 instructions_per_network_epoch=len(loop), mix=dict(sorted(mix.items())),
                 h100_issue_bound_ne_per_s=issue_bound(len(loop)))
 
 
 def main(argv=None):
     """``python -m fastxor.bench.sass [--out FILE]``: the profiles of the kernels
-    the benchmarks run (float32 H = 2 and 8, fast-math, float64), as JSON."""
+    the benchmarks run (float32 H = 2 and 8, fast-math, float64, and each
+    training recipe at float32 H = 2), as JSON."""
     import argparse
     import json
     import subprocess as sp
@@ -130,9 +134,15 @@ def main(argv=None):
     if why:
         raise SystemExit(f"fastxor.bench.sass: {why}")
     nvcc = sp.run([find_tool("nvcc"), "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    seed = [(2, "float32", False, None), (2, "float32", True, None), (8, "float32", False, None),
+            (2, "float64", False, None)]
+    recipes = [dict(momentum=True), dict(momentum=True, nesterov=True, weight_decay=True), dict(activation="tanh"),
+               dict(activation="relu"), dict(loss="bce"), dict(loss="bce_logits"),
+               dict(momentum=True, target_loss=0.01), dict(optimizer="adam"),
+               dict(optimizer="adamw", weight_decay=True)]
     res = dict(nvcc=nvcc, arch=a.arch, gpu_model=H100, profiles=[
-        profile(h, dt, fast, a.arch) for h, dt, fast in
-        ((2, "float32", False), (2, "float32", True), (8, "float32", False), (2, "float64", False))])
+        profile(h, dt, fast, a.arch, options) for h, dt, fast, options in
+        seed + [(2, "float32", False, r) for r in recipes]])
     text = json.dumps(res, indent=1)
     print(text)
     if a.out:
