@@ -265,7 +265,15 @@ def parser():
     b.add_argument("--json", help="save the figures as JSON")
     b.add_argument("--plot", help="save throughput against N as a PNG")
     b.add_argument("--force", action="store_true", help="overwrite existing --json / --plot files")
+    b.add_argument("--recipe", default="seed", choices=list(_bench_recipes()),
+                   help="the training recipe every implementation runs (default: the seed's SGD/MSE/sigmoid)")
     return ap
+
+
+def _bench_recipes():
+    from .bench.peers import RECIPES
+
+    return RECIPES
 
 
 def _announce_compiles():

@@ -16,7 +16,7 @@ import numpy as np
 from ..data import boolean_function
 from ..machine import cpu_name, versions
 from ..params import init_params
-from .peers import IMPLS, by_name
+from .peers import IMPLS, RECIPES, by_name
 
 QUICK = dict(sizes=(1, 1_000, 100_000), target=0.4, repeats=1, scaling=False)
 FULL = dict(sizes=(1, 1_000, 100_000), target=2.0, repeats=2, scaling=True, widths=(1, 2, 3, 4, 8, 16))
@@ -88,11 +88,15 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def measure(impl, n, *, target=0.5, repeats=1, hidden=2, lr=0.1, seed=0, check=True):
-    """One implementation at one N: throughput, first-call time, correctness."""
+def measure(impl, n, *, target=0.5, repeats=1, hidden=2, lr=None, seed=0, check=True, recipe="seed"):
+    """One implementation at one N on one recipe (a ``RECIPES`` name):
+    throughput, first-call time, correctness."""
+    options = dict(RECIPES[recipe])
+    preset_lr = options.pop("lr")
+    lr = preset_lr if lr is None else lr
     X, y = boolean_function("xor")
     p = init_params(n, hidden, seed, dtype="float32")
-    run, setup_s = timed(impl.setup, p, X, y, lr)
+    run, setup_s = timed(impl.setup, p, X, y, lr, options)
     _, first_s = timed(run, 2)  # compilation / tracing / kernel loading
     epochs, dt = 2, 0.0
     while True:  # calibrate: grow until a run takes >= 1/8 of the target
@@ -109,33 +113,38 @@ def measure(impl, n, *, target=0.5, repeats=1, hidden=2, lr=0.1, seed=0, check=T
     row = dict(impl=impl.name, n=n, epochs=epochs, seconds=t, ne_per_s=n * epochs / t,
                first_call_s=first_s, setup_s=setup_s, max_error=None, valid=True)
     if check and impl.name != "fastxor numba":
-        row.update(check_against_fastxor(final, p, epochs, lr))
+        row.update(check_against_fastxor(final, p, epochs, lr, **options))
     return row
 
 
-def check_against_fastxor(final, p, epochs, lr):
+def check_against_fastxor(final, p, epochs, lr, backend="numba", **options):
     """Is ``final`` what fastxor computes from ``p``? Two float32 programs
     differ by rounding, which some networks amplify (near a plateau's end):
     each network may differ by TOLERANCE plus 4x the distance between
     fastxor's float32 and float64 results for it."""
     from ..training import train
 
-    ref = train(init=p, epochs=epochs, lr=lr, backend="numba").params.to_flat().astype(np.float64)
-    ref64 = train(init=p, epochs=epochs, lr=lr, dtype="float64", backend="numba").params.to_flat()
+    ref = train(init=p, epochs=epochs, lr=lr, backend=backend, **options).params.to_flat().astype(np.float64)
+    ref64 = train(init=p, epochs=epochs, lr=lr, dtype="float64", backend=backend, **options).params.to_flat()
     got = final.astype(np.float64).to_flat()
     err = np.abs(got - ref).max(axis=0)
     allowed = TOLERANCE * (1 + np.abs(ref).max(axis=0)) + 4 * np.abs(ref64 - ref).max(axis=0)
     return dict(max_error=float(err.max()), valid=bool((err <= allowed).all()))
 
 
-def run_suite(mode=QUICK, impls=None, log=print):
-    """Measure every implementation at every size; returns the report dict."""
+def run_suite(mode=QUICK, impls=None, log=print, recipe="seed"):
+    """Measure every implementation at every size on ``recipe`` (a ``RECIPES``
+    name); returns the report dict."""
     impls = [i for i in IMPLS if impls is None or i.name in impls]
     rows, skipped = [], []
     sizes = list(mode["sizes"])
     for impl in impls:
+        if recipe != "seed" and not impl.recipes:
+            skipped.append(dict(impl=impl.name, why="trains the seed's recipe only"))
+            log(f"skipped {impl.name}: it trains the seed's recipe only")
+            continue
         if not impl.available():
-            skipped.append(dict(impl=impl.name, install=impl.extra))
+            skipped.append(dict(impl=impl.name, why=f"not installed ({impl.extra})", install=impl.extra))
             log(f"skipped {impl.name}: not installed ({impl.extra})")
             continue
         impl_sizes = sizes + (list(GPU_SIZES) if impl.device == "gpu" else [])
@@ -144,7 +153,7 @@ def run_suite(mode=QUICK, impls=None, log=print):
                 continue
             if impl.name == "fastxor numpy" and n == 1:
                 continue  # the reference's Python loop: per-epoch overhead only
-            row = measure(impl, n, target=mode["target"], repeats=mode["repeats"])
+            row = measure(impl, n, target=mode["target"], repeats=mode["repeats"], recipe=recipe)
             rows.append(row)
             log(f"{impl.name:22s} N={n:>9,d} {row['ne_per_s']:10.3g} NE/s"
                 + ("" if row["valid"] else f"  WRONG (max error {row['max_error']:.2g})"))
@@ -156,11 +165,11 @@ def run_suite(mode=QUICK, impls=None, log=print):
         r["fastxor_speedup"] = best[r["n"]] / r["ne_per_s"] if r["n"] in best else None
     env = environment()
     bound, ops, how = compute_bound(ghz=env["clock_ghz"])
-    report = dict(environment=env, mode=mode, rows=rows, skipped=skipped,
+    report = dict(environment=env, mode=mode, recipe=dict(name=recipe, **RECIPES[recipe]), rows=rows, skipped=skipped,
                   compute_bound=dict(ne_per_s=bound, ops_per_network_epoch=ops, model=how))
-    if mode.get("scaling"):
+    if mode.get("scaling") and recipe == "seed":
         report["scaling"] = scaling(log=log)
-    if mode.get("widths"):
+    if mode.get("widths") and recipe == "seed":
         report["widths"] = widths(mode["widths"], log=log)
     return report
 
