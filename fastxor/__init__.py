@@ -7,6 +7,7 @@ parameters in registers for the whole run. See docs/architecture.md.
 from importlib import metadata as _metadata
 
 from .data import FUNCTIONS, boolean_function
+from .landscape import Landscape, analyse
 from .params import Params, init_params
 from .result import TrainResult, wilson_interval
 from .sweep import sweep
@@ -21,6 +22,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 load = TrainResult.load
 
 __all__ = [
-    "FUNCTIONS", "Params", "TrainResult", "available_backends", "boolean_function", "init_params",
+    "FUNCTIONS", "Landscape", "Params", "TrainResult", "analyse", "available_backends", "boolean_function",
+    "init_params",
     "load", "resume", "sweep", "torch_init", "train", "wilson_interval", "__version__",
 ]

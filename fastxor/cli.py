@@ -1,4 +1,4 @@
-"""``fastxor`` command line: train, sweep, plot (and bench, see ``fastxor.bench``)."""
+"""``fastxor`` command line: train, sweep, plot, analyse (and bench, see ``fastxor.bench``)."""
 import argparse
 import logging
 import sys
@@ -220,6 +220,22 @@ def _plot(args):
     return 0
 
 
+def _analyse(args):
+    from .landscape import analyse
+    from .result import TrainResult
+
+    if args.plot:
+        from .plots import output_dir
+
+        output_dir(args.plot)  # a bad --plot fails before the analysis, not after
+    land = analyse(TrainResult.load(args.path), probe_epochs=args.probe_epochs, backend=args.backend)
+    print(land.summary())
+    if args.plot:
+        for p in land.plot(args.plot):
+            print(p)
+    return 0
+
+
 def _common(p, networks):
     default = f" (default {networks})" if networks else " (default 100000)"
     p.add_argument("--networks", type=int, default=networks, help="networks (seeds) per run or grid cell" + default)
@@ -257,6 +273,14 @@ def parser():
     s.add_argument("--init-scale", type=_numbers(float), default=[1.0], help="comma-separated, e.g. 0.5,1,2")
     _recipe_arguments(s, lists=True)
     s.add_argument("--out", help="write the table as CSV")
+    a = sub.add_parser("analyse", help="classify every network's end point: solved, saddle, plateau, local "
+                                       "minimum (gradient, Hessian, weight growth)")
+    a.add_argument("path", help="a results .npz (fastxor train --out)")
+    a.add_argument("--probe-epochs", type=int, default=None,
+                   help="epochs the unsolved networks keep training to see their weights grow "
+                        "(default: a tenth of the run, 1000 to 10000)")
+    a.add_argument("--backend", default="auto", choices=config.BACKENDS)
+    a.add_argument("--plot", help="also write the Hessian spectra and weight-norm figures into this directory")
     p = sub.add_parser("plot", help="figures of a results .npz or a sweep .csv")
     p.add_argument("path")
     p.add_argument("--out", default="plots", help="output directory (default: plots)")
@@ -290,7 +314,7 @@ def _announce_compiles():
 def main(argv=None):
     args = parser().parse_args(argv)
     _announce_compiles()
-    run = {"train": _train, "sweep": _sweep, "plot": _plot}.get(args.command)
+    run = {"train": _train, "sweep": _sweep, "plot": _plot, "analyse": _analyse}.get(args.command)
     if run is None:
         from .bench.report import main as bench_main
 

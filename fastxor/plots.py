@@ -172,3 +172,41 @@ def success_heatmap(table, path):
 def plot_sweep(table, out_dir):
     out = output_dir(out_dir)
     return [success_heatmap(table, out / "success_rate.png")]
+
+
+def landscape_figures(land, out_dir, sample=20, seed=0):
+    """Two figures of a ``Landscape`` into ``out_dir``: every stuck group's
+    Hessian spectra (all P eigenvalues of up to 200 networks, symmetric-log
+    scale, negative ones are saddle directions), and the weight norm against
+    the probe's epochs for ``sample`` networks of each group (growing: a
+    region at infinity). Returns the paths."""
+    plt = _pyplot()
+    out = output_dir(out_dir)
+    rng = np.random.default_rng(seed)
+    groups = [(f"({', '.join(f'{v:.2f}' for v in g['outputs'])})", land.groups == i)
+              for i, g in enumerate(land.group_info)]
+    if not groups:
+        raise ValueError("no unsolved networks: nothing to plot")
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 4))
+    for x, (name, mask) in enumerate(groups):
+        idx = np.flatnonzero(mask)
+        idx = rng.choice(idx, min(200, idx.size), replace=False)
+        eig = land.hessian_eigenvalues[idx]
+        jitter = rng.uniform(-0.25, 0.25, eig.shape)
+        ax.scatter(x + jitter.ravel(), eig.ravel(), s=3, alpha=0.4, c=np.where(eig.ravel() < 0, "C3", "C0"))
+    ax.set_yscale("symlog", linthresh=1e-6)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks(range(len(groups)), [g for g, _ in groups], rotation=20, fontsize=7)
+    ax.set_ylabel("Hessian eigenvalues at the end point")
+    ax.set_title("stuck groups (outputs for the 4 inputs): spectra, negative in red")
+    paths = [_save(fig, out / "hessian_spectra.png")]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for x, (name, mask) in enumerate(groups):
+        idx = np.flatnonzero(mask & np.isfinite(land.norms[:, 0]))
+        for k, i in enumerate(rng.choice(idx, min(sample, idx.size), replace=False)):
+            ax.plot(land.probe_epochs, land.norms[i], color=f"C{x}", lw=0.8, alpha=0.6, label=name if k == 0 else None)
+    ax.set_xlabel(f"epochs after the end of training (the run had {land.config.get('epochs')})")
+    ax.set_ylabel("weight norm |theta|")
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, out / "weight_norms.png"))
+    return paths

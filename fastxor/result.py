@@ -149,10 +149,20 @@ class TrainResult:
         largest first: ``outputs`` (mean), ``count``, ``fraction`` (of all
         networks), ``median_loss``.
         """
+        return self._stuck_grouping(tol, max_groups)[1]
+
+    def stuck_group_labels(self, tol=0.05, max_groups=5):
+        """(N,) int: each network's index in ``stuck_groups(tol, max_groups)``,
+        ``max_groups`` for an unsolved network of a smaller group, -1 for a
+        solved or diverged one."""
+        return self._stuck_grouping(tol, max_groups)[0]
+
+    def _stuck_grouping(self, tol, max_groups):
         stuck = ~to_host(self.solved) & ~to_host(self.diverged)
+        labels = np.full(self.n_networks, -1, dtype=np.int64)
         pred = to_host(self.predictions)[stuck]
         if not pred.size:
-            return []
+            return labels, []
         loss = to_host(self.loss)[stuck]
         cells, inverse, counts = _cells(pred, tol / 2)
         order = np.argsort(-counts, kind="stable")  # greedy: big cells seed groups
@@ -170,10 +180,14 @@ class TrainResult:
         group = cell_group[inverse]
         sizes = np.bincount(group)
         means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(4)], axis=1) / sizes[:, None]
-        return [
+        ranked = np.argsort(-sizes, kind="stable")
+        rank = np.empty_like(ranked)
+        rank[ranked] = np.arange(len(ranked))
+        labels[stuck] = np.minimum(rank[group], max_groups)
+        return labels, [
             dict(outputs=tuple(float(v) for v in means[g]), count=int(sizes[g]),
                  fraction=sizes[g] / self.n_networks, median_loss=float(np.median(loss[group == g])))
-            for g in np.argsort(-sizes, kind="stable")[:max_groups]
+            for g in ranked[:max_groups]
         ]
 
     def save(self, path):
@@ -213,6 +227,12 @@ class TrainResult:
             versions=meta.get("versions", {}),
             **{k: arrays[k] for k in _ARRAYS},
         )
+
+    def analyse(self, **options):
+        """Each network's end point classified: ``fastxor.analyse(self, **options)``."""
+        from .landscape import analyse
+
+        return analyse(self, **options)
 
     def to_torch(self, index):
         """The seed's ``XORNeuralNetwork`` (an nn.Module) with network ``index``'s
