@@ -58,9 +58,9 @@ def test_command_line_examples_run(tmp_path, monkeypatch, capsys):
         monkeypatch.chdir(tmp_path / str(i))
         lines = [line.split("  #")[0].strip() for line in block.splitlines()]
         for argv in (shlex.split(line)[1:] for line in lines if line.startswith("fastxor ")):
-            if argv[0] == "plot":
+            if argv[0] in ("plot", "analyse"):
                 pytest.importorskip("matplotlib")
             seen.add(argv[0])
             rc = cli.main([_shrink_arg(t) for t in argv])
             assert rc == 0, f"fastxor {' '.join(argv)} exited with {rc}: {capsys.readouterr().err}"
-    assert seen == {"train", "sweep", "plot", "bench"}
+    assert seen == {"train", "sweep", "plot", "bench", "analyse"}
