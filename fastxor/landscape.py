@@ -13,6 +13,7 @@ weights keep growing, which a short continuation of training shows (the
 kernels make that cheap, so ``analyse`` works on any result).
 """
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,15 +120,23 @@ def analyse(result, *, probe_epochs=None, probe_points=11, grad_tol=1e-5, eig_to
     if not isinstance(result, TrainResult):
         result = TrainResult.load(result)
     c = result.config
-    hidden = result.params.hidden
-    flat = to_host(result.params.to_flat()).astype(np.float64)
-    X, y = np.asarray(c["X"], dtype=np.float64), np.asarray(c["y"], dtype=np.float64)
-    grad, hess, loss = gradient_and_hessian(flat, hidden, X, y, c.get("loss", "mse"), c.get("activation", "sigmoid"))
-    eig = np.linalg.eigvalsh(hess)
     if probe_epochs is None:
         probe_epochs = int(min(10_000, max(1_000, c.get("epochs", 0) // 10)))
     probe_epochs = check_int("probe_epochs", probe_epochs, 1, config.EPOCHS_MAX)
     probe_points = check_int("probe_points", probe_points, 2, probe_epochs + 1)
+    for name, value in (("grad_tol", grad_tol), ("eig_tol", eig_tol), ("growth_tol", growth_tol),
+                        ("loss_tol", loss_tol)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < np.inf:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    hidden = result.params.hidden
+    flat = to_host(result.params.to_flat()).astype(np.float64)
+    X, y = np.asarray(c["X"], dtype=np.float64), np.asarray(c["y"], dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        grad, hess, loss = gradient_and_hessian(flat, hidden, X, y, c.get("loss", "mse"),
+                                                c.get("activation", "sigmoid"))
+    finite = np.isfinite(hess).all(axis=(1, 2))  # huge weights can overflow the second derivatives
+    eig = np.full(hess.shape[:2], np.nan)
+    eig[finite] = np.linalg.eigvalsh(hess[finite])
     solved, diverged = to_host(result.solved), to_host(result.diverged)
     probed = np.flatnonzero(~solved & ~diverged)
     n = result.n_networks
@@ -144,10 +153,10 @@ def analyse(result, *, probe_epochs=None, probe_points=11, grad_tol=1e-5, eig_to
                       probe_epochs=probe_epochs)
     grad_norm = np.sqrt((grad * grad).sum(axis=1))
     kind, why = _classify(solved, diverged, grad_norm, eig, growth, descent, thresholds)
+    groups, group_info = result._stuck_grouping(tol, max_groups)
     return Landscape(kind=kind, why=why, grad_norm=grad_norm, hessian=hess, hessian_eigenvalues=eig, loss=loss,
                      norms=norms, probe_epochs=marks, growth=growth, descent=descent,
-                     groups=result.stuck_group_labels(tol, max_groups),
-                     group_info=result.stuck_groups(tol, max_groups), thresholds=thresholds,
+                     groups=groups, group_info=group_info, thresholds=thresholds,
                      config=dict(hidden=hidden, epochs=c.get("epochs")))
 
 
@@ -208,7 +217,8 @@ def _classify(solved, diverged, grad_norm, eig, growth, descent, t):
       eig_tol * max(1, |largest|).
     - saddle: the same but some eigenvalue below -eig_tol * max(1, |largest|).
     - undecided otherwise: diverged; a gradient above grad_tol at finite
-      weights (a slow drift); or a Hessian singular within eig_tol.
+      weights (a slow drift); a Hessian singular within eig_tol, or one
+      that overflows.
     eig_tol = 1e-6: the Hessian is exact to ~1e-15 relative, but a point
     that is critical only to grad_tol shifts the eigenvalues by about
     grad_tol times the third derivatives (O(1)); 1e-6 is well above the
@@ -233,4 +243,5 @@ def _classify(solved, diverged, grad_norm, eig, growth, descent, t):
     kind[critical & (low > t["eig_tol"])] = "local-minimum"
     kind[critical & (low < -t["eig_tol"])] = "saddle"
     why[critical & (np.abs(low) <= t["eig_tol"])] = "Hessian singular within eig_tol"
+    why[critical & np.isnan(low)] = "Hessian not finite (weights too large)"
     return kind, why

@@ -164,6 +164,8 @@ def test_bad_arguments_name_themselves(capsys, tmp_path):
         fastxor.analyse(r, probe_epochs=0)
     with pytest.raises(ValueError, match="probe_points must be"):
         fastxor.analyse(r, probe_epochs=10, probe_points=12)
+    with pytest.raises(ValueError, match="grad_tol must be a number >= 0"):
+        fastxor.analyse(r, grad_tol=-1e-5)
     assert cli.main(["analyse", str(tmp_path / "missing.npz")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fastxor: error:") and err.count("\n") == 1
