@@ -197,6 +197,21 @@ def test_chunking_on_a_device_that_holds_a_third(dtype, given, cupy_device, rng,
     assert_same_run(whole, chunked)
 
 
+def test_long_runs_are_split_into_launches(cupy_device, rng, monkeypatch):
+    """Runs longer than LAUNCH_EPOCHS (which bounds Adam's bias-correction
+    table) are several launches, continuing each other bit for bit."""
+    kw = dict(seed=int(rng.integers(0, 2**63)), backend="cupy", record_every=7, optimizer="adam", lr=0.02,
+              target_loss=0.1)
+    one = fastxor.train(100, epochs=300, **kw)
+    monkeypatch.setattr(gpu, "LAUNCH_EPOCHS", 37)
+    launches = _counting_launches(monkeypatch)
+    pieces = fastxor.train(100, epochs=300, **kw)
+    assert launches[0] == 9  # ceil(300 / 37)
+    assert_same_run(one, pieces)
+    np.testing.assert_array_equal(one.optimizer_state, pieces.optimizer_state)
+    np.testing.assert_array_equal(one.target_epoch, pieces.target_epoch)
+
+
 def test_device_arrays_guard_and_results(cupy_device, rng):
     """device_arrays=True cannot chunk its results: a run that does not fit
     is refused up front with the numbers; one that fits equals the host run."""

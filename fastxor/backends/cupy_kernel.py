@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..state import history_rows, n_params
+from ..state import history_rows
 
 SOURCE = "train_xor.cu"
 BLOCK = 128
@@ -188,14 +188,28 @@ def memory_bytes(n, recipe, rows):
     return 2 * run_bytes(n, recipe, rows)
 
 
+#: Epochs per launch at most: bounds the bias-correction table Adam's kernel
+#: reads (two values per epoch) and the length of one kernel run; launches
+#: continue each other exactly (the kernel takes its first global epoch).
+LAUNCH_EPOCHS = 1 << 20
+
+
 def run(state, data, epochs, record_every, recipe, out, final=True):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place.
 
     A fresh Philox state (``state.init``) is made inside the kernel,
     bit-identical to ``init_params``. The kernel takes the global epoch of
-    its first step, so any segment is one launch (per chunk), and always
-    computes the final outputs (``final`` is free on a GPU).
+    its first step, so a segment is one launch per chunk of networks (per
+    LAUNCH_EPOCHS epochs), and always computes the final outputs (``final``
+    is free on a GPU).
     """
+    for lo in range(0, max(epochs, 1), LAUNCH_EPOCHS):
+        _launch(state, data, min(LAUNCH_EPOCHS, epochs - lo), record_every, recipe, out)
+    return out
+
+
+def _launch(state, data, epochs, record_every, recipe, out):
+    """``epochs`` epochs of every network, in chunks of networks that fit the GPU."""
     import cupy
 
     from ..arrays import array_module
@@ -230,12 +244,15 @@ def run(state, data, epochs, record_every, recipe, out, final=True):
         rates=(len(rates), dt), buffers=(recipe.n_buffers, dt), scale=(0 if given else 1, np.float64),
         solved=(1, np.int64), diverged=(1, np.int64), target=(int(tracked), np.int64)))
     events = dict(solved=state.solved_epoch, diverged=state.diverged_epoch, target=state.target_epoch)
+    event_names = ("solved", "diverged") + (("target",) if tracked else ())
+    null = np.uint64(0)  # CuPy's null pointer: for inputs and outputs this recipe or launch has none of
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
         sl = slice(lo, lo + m)
         b = buf.views(m)
+        arg = lambda name: b.get(name, null)  # noqa: E731
         _to_device(b["rates"], rates[:, sl])
-        for name in ("solved", "diverged") + (("target",) if tracked else ()):
+        for name in event_names:
             _to_device(b[name], events[name][sl])
         if recipe.n_buffers:
             _to_device(b["buffers"], state.buffers[:, sl])
@@ -244,25 +261,21 @@ def run(state, data, epochs, record_every, recipe, out, final=True):
         else:
             _to_device(b["scale"], spec.scales[sl])
         seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
-        null = np.uint64(0)
-        kernel(
-            (-(-m // BLOCK),), (BLOCK,),
-            (b["init"] if given else null, np.uint64(seed), np.uint64(start), null if given else b["scale"],
-             b["rates"], consts, null if bias is None else bias, d, np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(m), b["params"],
-             b["buffers"] if recipe.n_buffers else null, b["loss"], b["pred"], b["solved"], b["diverged"],
-             b["target"] if tracked else null, b["history"] if rows else null),
-        )
+        kernel((-(-m // BLOCK),), (BLOCK,), (
+            arg("init"), np.uint64(seed), np.uint64(start), arg("scale"), b["rates"], consts,
+            null if bias is None else bias, d, np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(m),
+            b["params"], arg("buffers"), b["loss"], b["pred"], b["solved"], b["diverged"], arg("target"),
+            arg("history")))
         _from_device(state.params[:, sl], b["params"])
         if recipe.n_buffers:
             _from_device(state.buffers[:, sl], b["buffers"])
         _from_device(out.loss[sl], b["loss"])
         _from_device(out.predictions[sl], b["pred"].T)
-        for name in ("solved", "diverged") + (("target",) if tracked else ()):
+        for name in event_names:
             _from_device(events[name][sl], b[name])
         if rows:
             _from_device(out.history[sl, col0:col0 + rows], b["history"].T)
     state.epoch += epochs
-    return out
 
 
 def adam_bias_corrections(recipe, epoch0, epochs):
