@@ -1,10 +1,12 @@
-// fastxor GPU kernel: one thread trains one 2-H-1 sigmoid network on 4 samples
-// with full-batch SGD, the seed's mathematics (nn.Linear, sigmoid, MSELoss,
-// optim.SGD). The parameters and gradients live in registers for the whole run;
-// memory is read once (initial parameters, or none: they are generated here from
-// (seed, network index) with the same Philox4x32-10 mapping as
-// fastxor.init_params) and written once (final state), plus the optional loss
-// history, written coalesced (row r holds epoch r*k for all networks).
+// fastxor GPU kernel: one thread trains one 2-H-1 network on 4 samples, full
+// batch, with a training recipe of fastxor.train (the seed's nn.Linear +
+// sigmoid + MSELoss + optim.SGD, or SGD with momentum/Nesterov/weight decay,
+// Adam, AdamW; MSE, BCE or BCE-with-logits; sigmoid, tanh or ReLU hidden
+// units; a target loss). The parameters, gradients and optimizer state live in
+// registers for the whole run; memory is read once (initial parameters, or
+// none: they are generated here from (seed, network index) with the same
+// Philox4x32-10 mapping as fastxor.init_params) and written once (final
+// state), plus the optional loss history, written coalesced.
 //
 // Self-contained on purpose: the same file compiles as CUDA (CuPy RawModule,
 // nvcc) and as host C++ (the strict fake CuPy of tests/fake_cupy compiles the
@@ -16,10 +18,12 @@
 // rounding (a subnormal update to a normal parameter is lost to rounding
 // anyway), but the float32 in-kernel init equals fastxor.init_params bit for
 // bit only for init_scale >= 2^-103 sqrt(max(2, H)) (1.4e-31 for H = 2; see
-// cupy_kernel.ftz_init_scale_bound): below it, subnormal initial values are 0. An entry point is instantiated by appending
-//     FASTXOR_ENTRY(H, T, SUFFIX, FAST)
+// cupy_kernel.ftz_init_scale_bound): below it, subnormal initial values are 0.
+//
+// An entry point is instantiated by appending
+//     FASTXOR_ENTRY(NAME, H, T, FAST, OPT, LOSS, ACT, FLAGS)
 // (fastxor/backends/cupy_kernel.py does this), which defines
-//     extern "C" __global__ void fastxor_train_h<H>_<SUFFIX>(...)
+//     extern "C" __global__ void fastxor_train_<NAME>(...)
 
 typedef unsigned int uint32_t_;
 typedef unsigned long long uint64_t_;
