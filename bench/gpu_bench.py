@@ -5,7 +5,9 @@ Figures (float32, H = 2, XOR, lr 0.1, fastxor's Philox init):
   and fast-math kernels, with each one's success rate (95 % Wilson interval);
 - 1 network x 100 000 epochs (latency bound);
 - N sweep, cupy against numba, and the N where the GPU overtakes the CPU;
-- the fraction of the GPU's issue-slot bound reached (from the compiled SASS).
+- the fraction of the GPU's issue-slot bound reached (from the compiled SASS);
+- every training recipe of ``fastxor bench --recipe``: NE/s, ratio to the
+  seed's, checked against the numba backend.
 """
 import argparse
 import json
@@ -32,7 +34,7 @@ def bound(props):
     else:
         saved = sorted(Path(__file__).parent.glob("results/sass-*.json"))[-1]
         prof = next(p for p in json.loads(saved.read_text())["profiles"]
-                    if (p["hidden"], p["dtype"], p["fast_math"]) == (2, "float32", False))
+                    if (p["hidden"], p["dtype"], p["fast_math"]) == (2, "float32", False) and not p.get("recipe"))
         source = f"{saved.name} ({prof['arch']}; {sass.problem()} here)"
     per = prof["instructions_per_network_epoch"]
     issue = sms * 4 * 32 * clock_hz / per
@@ -46,7 +48,12 @@ def main():
     ap.add_argument("--tests", help="the GPU test log to embed")
     ap.add_argument("--networks", type=int, default=1_000_000)
     ap.add_argument("--epochs", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true",
+                    help="toy sizes, checks against the reference: a smoke run of this script (e.g. on the fake CuPy)")
     a = ap.parse_args()
+    sweep_sizes = (1, 100, 1_000) if a.quick else (1, 100, 1_000, 10_000, 100_000, 1_000_000)
+    short = 200 if a.quick else None  # epochs of the sweep and recipe cases in a smoke run
+    check_backend = "numpy" if a.quick else "numba"
 
     import cupy
     import numpy as np
@@ -77,7 +84,7 @@ def main():
         s = r.stats()
         # the benchmark's one correctness check: the first 1000 networks against the numba backend
         check = {} if fast else check_against_fastxor(
-            r.params[:1000], fastxor.init_params(min(1000, a.networks)), a.epochs, 0.1)
+            r.params[:1000], fastxor.init_params(min(1000, a.networks)), a.epochs, 0.1, backend=check_backend)
         return dict(networks=a.networks, epochs=a.epochs, seconds=t, ne_per_s=a.networks * a.epochs / t, **check,
                     fraction_of_bound=a.networks * a.epochs / t / res["bound"]["bound"],
                     success_rate=s["success_rate"], success_ci95=s["success_ci95"],
@@ -87,8 +94,9 @@ def main():
     section("fast_math_1e6x1e5", lambda: big(True))
 
     def single():
-        _, t = timed(lambda: fastxor.train(1, epochs=100_000, backend="cupy"))
-        return dict(seconds=t)
+        epochs = short or 100_000
+        _, t = timed(lambda: fastxor.train(1, epochs=epochs, backend="cupy"))
+        return dict(epochs=epochs, seconds=t)
 
     section("single_network_1e5_epochs", single)
 
@@ -96,8 +104,8 @@ def main():
         rows = []
         for backend in ("numba", "cupy"):
             fastxor.train(64, epochs=10, backend=backend)
-            for n in (1, 100, 1_000, 10_000, 100_000, 1_000_000):
-                epochs = 2_000
+            for n in sweep_sizes:
+                epochs = short or 2_000
                 _, t = timed(lambda: fastxor.train(n, epochs=epochs, backend=backend))
                 rows.append(dict(backend=backend, n=n, epochs=epochs, seconds=t, ne_per_s=n * epochs / t))
         cpu = {r["n"]: r["ne_per_s"] for r in rows if r["backend"] == "numba"}
@@ -105,6 +113,28 @@ def main():
         return dict(rows=rows, gpu_overtakes_cpu_at_n=min(over) if over else None)
 
     section("n_sweep_vs_numba", crossover)
+
+    def recipes():
+        """Every ``fastxor bench --recipe`` preset on the GPU: NE/s, the ratio to
+        the seed's recipe in the same run, and its 1 000 first networks checked
+        against backend="numba" (the benchmark's own tolerance)."""
+        from fastxor.bench.peers import RECIPES
+
+        n, epochs, rows = min(a.networks, 1_000_000), short or 10_000, []
+        for name, preset in RECIPES.items():
+            options = dict(preset)
+            lr = options.pop("lr")
+            fastxor.train(1000, epochs=10, lr=lr, backend="cupy", **options)  # compile / load
+            r, t = timed(lambda: fastxor.train(n, epochs=epochs, lr=lr, backend="cupy", **options))
+            check = check_against_fastxor(r.params[:1000], fastxor.init_params(min(n, 1000)), epochs, lr,
+                                          backend=check_backend, **options)
+            rows.append(dict(recipe=name, networks=n, epochs=epochs, seconds=t, ne_per_s=n * epochs / t, **check))
+        seed = next(r["ne_per_s"] for r in rows if r["recipe"] == "seed")
+        for r in rows:
+            r["x_seed"] = r["ne_per_s"] / seed
+        return rows
+
+    section("recipes", recipes)
 
     if a.tests:
         with open(a.tests) as fh:
