@@ -24,6 +24,8 @@ from .curvature import gradient_and_hessian
 from .validate import check_int
 
 KINDS = ("solved", "saddle", "plateau", "local-minimum", "undecided")
+#: ``config`` entries that may hold one value per network.
+PER_NETWORK = ("lr", "init_scale", "momentum", "weight_decay")
 
 
 @dataclass
@@ -165,7 +167,7 @@ def _subset(result, idx):
     (per-network config entries sliced too), enough to ``resume`` them."""
     n = result.n_networks
     take = lambda a: None if a is None else to_host(a)[idx]  # noqa: E731
-    config = {k: (np.asarray(v)[idx] if np.ndim(v) == 1 and len(v) == n and k not in ("X", "y") else v)
+    config = {k: (np.asarray(v)[idx] if k in PER_NETWORK and np.ndim(v) == 1 and len(v) == n else v)
               for k, v in result.config.items()}
     config.update(n_networks=len(idx), record_every=0)
     return dataclasses.replace(

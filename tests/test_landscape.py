@@ -169,3 +169,16 @@ def test_bad_arguments_name_themselves(capsys, tmp_path):
     assert cli.main(["analyse", str(tmp_path / "missing.npz")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fastxor: error:") and err.count("\n") == 1
+
+
+def test_probe_slices_only_per_network_settings():
+    """Two networks with per-network learning rates and Adam's two betas: the
+    probe takes each network's own lr and leaves betas whole (a list as long
+    as the run is not per-network)."""
+    r = fastxor.train(2, epochs=50, optimizer="adam", lr=np.array([0.01, 0.02]), backend="numpy")
+    land = fastxor.analyse(r, probe_epochs=10, probe_points=2, backend="numpy")
+    resumed = fastxor.resume(r, 10, backend="numpy")
+    norms = np.sqrt((resumed.params.to_flat().astype(np.float64) ** 2).sum(axis=0))
+    unsolved = ~r.solved
+    assert unsolved.any()
+    np.testing.assert_allclose(land.norms[unsolved, 1], norms[unsolved], rtol=1e-12)
