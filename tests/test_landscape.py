@@ -182,3 +182,8 @@ def test_probe_slices_only_per_network_settings():
     unsolved = ~r.solved
     assert unsolved.any()
     np.testing.assert_allclose(land.norms[unsolved, 1], norms[unsolved], rtol=1e-12)
+    from fastxor.landscape import _subset
+
+    one = _subset(r, np.array([1]))
+    assert list(one.config["betas"]) == [0.9, 0.999] and one.config["lr"].tolist() == [0.02]
+    assert one.n_networks == 1 and one.optimizer_state.shape == (18, 1)
