@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
+from ..arrays import array_module
 from ..state import history_rows
 
 SOURCE = "train_xor.cu"
@@ -149,13 +150,23 @@ def _device_budget():
     return max(0, budget)
 
 
+def chunk_layout(recipe, rows, given_init):
+    """A chunk's device buffers, name -> (values per network, dtype): the
+    parameters, loss, predictions, history rows, initial parameters (when
+    given), coefficient rows, optimizer buffers, init scale (Philox init),
+    and the event epochs (target only when tracked). Names with 0 values
+    are not allocated: the kernel gets a null pointer for them."""
+    dt, P = np.dtype(recipe.dtype), recipe.n_params
+    return dict(
+        params=(P, dt), loss=(1, dt), pred=(4, dt), history=(rows, dt), init=(P * bool(given_init), dt),
+        rates=(len(recipe.rate_names), dt), buffers=(recipe.n_buffers, dt),
+        scale=(0 if given_init else 1, np.dtype(np.float64)), solved=(1, np.dtype(np.int64)),
+        diverged=(1, np.dtype(np.int64)), target=(int(recipe.target_loss is not None), np.dtype(np.int64)))
+
+
 def bytes_per_network(recipe, rows, given_init):
-    """GPU bytes one network takes in a chunk's buffers: initial parameters
-    (when given), parameters, optimizer buffers, coefficient rows, loss,
-    predictions, history; events (int64) and init scale (float64)."""
-    item = np.dtype(recipe.dtype).itemsize
-    p = recipe.n_params
-    return (p * (1 + given_init) + recipe.n_buffers + len(recipe.rate_names) + 1 + 4 + rows) * item + 3 * 8 + 8
+    """GPU bytes one network takes in a chunk's buffers (``chunk_layout``)."""
+    return sum(k * dt.itemsize for k, dt in chunk_layout(recipe, rows, given_init).values())
 
 
 def device_result_bytes(n, recipe, rows):
@@ -212,8 +223,6 @@ def _launch(state, data, epochs, record_every, recipe, out):
     """``epochs`` epochs of every network, in chunks of networks that fit the GPU."""
     import cupy
 
-    from ..arrays import array_module
-
     dt = np.dtype(recipe.dtype)
     n, P = state.n_networks, recipe.n_params
     xp = array_module(out.loss)  # numpy, or cupy for device_arrays
@@ -227,7 +236,7 @@ def _launch(state, data, epochs, record_every, recipe, out):
     k, epoch0 = record_every, state.epoch
     col0 = history_rows(epoch0, k)
     rows = history_rows(epoch0 + epochs, k) - col0  # multiples of k in [epoch0, epoch0 + epochs)
-    per_net = bytes_per_network(recipe, rows, given)
+    per_net = bytes_per_network(recipe, rows, given)  # the same layout _ChunkBuffers allocates
     budget = _device_budget()
     chunk = min(n, int(config.MEMORY_FRACTION * budget) // per_net)
     if chunk < 1:
@@ -239,10 +248,7 @@ def _launch(state, data, epochs, record_every, recipe, out):
     bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else None
     rates = state.rate_rows(recipe)
     tracked = recipe.target_loss is not None
-    buf = _ChunkBuffers(cupy, chunk, dict(
-        params=(P, dt), loss=(1, dt), pred=(4, dt), history=(rows, dt), init=(P * given, dt),
-        rates=(len(rates), dt), buffers=(recipe.n_buffers, dt), scale=(0 if given else 1, np.float64),
-        solved=(1, np.int64), diverged=(1, np.int64), target=(int(tracked), np.int64)))
+    buf = _ChunkBuffers(cupy, chunk, chunk_layout(recipe, rows, given))
     events = dict(solved=state.solved_epoch, diverged=state.diverged_epoch, target=state.target_epoch)
     event_names = ("solved", "diverged") + (("target",) if tracked else ())
     null = np.uint64(0)  # CuPy's null pointer: for inputs and outputs this recipe or launch has none of
@@ -309,15 +315,11 @@ class _ChunkBuffers:
 
 def _from_device(dst, src):
     """Copy the device array ``src`` into ``dst`` (a host or device view)."""
-    from ..arrays import array_module
-
     dst[...] = src.get() if array_module(dst) is np else src
 
 
 def _to_device(dst, src):
     """Copy ``src`` (host or device) into the contiguous device array ``dst``."""
-    from ..arrays import array_module
-
     if array_module(src) is np:
         dst.set(np.ascontiguousarray(src, dtype=dst.dtype))
     else:
