@@ -1,44 +1,66 @@
 """The GPU benchmark, run by bench/gpu_check.sh on a machine with an NVIDIA GPU.
 
-Figures (float32, H = 2, XOR, lr 0.1, fastxor's Philox init):
-- 1 000 000 networks x 100 000 epochs: seconds and network-epochs/s, accurate
-  and fast-math kernels, with each one's success rate (95 % Wilson interval);
-- 1 network x 100 000 epochs (latency bound);
-- N sweep, cupy against numba, and the N where the GPU overtakes the CPU;
-- the fraction of the GPU's issue-slot bound reached (from the compiled SASS);
-- every training recipe of ``fastxor bench --recipe``: NE/s, ratio to the
-  seed's, checked against the numba backend.
+Figures (XOR, lr 0.1, fastxor's Philox init), each section saved to the
+results file as soon as it is measured (a run cut short keeps what it had):
+- ``cases``: float32 and float64, H = 2, 3, 4, 8, 10^6 and 10^7 networks x
+  10^5 epochs: seconds, network-epochs/s, the fraction of the GPU's
+  issue-slot bound (from the compiled SASS), success rate (95 % Wilson);
+  the first 1 000 networks of the float32 H = 2 case checked against numba;
+- ``fast_math``: its speed and success rate beside the accurate kernel's;
+- ``single_network``: 1 network x 10^5 epochs (latency bound);
+- ``n_sweep_vs_numba``: cupy against numba on this host, and the N where the
+  GPU overtakes the CPU;
+- ``numba_statistics``: the same 10^6 seeds on the numba backend, statistics
+  side by side with the GPU's;
+- ``cli_1e7``: ``fastxor train --networks 10000000 --epochs 100000 --backend cupy``
+  end to end (a fresh process: import, compile, init, train, summary);
+- ``recipes``: every ``fastxor bench --recipe`` preset: NE/s, ratio to the
+  seed's, checked against the reference;
+- ``peers``: JAX (on its default device) and torch batched on CUDA, same
+  GPU, same networks, checked against fastxor.
 """
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 import traceback
 
 
-def bound(props):
-    """The issue-slot bound of this GPU for the float32 H = 2 kernel: SMs x 4
-    schedulers x 32 thread-instructions per clock / the SASS instructions of
-    one network-epoch (fastxor.bench.sass: the loader's exact source compiled
+def clock_hz(cupy, props):
+    """The SM clock: cudaDeviceProp.clockRate (kHz) is gone from CUDA 13's
+    struct, so ask the attribute (cudaDevAttrClockRate = 13) where it is."""
+    if props.get("clockRate"):
+        return props["clockRate"] * 1e3
+    return cupy.cuda.runtime.deviceGetAttribute(13, cupy.cuda.Device().id) * 1e3
+
+
+def bound(cupy, props, hidden=2, dtype="float32", fast=False, options=None):
+    """The issue-slot bound of this GPU for one kernel: SMs x 4 schedulers x
+    32 thread-instructions per clock / the SASS instructions of one
+    network-epoch (fastxor.bench.sass: the loader's exact source compiled
     with CuPy's options for this GPU's arch; where nvcc/cuobjdump are missing,
-    the sm_90 profile committed in bench/results/sass-*.json). Every
-    instruction takes an issue slot, so this binds before FP32 throughput."""
+    the sm_90 profile committed in bench/results/sass-*.json, H = 2 float32
+    only). Every instruction takes an issue slot, so this binds before the
+    FP32 throughput does."""
     from pathlib import Path
 
     from fastxor.bench import sass
 
-    sms, clock_hz = props["multiProcessorCount"], props["clockRate"] * 1e3
+    sms, hz = props["multiProcessorCount"], clock_hz(cupy, props)
     arch = f"sm_{props['major']}{props['minor']}"
     if sass.problem() is None:
-        prof, source = sass.profile(2, "float32", arch=arch), f"compiled here for {arch}"
+        prof = sass.profile(hidden, dtype, fast, arch=arch, recipe_options=options)
+        source = f"compiled here for {arch}"
     else:
         saved = sorted(Path(__file__).parent.glob("results/sass-*.json"))[-1]
         prof = next(p for p in json.loads(saved.read_text())["profiles"]
-                    if (p["hidden"], p["dtype"], p["fast_math"]) == (2, "float32", False) and not p.get("recipe"))
+                    if (p["hidden"], p["dtype"], p["fast_math"]) == (hidden, dtype, fast) and not p.get("recipe"))
         source = f"{saved.name} ({prof['arch']}; {sass.problem()} here)"
     per = prof["instructions_per_network_epoch"]
-    issue = sms * 4 * 32 * clock_hz / per
-    return dict(bound=issue, sms=sms, clock_ghz=clock_hz / 1e9, instructions_per_network_epoch=per,
+    return dict(bound=sms * 4 * 32 * hz / per, sms=sms, clock_ghz=hz / 1e9, instructions_per_network_epoch=per,
                 mix=prof["mix"], sass_profile=source)
 
 
@@ -46,59 +68,113 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--tests", help="the GPU test log to embed")
-    ap.add_argument("--networks", type=int, default=1_000_000)
     ap.add_argument("--epochs", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true",
                     help="toy sizes, checks against the reference: a smoke run of this script (e.g. on the fake CuPy)")
+    ap.add_argument("--sections", help="comma-separated: measure only these sections (a rerun)")
     a = ap.parse_args()
-    sweep_sizes = (1, 100, 1_000) if a.quick else (1, 100, 1_000, 10_000, 100_000, 1_000_000)
-    short = 200 if a.quick else None  # epochs of the sweep and recipe cases in a smoke run
-    check_backend = "numpy" if a.quick else "numba"
+    quick = a.quick
+    M = 1_000 if quick else 1_000_000  # "10^6 networks"
+    E = 200 if quick else a.epochs  # "10^5 epochs"
+    sweep_sizes = (1, 100, 1_000) if quick else (1, 100, 1_000, 10_000, 100_000, 1_000_000)
+    short = 200 if quick else None  # epochs of the sweep, recipe and peer cases in a smoke run
+    check_backend = "numpy" if quick else "numba"
 
     import cupy
     import numpy as np
 
     import fastxor
     from fastxor.backends import cupy_kernel as gpu
+    from fastxor.arrays import to_host
     from fastxor.bench.harness import check_against_fastxor, timed
 
     res = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), python=platform.python_version(),
                fastxor=fastxor.__version__, numpy=np.__version__, cupy=cupy.__version__,
                device=gpu.device_description(), cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
-               driver=cupy.cuda.runtime.driverGetVersion(), figures={}, errors=[])
+               driver=cupy.cuda.runtime.driverGetVersion(), host_cpus=os.cpu_count(), figures={}, errors=[])
+    for name in ("numba", "torch", "jax"):
+        try:
+            res[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - absent peers are recorded as such
+            res[name] = None
     props = cupy.cuda.runtime.getDeviceProperties(0)
-    res["bound"] = bound(props)
+    try:  # the clocks as found (never changed: measure the card as it is)
+        res["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu",
+             "--format=csv"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        res["nvidia_smi"] = f"not run: {e}"
     f = res["figures"]
 
+    def save():
+        if a.tests:
+            with open(a.tests) as fh:
+                res["tests"] = fh.read()[-4000:]
+        with open(a.out, "w") as fh:
+            json.dump(res, fh, indent=1, default=str)
+
     def section(name, fn):
+        if a.sections and name not in a.sections.split(","):
+            return
+        t0 = time.perf_counter()
         try:
             f[name] = fn()
             print(name, json.dumps(f[name], default=str), flush=True)
         except Exception:  # noqa: BLE001 - record and go on: one call must report everything
             res["errors"].append(f"{name}: {traceback.format_exc()}")
             print(res["errors"][-1], flush=True)
+        print(f"-- {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+        save()
 
-    def big(fast):
-        fastxor.train(1000, epochs=100, backend="cupy", fast_math=fast)  # compile / load
-        r, t = timed(lambda: fastxor.train(a.networks, epochs=a.epochs, backend="cupy", fast_math=fast))
+
+    def train_case(n, epochs, hidden=2, dtype="float32", fast=False):
+        fastxor.train(1000, epochs=100, hidden=hidden, dtype=dtype, backend="cupy", fast_math=fast)  # compile
+        r, t = timed(lambda: fastxor.train(n, epochs=epochs, hidden=hidden, dtype=dtype, backend="cupy",
+                                           fast_math=fast))
         s = r.stats()
-        # the benchmark's one correctness check: the first 1000 networks against the numba backend
-        check = {} if fast else check_against_fastxor(
-            r.params[:1000], fastxor.init_params(min(1000, a.networks)), a.epochs, 0.1, backend=check_backend)
-        return dict(networks=a.networks, epochs=a.epochs, seconds=t, ne_per_s=a.networks * a.epochs / t, **check,
-                    fraction_of_bound=a.networks * a.epochs / t / res["bound"]["bound"],
-                    success_rate=s["success_rate"], success_ci95=s["success_ci95"],
-                    solved_epoch_median=s["solved_epoch_quantiles"] and s["solved_epoch_quantiles"][0.5])
+        row = dict(backend="cupy", dtype=dtype, hidden=hidden, fast_math=fast, n_networks=n, epochs=epochs,
+                   seconds=t, ne_per_s=n * epochs / t, success_rate=s["success_rate"],
+                   success_ci95=s["success_ci95"], diverged=s["diverged"],
+                   solved_epoch_median=s["solved_epoch_quantiles"] and s["solved_epoch_quantiles"][0.5])
+        try:
+            b = bound(cupy, props, hidden, dtype, fast)
+            row.update(instructions_per_network_epoch=b["instructions_per_network_epoch"],
+                       fraction_of_bound=row["ne_per_s"] / b["bound"])
+        except Exception as e:  # noqa: BLE001 - no profile for this case: the speed still counts
+            row["fraction_of_bound"] = f"unknown ({type(e).__name__})"
+        return r, row
 
-    section("accurate_1e6x1e5", lambda: big(False))
-    section("fast_math_1e6x1e5", lambda: big(True))
+    def cases():
+        rows = []
+        plan = [(M, E, 2, "float32"), (10 * M, E, 2, "float32"), (M, E, 2, "float64"), (M, E, 3, "float32"),
+                (M, E, 4, "float32"), (M, E, 8, "float32"), (10 * M, E // 10, 2, "float64"),
+                (M, E // 10, 8, "float64")]
+        for n, epochs, hidden, dtype in plan:
+            r, row = train_case(n, epochs, hidden, dtype)
+            if (n, epochs, hidden, dtype) == (M, E, 2, "float32"):
+                # the one parameter check: the first 1000 networks against the numba backend
+                row.update(check_against_fastxor(r.params[:1000], fastxor.init_params(1000), epochs, 0.1,
+                                                 backend=check_backend))
+            rows.append(row)
+            print(row, flush=True)
+        return rows
+
+
+    def fast_math():
+        r, row = train_case(M, E, fast=True)
+        acc = next(c for c in f["cases"] if (c["n_networks"], c["hidden"], c["dtype"]) == (M, 2, "float32"))
+        lo, hi = row["success_ci95"]
+        alo, ahi = acc["success_ci95"]
+        return dict(fast=row, accurate_ne_per_s=acc["ne_per_s"], speedup=row["ne_per_s"] / acc["ne_per_s"],
+                    success_rate_difference=row["success_rate"] - acc["success_rate"],
+                    intervals_overlap=bool(lo <= ahi and alo <= hi))
+
 
     def single():
         epochs = short or 100_000
         _, t = timed(lambda: fastxor.train(1, epochs=epochs, backend="cupy"))
-        return dict(epochs=epochs, seconds=t)
+        return dict(n_networks=1, epochs=epochs, seconds=t, ne_per_s=epochs / t)
 
-    section("single_network_1e5_epochs", single)
 
     def crossover():
         rows = []
@@ -112,35 +188,115 @@ def main():
         over = [r["n"] for r in rows if r["backend"] == "cupy" and r["ne_per_s"] > cpu[r["n"]]]
         return dict(rows=rows, gpu_overtakes_cpu_at_n=min(over) if over else None)
 
-    section("n_sweep_vs_numba", crossover)
+
+    def numba_statistics():
+        """The same 10^6 seeds on the host's numba backend, 10^4 epochs (10^5
+        would take minutes of CPU): the statistics must agree within their
+        intervals (float32 rounding moves single networks near a plateau's
+        end, not the rates)."""
+        epochs = E // 10
+        g, tg = timed(lambda: fastxor.train(M, epochs=epochs, backend="cupy"))
+        r, t = timed(lambda: fastxor.train(M, epochs=epochs, backend="numba"))
+        s, gs = r.stats(), g.stats()
+        moved = int((to_host(r.solved) != to_host(g.solved)).sum())
+        return dict(n_networks=M, epochs=epochs, numba_seconds=t, numba_ne_per_s=M * epochs / t,
+                    cupy_seconds=tg, cupy_over_numba=t / tg,
+                    numba_success_rate=s["success_rate"], numba_success_ci95=s["success_ci95"],
+                    cupy_success_rate=gs["success_rate"], cupy_success_ci95=gs["success_ci95"],
+                    networks_whose_outcome_differs=moved,
+                    numba_solved_epoch_median=s["solved_epoch_quantiles"] and s["solved_epoch_quantiles"][0.5],
+                    cupy_solved_epoch_median=gs["solved_epoch_quantiles"] and gs["solved_epoch_quantiles"][0.5])
+
+
+    def cli():
+        n = 10 * M
+        cmd = [sys.executable, "-m", "fastxor.cli", "train", "--networks", str(n), "--epochs", str(E),
+               "--backend", "cupy", "--progress", "off"]
+        t0 = time.perf_counter()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))  # the CuPy this process uses
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        t = time.perf_counter() - t0
+        return dict(command=" ".join(["fastxor"] + cmd[3:]), rc=out.returncode, seconds=t, ne_per_s=n * E / t,
+                    stdout=out.stdout[-3000:], stderr=out.stderr[-2000:])
+
 
     def recipes():
-        """Every ``fastxor bench --recipe`` preset on the GPU: NE/s, the ratio to
-        the seed's recipe in the same run, and its 1 000 first networks checked
-        against backend="numba" (the benchmark's own tolerance)."""
+        """Every ``fastxor bench --recipe`` preset on the GPU: NE/s and the ratio
+        to the seed's in the same run; 1 000 networks x 1 000 epochs of each
+        checked against the reference (the full recipe check is the GPU test
+        module's)."""
         from fastxor.bench.peers import RECIPES
 
-        n, epochs, rows = min(a.networks, 1_000_000), short or 10_000, []
+        epochs, rows = short or 10_000, []
         for name, preset in RECIPES.items():
             options = dict(preset)
             lr = options.pop("lr")
-            fastxor.train(1000, epochs=10, lr=lr, backend="cupy", **options)  # compile / load
-            r, t = timed(lambda: fastxor.train(n, epochs=epochs, lr=lr, backend="cupy", **options))
-            check = check_against_fastxor(r.params[:1000], fastxor.init_params(min(n, 1000)), epochs, lr,
-                                          backend=check_backend, **options)
-            rows.append(dict(recipe=name, networks=n, epochs=epochs, seconds=t, ne_per_s=n * epochs / t, **check))
+            r = fastxor.train(1000, epochs=short or 1000, lr=lr, backend="cupy", **options)  # compile + check
+            check = check_against_fastxor(r.params, fastxor.init_params(1000), short or 1000, lr,
+                                          backend="numpy", **options)
+            _, t = timed(lambda: fastxor.train(M, epochs=epochs, lr=lr, backend="cupy", **options))
+            rows.append(dict(recipe=name, n_networks=M, epochs=epochs, seconds=t, ne_per_s=M * epochs / t, **check))
+            print(rows[-1], flush=True)
         seed = next(r["ne_per_s"] for r in rows if r["recipe"] == "seed")
         for r in rows:
             r["x_seed"] = r["ne_per_s"] / seed
         return rows
 
-    section("recipes", recipes)
 
-    if a.tests:
-        with open(a.tests) as fh:
-            res["tests"] = fh.read()[-4000:]
-    with open(a.out, "w") as fh:
-        json.dump(res, fh, indent=1, default=str)
+    def peers():
+        """JAX (vmap + fori_loop under jit, on JAX's default device) and torch
+        batched on CUDA, on the same GPU, same networks, checked against
+        fastxor; fastxor cupy timed on the same case."""
+        from fastxor.bench import peers as pe
+        from fastxor.data import boolean_function
+
+        X, y = boolean_function("xor")
+        epochs, rows = short or 2_000, []
+        p = fastxor.init_params(M)
+        impls = {"fastxor cupy": lambda: pe._fastxor("cupy")(p, X, y, 0.1, {})}
+        try:
+            import jax
+
+            impls[f"jax vmap+fori_loop ({jax.default_backend()})"] = lambda: pe._jax_setup(p, X, y, 0.1, {})
+        except ImportError:
+            rows.append(dict(impl="jax", why="not installed"))
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                impls["torch batched (cuda)"] = lambda: pe._torch_batched_setup(p, X, y, 0.1, {}, device="cuda")
+            else:
+                rows.append(dict(impl="torch batched (cuda)", why="torch sees no CUDA device"))
+        except ImportError:
+            rows.append(dict(impl="torch", why="not installed"))
+        for name, setup in impls.items():
+            try:
+                run = setup()
+                run(min(epochs, 10))  # jit / compile / load
+                final, t = timed(run, epochs)
+                check = check_against_fastxor(final[:1000], p[:1000], epochs, 0.1, backend=check_backend)
+                rows.append(dict(impl=name, n_networks=M, epochs=epochs, seconds=t, ne_per_s=M * epochs / t,
+                                 **check))
+            except Exception as e:  # noqa: BLE001 - one peer failing must not hide the others
+                rows.append(dict(impl=name, error=f"{type(e).__name__}: {e}"[:500]))
+            print(rows[-1], flush=True)
+        ours = next((r["ne_per_s"] for r in rows if r.get("impl") == "fastxor cupy" and "ne_per_s" in r), None)
+        for r in rows:
+            if ours and "ne_per_s" in r:
+                r["fastxor_cupy_x"] = ours / r["ne_per_s"]
+        return rows
+
+    section("bound_h2_float32", lambda: bound(cupy, props))
+    # most valuable first: a run cut short keeps what it had
+    section("cases", cases)
+    section("fast_math", fast_math)
+    section("single_network", single)
+    section("cli_1e7", cli)
+    section("n_sweep_vs_numba", crossover)
+    section("numba_statistics", numba_statistics)
+    section("recipes", recipes)
+    section("peers", peers)
+    save()
     print("saved", a.out)
 
 

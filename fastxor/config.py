@@ -42,8 +42,9 @@ MEMORY_FRACTION = 0.8
 
 BACKENDS = ("auto", "numpy", "numba", "cupy")
 
-#: ``backend="auto"`` sends a run to the GPU only from this many networks:
-#: one GPU thread is about 10x slower than the CPU kernel on one network.
-#: Conservative until measured on a GPU (bench/gpu_bench.py reports the
-#: crossover).
-GPU_MIN_NETWORKS = 20_000
+#: ``backend="auto"`` sends a run to the GPU only from this many networks.
+#: Measured on an H200 against numba on its 16-core host (2 000 epochs,
+#: bench/results/gpu-20261126.json): x1.3 at 100 networks, x1.4 at 1 000,
+#: x7.8 at 10 000; below ~100 the fixed per-call cost of a launch decides.
+#: 1 000 keeps the GPU for runs it wins on any host.
+GPU_MIN_NETWORKS = 1_000

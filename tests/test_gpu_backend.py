@@ -311,16 +311,25 @@ def test_gpu_benchmark_script_runs_end_to_end(fake, tmp_path, monkeypatch):
     from pathlib import Path
 
     out = tmp_path / "gpu.json"
-    monkeypatch.setattr("sys.argv", ["gpu_bench.py", "--quick", "--networks", "600", "--epochs", "60",
-                                     "--out", str(out)])
+    monkeypatch.setattr("sys.argv", ["gpu_bench.py", "--quick", "--out", str(out)])
     runpy.run_path(str(Path(__file__).resolve().parent.parent / "bench" / "gpu_bench.py"), run_name="__main__")
     res = json.loads(out.read_text())
     assert res["errors"] == []
-    assert set(res["figures"]) == {"accurate_1e6x1e5", "fast_math_1e6x1e5", "single_network_1e5_epochs",
-                                   "n_sweep_vs_numba", "recipes"}
-    assert res["figures"]["accurate_1e6x1e5"]["valid"]
-    assert all(r["valid"] for r in res["figures"]["recipes"]) and len(res["figures"]["recipes"]) == 9
-    assert res["bound"]["instructions_per_network_epoch"] > 0
+    f = res["figures"]
+    assert set(f) == {"bound_h2_float32", "cases", "fast_math", "single_network", "n_sweep_vs_numba",
+                      "numba_statistics", "cli_1e7", "recipes", "peers"}
+    assert f["cases"][0]["valid"] and len(f["cases"]) == 8
+    assert {(c["dtype"], c["hidden"]) for c in f["cases"]} == {("float32", h) for h in (2, 3, 4, 8)} | {
+        ("float64", 2), ("float64", 8)}
+    assert all(c["fraction_of_bound"] > 0 for c in f["cases"])
+    assert f["fast_math"]["intervals_overlap"]
+    assert f["numba_statistics"]["networks_whose_outcome_differs"] <= 5
+    assert f["cli_1e7"]["rc"] == 0 and "solved:" in f["cli_1e7"]["stdout"]
+    assert all(r["valid"] for r in f["recipes"]) and len(f["recipes"]) == 9
+    peers = {r["impl"]: r for r in f["peers"]}
+    assert all(r.get("valid", True) and "error" not in r for r in peers.values()), peers
+    assert peers["fastxor cupy"]["fastxor_cupy_x"] == 1 and peers["torch batched (cuda)"]["why"]
+    assert f["bound_h2_float32"]["instructions_per_network_epoch"] > 0
 
 
 # --- the fake itself: strict where CuPy would silently misbehave ------------------

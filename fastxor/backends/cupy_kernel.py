@@ -276,11 +276,11 @@ def _launch(state, data, epochs, record_every, recipe, out):
         if recipe.n_buffers:
             _from_device(state.buffers[:, sl], b["buffers"])
         _from_device(out.loss[sl], b["loss"])
-        _from_device(out.predictions[sl], b["pred"].T)
+        _from_device(out.predictions[sl], b["pred"], transpose=True)
         for name in event_names:
             _from_device(events[name][sl], b[name])
         if rows:
-            _from_device(out.history[sl, col0:col0 + rows], b["history"].T)
+            _from_device(out.history[sl, col0:col0 + rows], b["history"], transpose=True)
     state.epoch += epochs
 
 
@@ -313,9 +313,17 @@ class _ChunkBuffers:
                 for name, k in self.layout.items()}
 
 
-def _from_device(dst, src):
-    """Copy the device array ``src`` into ``dst`` (a host or device view)."""
-    dst[...] = src.get() if array_module(dst) is np else src
+def _from_device(dst, src, transpose=False):
+    """Copy the contiguous device array ``src`` (or its transpose) into ``dst``
+    (a host or device view). To the host, the transpose is taken there: CuPy's
+    ``get()`` of a transposed view first copies it on the device, which can
+    run out of memory exactly where the chunks were sized to fit (seen on an
+    H200, 2026-11-26)."""
+    if array_module(dst) is np:
+        host = src.get()
+        dst[...] = host.T if transpose else host
+    else:
+        dst[...] = src.T if transpose else src
 
 
 def _to_device(dst, src):

@@ -108,23 +108,25 @@ def _seed_loop_setup(p, X, y, lr, options):
     return run
 
 
-def _torch_batched_setup(p, X, y, lr, options):
+def _torch_batched_setup(p, X, y, lr, options, device="cpu"):
     """Parameters with a network axis, einsum, autograd and torch.optim: the
     loss is the sum over networks of each network's mean loss, so every
     network gets exactly its own gradient, and torch's optimizers act
-    elementwise, so one optimizer over the stacked tensors is one per network."""
+    elementwise, so one optimizer over the stacked tensors is one per network.
+    ``device="cuda"``: the same on a GPU (bench/gpu_bench.py)."""
     import torch
 
     from ..torch_compat import make_optimizer
 
-    Xt = torch.tensor(X, dtype=torch.float32)
-    yt = torch.tensor(y, dtype=torch.float32)
+    Xt = torch.tensor(X, dtype=torch.float32, device=device)
+    yt = torch.tensor(y, dtype=torch.float32, device=device)
     act = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[options.get("activation", "sigmoid")]
     loss_name = options.get("loss", "mse")
     F = torch.nn.functional
 
     def run(epochs):
-        W1, b1, W2, b2 = (torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in p.arrays())
+        W1, b1, W2, b2 = (torch.tensor(a, dtype=torch.float32, device=device, requires_grad=True)
+                          for a in p.arrays())
         opt = make_optimizer([W1, b1, W2, b2], lr=lr, **{k: v for k, v in options.items() if k in TORCH_OPTIMIZER})
         for _ in range(epochs):
             opt.zero_grad()
@@ -139,7 +141,7 @@ def _torch_batched_setup(p, X, y, lr, options):
                 loss = F.binary_cross_entropy_with_logits(z, target, reduction="none").mean(dim=1).sum()
             loss.backward()
             opt.step()
-        return Params(*(t.detach().numpy() for t in (W1, b1, W2, b2)))
+        return Params(*(t.detach().cpu().numpy() for t in (W1, b1, W2, b2)))
     return run
 
 
@@ -188,7 +190,9 @@ def _jax_setup(p, X, y, lr, options):
 
     def loss(q):
         W1, b1, W2, b2 = q
-        z = (act(Xj @ W1.T + b1) @ W2.T + b2)[:, 0]
+        # float32 products: on a GPU, JAX's default precision is TF32 (~1e-3)
+        dot = lambda a, b: jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)  # noqa: E731
+        z = (dot(act(dot(Xj, W1.T) + b1), W2.T) + b2)[:, 0]
         if o["loss"] == "mse":
             return jnp.mean((jax.nn.sigmoid(z) - yj) ** 2)
         if o["loss"] == "bce":  # torch's nn.BCELoss: each log clamped at -100

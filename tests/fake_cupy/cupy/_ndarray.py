@@ -127,6 +127,11 @@ class ndarray(NDArrayOperatorsMixin):
 
     # --- methods
     def get(self, stream=None, order="C", out=None):
+        if not self._a.flags.c_contiguous:
+            # CuPy first makes a contiguous copy on the device
+            # (_internal_ascontiguousarray, cupy/_core/core.pyx): it can run
+            # out of device memory exactly where a chunked run is tight
+            empty(self.shape, self.dtype)
         return np.array(self._a, order=order)
 
     def set(self, arr, stream=None):
