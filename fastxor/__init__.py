@@ -9,7 +9,8 @@ from importlib import metadata as _metadata
 from .data import FUNCTIONS, boolean_function
 from .landscape import Landscape, analyse
 from .params import Params, init_params
-from .result import TrainResult, wilson_interval
+from .result import TrainResult
+from .stats import Stats, wilson_interval
 from .sweep import sweep
 from .torch_compat import torch_init
 from .training import available_backends, resume, train
@@ -22,7 +23,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 load = TrainResult.load
 
 __all__ = [
-    "FUNCTIONS", "Landscape", "Params", "TrainResult", "analyse", "available_backends", "boolean_function",
+    "FUNCTIONS", "Landscape", "Params", "Stats", "TrainResult", "analyse", "available_backends", "boolean_function",
     "init_params",
     "load", "resume", "sweep", "torch_init", "train", "wilson_interval", "__version__",
 ]

@@ -1,6 +1,7 @@
 """``fastxor`` command line: train, sweep, plot, analyse (and bench, see ``fastxor.bench``)."""
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -58,10 +59,63 @@ def _conflicts(args, cfg):
     return bad
 
 
+def _distributed(args):
+    """``fastxor train`` on a Dask cluster (--workers / --scheduler / --scheduler-file)."""
+    from . import distributed
+
+    if args.resume:
+        raise ValueError("--resume continues a single-process .npz run; a distributed run resumes by "
+                         "rerunning the same command with the same --out directory")
+    opts = {k: (v if getattr(args, k) is None else getattr(args, k)) for k, v in TRAIN_DEFAULTS.items()}
+    n = opts.pop("networks")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    t0 = time.perf_counter()
+    try:
+        r = distributed.train(
+            n, client=args.scheduler, workers=args.workers, scheduler_file=args.scheduler_file,
+            shard_networks=args.shard_networks or "auto", out=args.out, progress=args.progress != "off",
+            epochs=args.epochs, backend=args.backend, **opts)
+    except KeyboardInterrupt:
+        if args.out:
+            print(f"fastxor: interrupted; the finished shards are in {args.out}: rerun the same command to "
+                  "finish the run", file=sys.stderr)
+        raise
+    dt = time.perf_counter() - t0
+    _print_function(r.config)
+    print(r.summary())
+    print(f"time: {dt:.2f} s including compilation, {n * args.epochs / dt:.3g} network-epochs/s")
+    print(f"shards: {r.shards}, {r.shards_run} trained now on {r.workers} workers"
+          + (f", {r.shards - r.shards_run} found finished in {args.out}" if r.shards_run < r.shards else ""))
+    if args.out:
+        print(f"saved: {args.out} (fastxor merge {args.out}; fastxor.load reads it)")
+    return 0
+
+
+def _print_function(config):
+    fn = config.get("function") or "custom"
+    print(f"function {fn} (targets {''.join(f'{v:g}' for v in config['y'])})")
+
+
+def _merge(args):
+    from .shards import merge
+
+    r, found = merge(args.path)
+    _print_function(r.config)
+    print(r.summary())
+    if found < r.shards:
+        print(f"INCOMPLETE: {found} of {r.shards} shards finished; rerun the command that made {args.path} "
+              "to finish the run")
+        return 1
+    return 0
+
+
 def _train(args):
     from .result import TrainResult
     from .training import resume, train
 
+    if args.workers is not None or args.scheduler or args.scheduler_file:
+        return _distributed(args)
     if args.resume:
         old = TrainResult.load(args.resume)
         bad = _conflicts(args, old.config)
@@ -89,8 +143,7 @@ def _train(args):
         )
         ran = r.config["epochs"]
     dt = time.perf_counter() - t0
-    fn = r.config.get("function") or "custom"
-    print(f"function {fn} (targets {''.join(f'{v:g}' for v in r.config['y'])})")
+    _print_function(r.config)
     print(r.summary())
     print(f"time: {dt:.2f} s including compilation, {n * ran / dt:.3g} network-epochs/s")
     if out:
@@ -266,6 +319,15 @@ def parser():
     t.add_argument("--out", help="save every per-network array to this .npz (fastxor.load reads it)")
     t.add_argument("--resume", metavar="NPZ",
                    help="continue the run saved in NPZ by --epochs more (saved back to NPZ unless --out)")
+    d = t.add_argument_group("on a Dask cluster (pip install 'fastxor[dask]'); --out is then a directory of "
+                             "shard files, and rerunning the same command resumes it")
+    d.add_argument("--workers", type=int, default=None, help="a local cluster of K worker processes")
+    d.add_argument("--scheduler", metavar="ADDRESS", help="an existing cluster's scheduler, e.g. tcp://host:8786")
+    d.add_argument("--scheduler-file", metavar="FILE", help="an existing cluster's scheduler file")
+    d.add_argument("--shard-networks", type=int, default=None,
+                   help="networks per shard (default: about 2 minutes of one worker, measured)")
+    m = sub.add_parser("merge", help="the statistics of a distributed run's directory of shard files")
+    m.add_argument("path", help="the --out directory of fastxor train --workers/--scheduler")
     s = sub.add_parser("sweep", help="grid of lr x hidden x init-scale x recipe, N seeds per cell")
     _common(s, 10_000)
     s.add_argument("--lr", type=_numbers(float), default=[0.1], help="comma-separated, e.g. 0.05,0.1,0.5,1")
@@ -314,13 +376,16 @@ def _announce_compiles():
 def main(argv=None):
     args = parser().parse_args(argv)
     _announce_compiles()
-    run = {"train": _train, "sweep": _sweep, "plot": _plot, "analyse": _analyse}.get(args.command)
+    run = {"train": _train, "sweep": _sweep, "plot": _plot, "analyse": _analyse, "merge": _merge}.get(args.command)
     if run is None:
         from .bench.report import main as bench_main
 
         run = bench_main
     try:
         return run(args)
+    except BrokenPipeError:  # `fastxor train ... | head`: the reader has gone, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit must not fail
+        return 0
     except USER_ERRORS as exc:
         if args.debug:
             raise

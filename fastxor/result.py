@@ -6,86 +6,8 @@ import numpy as np
 from .arrays import to_host
 from .params import Params
 from .state import PARAM_FIELDS
+from .stats import Stats, cell_keys, group_cells, key_cells, output_cells
 
-Z95 = 1.959963984540054  # two-sided 95 % normal quantile
-
-
-def wilson_interval(successes, trials, z=Z95):
-    """95 % Wilson score interval for a binomial proportion (robust at 0 and 1)."""
-    if trials == 0:
-        return (float("nan"), float("nan"))
-    p = successes / trials
-    denom = 1.0 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z / denom * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)
-    hi = 1.0 if successes == trials else min(1.0, centre + half)
-    return (lo, hi)
-
-
-def _cells(pred, side):
-    """Each row's cell of side ``side`` in output space: (cells (C, 4) int64,
-    inverse (M,) row -> cell, counts (C,)), cells in lexicographic order.
-
-    Outputs lie in [0, 1], so the cell indices are small: a dense mixed-radix
-    key and ``bincount`` group 10**7 rows in well under a second, where a
-    sort-based ``unique`` takes several.
-    """
-    lo = min(np.round(float(pred.min()) / side), 0.0)
-    hi = np.round(float(pred.max()) / side)
-    base = int(hi) + 1
-    if lo < 0 or base**4 > 2**24:  # unusual tol: sort-based
-        c = np.round(pred.astype(np.float64) / side).astype(np.int64)
-        cells, inverse, counts = np.unique(c, axis=0, return_inverse=True, return_counts=True)
-        return cells, inverse.reshape(-1), counts
-    key = np.empty(len(pred), dtype=np.int64)
-    for a in range(0, len(pred), 65536):  # blocks: the float64 temporaries stay in cache
-        c = pred[a:a + 65536].astype(np.float64)
-        c /= side
-        np.round(c, out=c)
-        key[a:a + 65536] = ((c[:, 0] * base + c[:, 1]) * base + c[:, 2]) * base + c[:, 3]  # exact in float64
-    dense = np.bincount(key, minlength=base**4)
-    used = np.flatnonzero(dense)
-    index = np.zeros(base**4, dtype=np.int64)
-    index[used] = np.arange(len(used))
-    cells = np.stack([used // base**(3 - i) % base for i in range(4)], axis=1)
-    return cells, index[key], dense[used]
-
-
-QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-
-
-def _mean_interval(x, z=Z95):
-    """95 % normal-approximation interval of the mean of ``x`` (None if < 2 values)."""
-    if len(x) < 2:
-        return None
-    half = z * float(np.std(x, ddof=1)) / np.sqrt(len(x))
-    m = float(np.mean(x))
-    return (m - half, m + half)
-
-
-def _describe_recipe(c):
-    """The training recipe in a few words, or "" for the seed's (sgd, mse, sigmoid)."""
-    opt = c.get("optimizer", "sgd")
-    parts = [opt]
-
-    def desc(key):
-        v = c.get(key, 0.0)
-        return f"{v:g}" if np.ndim(v) == 0 else f"{np.min(v):g}..{np.max(v):g}"
-
-    if opt == "sgd":
-        if np.any(c.get("momentum", 0.0)):
-            parts.append(f"momentum={desc('momentum')}" + (" nesterov" if c.get("nesterov") else "")
-                         + (f" dampening={c['dampening']:g}" if c.get("dampening") else ""))
-    else:
-        parts.append(f"betas=({c['betas'][0]:g}, {c['betas'][1]:g}) eps={c['eps']:g}")
-    if np.any(c.get("weight_decay", 0.0)):
-        parts.append(f"weight_decay={desc('weight_decay')}")
-    parts += [c.get("loss", "mse"), f"{c.get('activation', 'sigmoid')} hidden"]
-    if c.get("target_loss") is not None:
-        parts.append(f"target_loss={c['target_loss']:g}")
-    text = ", ".join(parts)
-    return "" if text == "sgd, mse, sigmoid hidden" else text
 _ARRAYS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 _OPTIONAL = ("loss_history", "target_epoch", "optimizer_state")
 
@@ -164,20 +86,10 @@ class TrainResult:
         if not pred.size:
             return labels, []
         loss = to_host(self.loss)[stuck]
-        cells, inverse, counts = _cells(pred, tol / 2)
-        order = np.argsort(-counts, kind="stable")  # greedy: big cells seed groups
-        centres = np.empty((len(cells), 4))
-        n_centres = 0
-        cell_group = np.empty(len(cells), dtype=np.int64)
-        for c in order:  # each cell joins the first group within tol, else starts one
-            x = cells[c] * (tol / 2)
-            near = np.flatnonzero(np.abs(centres[:n_centres] - x).max(axis=1) <= tol)
-            if near.size:
-                cell_group[c] = near[0]
-            else:
-                cell_group[c], centres[n_centres] = n_centres, x
-                n_centres += 1
-        group = cell_group[inverse]
+        side = tol / 2
+        keys, inverse, counts = np.unique(cell_keys(output_cells(pred, side), side), return_inverse=True,
+                                          return_counts=True)
+        group = group_cells(key_cells(keys, side), counts, side, tol)[inverse.reshape(-1)]
         sizes = np.bincount(group)
         means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(4)], axis=1) / sizes[:, None]
         ranked = np.argsort(-sizes, kind="stable")
@@ -210,8 +122,17 @@ class TrainResult:
 
     @classmethod
     def load(cls, path):
-        """The TrainResult saved at ``path`` (``result.versions`` says what made it)."""
+        """The TrainResult saved at ``path`` (``result.versions`` says what made
+        it); a run directory of shard files (``fastxor.distributed.train(out=)``)
+        gives the whole run, its shards concatenated."""
+        from pathlib import Path
+
         from .results_file import read
+
+        if Path(path).is_dir():
+            from .shards import load
+
+            return load(path)
 
         arrays, meta = read(path)
         missing = [k for k in (*PARAM_FIELDS, *_ARRAYS) if k not in arrays]
@@ -244,81 +165,20 @@ class TrainResult:
             raise IndexError(f"index must be in [0, {self.n_networks}), got {index}")
         return to_module(self.params, index % self.n_networks, self.config.get("activation", "sigmoid"))
 
+    def statistics(self):
+        """The run's statistics as a mergeable ``fastxor.Stats`` (what
+        ``stats()`` and ``summary()`` report)."""
+        return Stats.of(self)
+
     def stats(self):
-        """Success rate with its 95 % Wilson interval, and quantiles, as a dict."""
-        n = self.n_networks
-        solved, solved_epoch, loss = (to_host(a) for a in (self.solved, self.solved_epoch, self.loss))
-        k = int(solved.sum())
-        lo, hi = wilson_interval(k, n)
-        solved_at = solved_epoch[solved_epoch >= 0]
-        finite_loss = loss[np.isfinite(loss)]
-        target = None
-        if self.target_epoch is not None:
-            te = to_host(self.target_epoch)
-            reached = te[te >= 0]
-            target = dict(
-                target_loss=self.config.get("target_loss"),
-                reached=int(reached.size),
-                reached_rate=reached.size / n,
-                reached_ci95=wilson_interval(int(reached.size), n),
-                epoch_mean=float(reached.mean()) if reached.size else None,
-                epoch_mean_ci95=_mean_interval(reached),
-                epoch_quantiles=dict(zip(QUANTILES, np.quantile(reached, QUANTILES))) if reached.size else None,
-            )
-        return dict(
-            target=target,
-            networks=n,
-            solved=k,
-            success_rate=k / n,
-            success_ci95=(lo, hi),
-            diverged=int(to_host(self.diverged).sum()),
-            solved_epoch_quantiles=dict(zip(QUANTILES, np.quantile(solved_at, QUANTILES)))
-            if solved_at.size else None,
-            loss_quantiles=dict(zip(QUANTILES, np.quantile(finite_loss, QUANTILES)))
-            if finite_loss.size else None,
-        )
+        """Success rate with its 95 % Wilson interval, and quantiles, as a dict
+        (``Stats.as_dict``: solved-epoch quantiles exact, loss quantiles from
+        bins of 0.1 % of a decade)."""
+        return self.statistics().as_dict()
 
     def summary(self):
-        """A short human-readable report of ``stats()``."""
-        s = self.stats()
-        c = self.config
-        lines = [
-            f"{s['networks']} networks, H={c.get('hidden')}, lr={c.get('lr_desc', c.get('lr'))}, "
-            f"{c.get('epochs')} epochs, {c.get('dtype')}, backend={c.get('backend')}",
-            f"solved: {s['solved']} ({100 * s['success_rate']:.2f} %, 95 % CI "
-            f"{100 * s['success_ci95'][0]:.2f}-{100 * s['success_ci95'][1]:.2f} %)",
-            f"diverged: {s['diverged']}",
-        ]
-        recipe = _describe_recipe(c)
-        if recipe:
-            lines.insert(1, f"recipe: {recipe}")
-        q = " ".join(f"{int(100 * p)}%" for p in QUANTILES)
-        if s["solved_epoch_quantiles"]:
-            v = " ".join(f"{x:.0f}" for x in s["solved_epoch_quantiles"].values())
-            lines.append(f"solved epoch quantiles ({q}): {v}")
-        if s["loss_quantiles"]:
-            v = " ".join(f"{x:.3g}" for x in s["loss_quantiles"].values())
-            lines.append(f"final loss quantiles   ({q}): {v}")
-        t = s["target"]
-        if t is not None:
-            lo, hi = t["reached_ci95"]
-            lines.append(f"loss <= {t['target_loss']:g} reached: {t['reached']} ({100 * t['reached_rate']:.2f} %, "
-                         f"95 % CI {100 * lo:.2f}-{100 * hi:.2f} %)")
-            if t["epoch_quantiles"]:
-                v = " ".join(f"{x:.0f}" for x in t["epoch_quantiles"].values())
-                mlo, mhi = t["epoch_mean_ci95"]
-                lines.append(f"target epoch: mean {t['epoch_mean']:.1f} (95 % CI {mlo:.1f}-{mhi:.1f}), "
-                             f"quantiles ({q}): {v}")
-        if c.get("interrupted"):
-            lines.append(f"INTERRUPTED after {c['epochs']} of {c['epochs_requested']} epochs")
-        groups = self.stuck_groups()
-        if groups:
-            lines.append("unsolved networks by where they ended (outputs for the 4 inputs):")
-            for g in groups:
-                outs = ", ".join(f"{v:.2f}" for v in g["outputs"])
-                lines.append(f"  ({outs}): {g['count']} ({100 * g['fraction']:.2f} %), "
-                             f"median loss {g['median_loss']:.3g}")
-        return "\n".join(lines)
+        """A short human-readable report of ``stats()`` and the stuck groups."""
+        return self.statistics().summary()
 
     def __repr__(self):
         return f"TrainResult(\n{self.summary()}\n)"

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import config
 from .params import Params, initial_parameters
-from .result import wilson_interval
+from .stats import Stats, loss_bin_centres
 from .validate import check_dtype, check_int, check_real
 
 COLUMNS = (
@@ -40,7 +40,8 @@ def sweep(
     lr=(0.1,), hidden=(2,), init_scale=(1.0,), *, networks=1000, epochs=100_000, seed=0,
     init="philox", function=None, X=None, y=None, dtype="float32", backend="auto", progress=None,
     optimizer=("sgd",), loss=("mse",), activation=("sigmoid",), momentum=(0.0,), weight_decay=(0.0,),
-    dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, target_loss=None,
+    dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, target_loss=None, client=None,
+    shard_networks="auto",
 ):
     """Train ``networks`` seeds at every grid point of hidden x optimizer x
     loss x activation x lr x init_scale x momentum x weight_decay (each a
@@ -50,7 +51,10 @@ def sweep(
     "torch" (PyTorch's for seeds seed..seed+networks-1, times init_scale).
     ``function`` or ``X``/``y``: the training data, as in ``train``.
     ``progress``: None or ``f(label, done, total)``, label naming the
-    launch. Returns one row per cell, columns ``COLUMNS`` (target columns
+    launch. ``client``: a ``distributed.Client`` or scheduler address: every
+    cell's networks train as shards on that Dask cluster
+    (``fastxor.distributed``; ``shard_networks`` per shard), with the same
+    rows as here. Returns one row per cell, columns ``COLUMNS`` (target columns
     NaN without ``target_loss``): a pandas DataFrame when pandas is
     installed, else a NumPy structured array.
     """
@@ -81,6 +85,10 @@ def sweep(
                              f"momentum {max(moms):g} (sweep SGD and Adam separately)")
         check_memory(backends.choose(backend, total), total, Recipe(h, np.dtype(dt), optimizer=o, momentum=any(moms)), epochs, 0,
                      extra=total * n_params(h) * 8 * 2)  # each cell's start and the grid's concatenation
+    if client is not None:
+        return _table(_sweep_on_cluster(client, shard_networks, launches, cells, networks, dict(
+            epochs=epochs, seed=seed, init=init, function=function, X=X, y=y, dtype=dtype, backend=backend,
+            dampening=dampening, nesterov=nesterov, betas=betas, eps=eps, target_loss=target_loss)))
     rows = []
     for h, o, lo, ac in launches:
         starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt)[0]
@@ -95,25 +103,54 @@ def sweep(
                   target_loss=target_loss)
         for c, (a, s, m, w) in enumerate(cells):
             sl = slice(c * networks, (c + 1) * networks)
-            solved, diverged = r.solved[sl], r.diverged[sl]
-            at = r.solved_epoch[sl][r.solved_epoch[sl] >= 0]
-            q = np.quantile(at, (0.25, 0.5, 0.75)) if at.size else (np.nan,) * 3
-            k = int(solved.sum())
-            ci_lo, ci_hi = wilson_interval(k, networks)
-            if r.target_epoch is not None:
-                te = r.target_epoch[sl]
-                target = (target_loss, float(np.mean(te >= 0)),
-                          float(np.median(te[te >= 0])) if (te >= 0).any() else np.nan)
-            else:
-                target = (np.nan, np.nan, np.nan)
-            rows.append((h, a, s, networks, k, k / networks, ci_lo, ci_hi, int(diverged.sum()),
-                         *q, float(np.median(r.loss[sl])), epochs, o, lo, ac, m, w, *target))
+            st = Stats.of_arrays(dict(r.config, lr=a, momentum=m, weight_decay=w), r.solved[sl], r.diverged[sl],
+                                 r.solved_epoch[sl], r.loss[sl], r.predictions[sl],
+                                 None if r.target_epoch is None else r.target_epoch[sl])
+            rows.append(row(st, h, a, s, m, w))
+    return _table(rows)
+
+
+def _sweep_on_cluster(client, shard_networks, launches, cells, networks, common):
+    """The grid's cells as distributed runs: cell (a, s, m, w) of launch
+    (h, o, lo, ac) is ``train(networks, seed=seed, init_scale=s, ...)``, the
+    same networks as the local sweep's."""
+    from .distributed import train_many
+
+    runs, keys = [], []
+    for h, o, lo, ac in launches:
+        for a, s, m, w in cells:
+            runs.append((networks, dict(common, hidden=h, optimizer=o, loss=lo, activation=ac, lr=a, init_scale=s,
+                                        momentum=m, weight_decay=w)))
+            keys.append((h, a, s, m, w))
+    stats = train_many(runs, client=client, shard_networks=shard_networks)
+    return [row(st, h, a, s, m, w) for st, (h, a, s, m, w) in zip(stats, keys)]
+
+
+def _table(rows):
     table = np.array(rows, dtype=list(COLUMNS))
     try:
         import pandas as pd
     except ImportError:
         return table
     return pd.DataFrame(table)
+
+
+def row(st, hidden, lr, init_scale, momentum, weight_decay):
+    """One cell's row of the table (``COLUMNS``) from its ``Stats``: the
+    local sweep and the cluster's compute it the same way."""
+    c = st.config
+    q = st.solved_epochs.quantiles((0.25, 0.5, 0.75))
+    q = tuple(q.values()) if q else (np.nan,) * 3
+    loss_median = st.losses.quantiles((0.5,), loss_bin_centres)
+    if st.target_epochs is not None:
+        te = st.target_epochs.quantiles((0.5,))
+        target = (c["target_loss"], st.target_epochs.total / st.networks, te[0.5] if te else np.nan)
+    else:
+        target = (np.nan, np.nan, np.nan)
+    lo, hi = st.success_ci95
+    return (hidden, lr, init_scale, st.networks, st.solved, st.success_rate, lo, hi, st.diverged, *q,
+            loss_median[0.5] if loss_median else np.nan, c["epochs"], c["optimizer"], c["loss"], c["activation"],
+            momentum, weight_decay, *target)
 
 
 def write_csv(table, path):

@@ -6,7 +6,7 @@ import fastxor
 from fastxor.backends import numpy_reference as reference
 from fastxor.cli import main
 from fastxor.data import solved_by, target_sides
-from fastxor.result import wilson_interval
+from fastxor.stats import wilson_interval
 
 
 def test_result_fields_are_consistent(rng):

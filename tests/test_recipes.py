@@ -223,7 +223,7 @@ def test_sweep_recipe_cells_equal_separate_runs(rng):
         r = fastxor.train(50, epochs=150, lr=0.5, momentum=float(rec["momentum"]),
                           weight_decay=float(rec["weight_decay"]), seed=seed, backend="numba", loss="bce")
         assert rec["solved"] == r.solved.sum()
-        assert rec["loss_median"] == pytest.approx(float(np.median(r.loss)), rel=1e-6)
+        assert rec["loss_median"] == pytest.approx(float(np.median(r.loss)), rel=2.4e-3)  # binned: fastxor.stats
 
 
 def test_every_compile_time_choice_is_in_the_kernel_key():

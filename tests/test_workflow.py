@@ -163,7 +163,7 @@ def test_sweep_cells_equal_separate_runs(rng, monkeypatch):
         one = fastxor.train(40, epochs=400, lr=row["lr"], hidden=int(row["hidden"]),
                             init_scale=row["init_scale"], seed=seed)
         assert row["solved"] == one.solved.sum() and row["diverged"] == one.diverged.sum()
-        assert row["loss_median"] == pytest.approx(float(np.median(one.loss)), rel=1e-12)
+        assert row["loss_median"] == pytest.approx(float(np.median(one.loss)), rel=2.4e-3)  # binned: fastxor.stats
         at = one.solved_epoch[one.solved_epoch >= 0]
         if at.size:
             assert row["solved_epoch_median"] == np.median(at)
@@ -267,4 +267,4 @@ def test_torch_init_scaled_and_sweep_with_torch_init(rng):
         np.testing.assert_array_equal(b, (a.astype(np.float64) * 1.7).astype(np.float32))
     t = sweep(0.5, 3, 1.7, networks=4, epochs=50, seed=seeds[0], init="torch")
     one = fastxor.train(init=fastxor.torch_init(range(seeds[0], seeds[0] + 4), 3, 1.7), epochs=50, lr=0.5)
-    assert t["loss_median"][0] == pytest.approx(float(np.median(one.loss)), rel=1e-12)
+    assert t["loss_median"][0] == pytest.approx(float(np.median(one.loss)), rel=2.4e-3)  # binned: fastxor.stats

@@ -1,0 +1,310 @@
+"""Train one run on a Dask cluster: shards of networks, merged statistics,
+resumable shard files (``fastxor.shards``).
+
+Why Dask: it does the scheduling, the transport and the retries, on a laptop
+(``LocalCluster``) or an existing cluster (an address or scheduler file;
+dask-jobqueue, dask-kubernetes, or dask-cuda's ``LocalCUDACluster`` for one
+worker per GPU), so fastxor has no scheduler or worker protocol of its own.
+A worker returns its shard's ``fastxor.Stats`` (kilobytes, never
+per-network arrays) and, with ``out``, writes the shard's results file
+atomically: the merged statistics equal one process's, a rerun skips
+finished shards, and a worker killed mid-shard costs only that shard, which
+Dask reruns elsewhere.
+
+Numba on Dask workers: Numba ignores the thread variables Dask's nanny sets
+(dask/distributed#9075), so each worker process gets ``NUMBA_NUM_THREADS``
+in its environment and each task calls ``numba.set_num_threads``; one task
+at a time per worker process (``threads_per_worker=1``; Numba's workqueue
+layer aborts on concurrent calls, numba#8563); workers are spawned, never
+forked after a kernel ran; the ``WarmKernel`` plugin compiles the run's
+kernel once per worker, cached on disk (``cache_dir`` sets NUMBA_CACHE_DIR).
+"""
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .shards import (PER_NETWORK, RunStats, plan, prepare_out, run_shard, shard_path, shard_stats,  # noqa: F401
+                     write_run_file)
+from .stats import Stats
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:  # fastxor.shards and fastxor.load of a directory work without Dask
+    _WorkerPlugin = object
+
+__all__ = ["RunStats", "WarmKernel", "connect", "local_cluster", "train"]
+
+#: "auto" shards last about this long on one worker (the issue's 1-10 minutes).
+SHARD_SECONDS = 120.0
+#: Futures in flight per worker: enough to keep every worker busy, never millions.
+IN_FLIGHT_PER_WORKER = 10
+#: train() options a distributed run cannot take: the shards run in the workers, in one piece each.
+TRAIN_ONLY = ("progress", "interruptible", "device_arrays")
+
+
+def _calibrate(options, threads=None):
+    """Network-epochs per second of one worker on this run's recipe, measured
+    after compiling it there (4 096 networks, up to 2 000 epochs)."""
+    opts = {k: v for k, v in options.items() if k not in PER_NETWORK or np.ndim(v) == 0}
+    epochs = max(1, min(options.get("epochs", 100_000), 2_000))
+    run_shard(dict(opts, epochs=1), 0, 64, None, threads)  # compile
+    t0 = time.perf_counter()
+    run_shard(dict(opts, epochs=epochs), 0, 4096, None, threads)
+    return 4096 * epochs / (time.perf_counter() - t0)
+
+
+class WarmKernel(_WorkerPlugin):
+    """A Dask worker plugin: points Numba's kernel cache at ``cache_dir`` and
+    compiles the run's kernel once per worker process, in a thread (the
+    worker's event loop keeps answering heartbeats; ``KERNEL_LOCK`` keeps the
+    first task from running a kernel beside it)."""
+
+    name = "fastxor-warm-kernel"
+
+    def __init__(self, options, threads=None, cache_dir=None):
+        self.options, self.threads, self.cache_dir = options, threads, cache_dir
+
+    async def setup(self, worker):
+        import asyncio
+
+        if self.cache_dir:
+            os.environ["NUMBA_CACHE_DIR"] = str(self.cache_dir)
+        opts = {k: v for k, v in self.options.items() if k not in PER_NETWORK or np.ndim(v) == 0}
+        await asyncio.to_thread(run_shard, dict(opts, epochs=1), 0, 64, None, self.threads)
+
+
+def local_cluster(workers=None, threads=None, cache_dir=None):
+    """A ``distributed.LocalCluster`` of ``workers`` processes (default 2, at
+    most the cores), one task at a time each, each with ``threads`` Numba
+    threads (default: the cores shared out), spawned."""
+    import dask
+    from distributed import LocalCluster
+
+    cores = os.cpu_count() or 1
+    workers = workers or max(1, min(cores, 2))
+    threads = threads or max(1, cores // workers)
+    env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}
+    if cache_dir:
+        env["NUMBA_CACHE_DIR"] = str(cache_dir)
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env,
+                            dashboard_address=None)
+
+
+def connect(client=None, workers=None, scheduler_file=None, threads=None, cache_dir=None):
+    """(Client, close): ``client`` a ``distributed.Client`` (kept open), an
+    address string, or None for a new local cluster of ``workers`` processes
+    (closed by ``close()``)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ImportError("fastxor.distributed needs Dask: pip install 'fastxor[dask]'") from None
+    if client is not None and not isinstance(client, (str, Client)):
+        raise TypeError(f"client must be a distributed.Client, an address string or None, got "
+                        f"{type(client).__name__}")
+    if isinstance(client, Client):
+        return client, lambda: None
+    if scheduler_file is not None:
+        if not Path(scheduler_file).is_file():
+            raise ValueError(f"scheduler_file {scheduler_file}: no such file")
+        c = Client(scheduler_file=str(scheduler_file), timeout="30s")
+        return c, c.close
+    if isinstance(client, str):
+        c = Client(client, timeout="30s")
+        return c, c.close
+    cluster = local_cluster(workers, threads, cache_dir)
+    c = Client(cluster)
+
+    def close():
+        c.close()
+        cluster.close()
+    return c, close
+
+
+def _validated(n_networks, train_options):
+    """(n, options), checked here before any task is sent: a bad argument is
+    one clear error on the client, not one per shard."""
+    from . import config
+    from .training import train
+    from .validate import check_choice, check_int
+
+    bad = [k for k in TRAIN_ONLY if k in train_options]
+    if bad:
+        raise ValueError(f"{bad[0]} is not an option of a distributed run: shards run in the workers"
+                         + (" and make their own initial parameters ('philox' or 'torch' only)"
+                            if bad[0] == "init" and not isinstance(train_options["init"], str) else ""))
+    n = check_int("n_networks", n_networks, 1, 2**40)
+    opts = dict(train_options)
+    check_choice("backend", opts.get("backend", "auto"), config.BACKENDS)
+    for k in PER_NETWORK:
+        if np.ndim(opts.get(k, 0.0)) == 1 and len(opts[k]) != n:
+            raise ValueError(f"{k} has {len(opts[k])} values; a per-network {k} needs n_networks={n} values")
+    probe = {k: (np.asarray(v)[:1] if k in PER_NETWORK and np.ndim(v) == 1 else v) for k, v in opts.items()}
+    train(1, **dict(probe, epochs=0, backend="numpy", fast_math=False))  # every other check of train()
+    return n, opts
+
+
+def _n_workers(client):
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # before distributed 2025.4
+        info = client.scheduler_info()
+    return max(1, len(info.get("workers", {})))
+
+
+def _auto_shard(client, n, options, n_workers, threads):
+    """Shard size from one worker's measured speed: about SHARD_SECONDS each,
+    but at least 4 shards per worker when N allows, and at least 1024 networks
+    (a multiple of 64, the CPU kernel's SIMD chunk)."""
+    rate = client.submit(_calibrate, options, threads, pure=False).result()
+    epochs = max(1, options.get("epochs", 100_000))
+    size = int(rate * SHARD_SECONDS / epochs)
+    size = min(size, -(-n // (4 * n_workers)))
+    size = max(size, 1024)
+    return min(n, -(-size // 64) * 64)
+
+
+def train(n_networks, *, client=None, workers=None, shard_networks="auto", out=None, resume=True, progress=True,
+          scheduler_file=None, threads=None, cache_dir=None, **train_options):
+    """Train ``n_networks`` networks (``fastxor.train``'s ``**train_options``)
+    as shards on a Dask cluster; return the merged ``RunStats`` (per-network
+    arrays never travel; with ``out``, each shard is saved there and
+    ``fastxor.load(out)`` gives the whole ``TrainResult``).
+
+    client : a ``distributed.Client``, a scheduler address ("tcp://host:8786"),
+        or None: a ``LocalCluster`` of ``workers`` processes (closed at the end).
+    scheduler_file : a Dask scheduler file, instead of ``client``.
+    shard_networks : networks per shard, or "auto" (about 2 minutes of one
+        worker, measured on a worker first).
+    out : a directory: one results file per shard, written atomically; a
+        shard whose file exists is finished, so the same call resumes
+        (``resume=False`` refuses a directory with finished shards). A
+        directory holding another run is refused.
+    progress : a bar over shards on stderr (done/total, network-epochs/s, ETA),
+        or a callable ``f(shards_done, shards_total)``.
+    threads : Numba threads per task (default: the worker's NUMBA_NUM_THREADS).
+    cache_dir : the kernel cache directory on every worker (NUMBA_CACHE_DIR).
+    """
+    t0 = time.perf_counter()
+    n, options = _validated(n_networks, train_options)
+    if shard_networks != "auto":
+        from .validate import check_int
+
+        shard_networks = check_int("shard_networks", shard_networks, 1, n)
+    if out is not None:  # refused before a cluster starts; a finished run fixes the shard size
+        shard_networks = prepare_out(out, n, shard_networks, options, resume) or shard_networks
+    cl, close = connect(client, workers, scheduler_file, threads, cache_dir)
+    try:
+        n_workers = _n_workers(cl)
+        cl.register_plugin(WarmKernel(options, threads, cache_dir))
+        if shard_networks == "auto":
+            shard_networks = _auto_shard(cl, n, options, n_workers, threads)
+        if out is not None:
+            write_run_file(out, n, shard_networks, options)
+        shards = plan(n, shard_networks)
+        done = {i: shard_stats(shard_path(out, i)) for i in range(len(shards))
+                if out is not None and shard_path(out, i).exists()}
+        jobs = [(i, options, lo, m, None if out is None else str(shard_path(out, i)))
+                for i, (lo, m) in enumerate(shards) if i not in done]
+        bar = _bar(progress, len(shards), len(done), n * options.get("epochs", 100_000) / len(shards))
+        done.update(_run(cl, jobs, threads, n_workers, bar))
+    finally:
+        close()
+    return _run_stats([done[i] for i in range(len(shards))], len(jobs), time.perf_counter() - t0, n_workers, out)
+
+
+def _run_stats(parts, ran, seconds, workers, out):
+    merged = sum(parts)
+    fields = {f: getattr(merged, f) for f in Stats.__dataclass_fields__}
+    return RunStats(**fields, shards=len(parts), shards_run=ran, seconds=seconds, workers=workers,
+                    out=None if out is None else str(out))
+
+
+def train_many(runs, *, client=None, workers=None, shard_networks="auto", progress=False, threads=None,
+               cache_dir=None):
+    """Several runs' shards through one queue (a sweep's grid cells): ``runs``
+    is a list of (n_networks, train_options); returns their ``RunStats`` in
+    order. No output files (``train(out=)`` for one run)."""
+    t0 = time.perf_counter()
+    checked = [_validated(n, opts) for n, opts in runs]
+    cl, close = connect(client, workers, None, threads, cache_dir)
+    try:
+        n_workers = _n_workers(cl)
+        jobs, owner = [], []
+        for r, (n, options) in enumerate(checked):
+            size = shard_networks
+            if size == "auto":
+                total = sum(m for m, _ in checked)
+                size = max(1024, -(-total // (4 * n_workers * len(checked)))) if total else 1
+            for lo, m in plan(n, min(size, n)):
+                owner.append(r)
+                jobs.append((len(jobs), options, lo, m, None))
+        bar = _bar(progress, len(jobs), 0, sum(n * o.get("epochs", 100_000) for n, o in checked) / max(1, len(jobs)))
+        done = _run(cl, jobs, threads, n_workers, bar)
+    finally:
+        close()
+    seconds = time.perf_counter() - t0
+    return [_run_stats([done[j] for j in range(len(jobs)) if owner[j] == r], sum(1 for o in owner if o == r),
+                       seconds, n_workers, None) for r in range(len(checked))]
+
+
+def _run(client, jobs, threads, n_workers, bar):
+    """Submit the shard ``jobs`` (index, options, lo, n, path), at most
+    IN_FLIGHT_PER_WORKER per worker at a time, topped up as they finish;
+    {index: Stats}. A shard that fails every try (Dask retries a killed
+    worker's task elsewhere, then raises KilledWorker) is an error naming the
+    shard, never a hang."""
+    from distributed import as_completed
+
+    token = uuid.uuid4().hex[:8]  # keys unique per call: Dask would reuse another run's result
+    results, queue, index = {}, list(jobs), {}
+    limit = max(2, IN_FLIGHT_PER_WORKER * n_workers)
+
+    def submit(job):
+        i, options, lo, m, path = job
+        f = client.submit(_task, options, lo, m, path, threads, pure=False, key=f"fastxor-shard-{i}-{token}")
+        index[f.key] = (job, f)
+        return f
+
+    pending = as_completed([submit(queue.pop(0)) for _ in range(min(limit, len(queue)))])
+    try:
+        for f in pending:
+            (i, _, lo, m, _), _ = index.pop(f.key)
+            try:
+                results[i] = f.result()
+            except Exception as exc:  # noqa: BLE001 - reported with the shard it belongs to
+                what = (f"it killed every worker that ran it ({exc})" if type(exc).__name__ == "KilledWorker"
+                        else f"{type(exc).__name__}: {exc}")
+                raise RuntimeError(f"shard {i} (networks {lo}..{lo + m - 1}) failed: {what}") from None
+            if bar:
+                bar()
+            if queue:
+                pending.add(submit(queue.pop(0)))
+    finally:
+        left = [f for _, f in index.values()]
+        if left:
+            client.cancel(left)
+    return results
+
+
+_task = run_shard  # what a worker runs for one shard (a test replaces it to crash a worker)
+
+
+def _bar(progress, total, already, ne_per_shard):
+    if not progress:
+        return None
+    if callable(progress):
+        state = {"done": already}
+
+        def tick():
+            state["done"] += 1
+            progress(state["done"], total)
+        return tick
+    from .progress import ShardProgress
+
+    return ShardProgress(total, already, ne_per_shard)
+
+

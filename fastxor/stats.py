@@ -1,0 +1,385 @@
+"""The statistics of a run as a mergeable object: ``Stats.of(a) + Stats.of(b)``
+equals ``Stats.of(a and b trained in one call)``.
+
+Why: a run split into shards (``fastxor.distributed``, a resumed directory of
+shard files) must print exactly what one process prints. So everything the
+summary shows is kept as counts that add up: the solved / diverged / target
+counts (Wilson intervals are computed from the merged counts), exact
+histograms of the solved and target epochs (integers, so their quantiles are
+exact), a log-binned histogram of the final losses (``LOSS_BINS_PER_DECADE``
+bins per decade: a loss quantile is the geometric centre of its bin, within
+0.12 % of the value), and the unsolved networks' cells in output space with
+their counts, summed outputs and binned losses, from which the stuck groups
+are formed after merging. ``TrainResult.stats()`` and ``summary()`` are
+computed through this class, so one process and a merged cluster run print
+the same text.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .arrays import to_host
+
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+STUCK_TOL = 0.05  # the summary's stuck groups: outputs within 0.05 (max-norm) share a group
+MAX_GROUPS = 5
+LOSS_BINS_PER_DECADE = 1000
+ZERO_LOSS_BIN = -(2**40)  # a loss of exactly 0 (its own bin: log10 is -inf)
+_LOSS_KEY = 2**41  # (cell, loss bin) pairs as one int64: cell * _LOSS_KEY + bin - ZERO_LOSS_BIN
+
+
+def wilson_interval(successes, trials, z=Z95):
+    """95 % Wilson score interval for a binomial proportion (robust at 0 and 1)."""
+    if trials == 0:
+        return (float("nan"), float("nan"))
+    p = successes / trials
+    denom = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z / denom * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == trials else min(1.0, centre + half)
+    return (lo, hi)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A histogram of integers, sparse: sorted distinct ``values`` and their
+    ``counts``. Adding two is exact; so are its quantiles (NumPy's linear
+    rule, on the implicit sorted sample)."""
+
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @classmethod
+    def of(cls, x):
+        v, c = np.unique(np.asarray(x, dtype=np.int64), return_counts=True)
+        return cls(v, c.astype(np.int64))
+
+    @classmethod
+    def weighted(cls, values, counts):
+        """The histogram of ``values`` each seen ``counts`` times (any order, repeats allowed)."""
+        u, inverse = np.unique(np.asarray(values, dtype=np.int64), return_inverse=True)
+        return cls(u, np.bincount(inverse.reshape(-1), weights=counts, minlength=len(u)).astype(np.int64))
+
+    def __add__(self, other):
+        return Counts.weighted(np.concatenate([self.values, other.values]),
+                               np.concatenate([self.counts, other.counts]))
+
+    @property
+    def total(self):
+        return int(self.counts.sum())
+
+    def sorted_at(self, i):
+        """The i-th smallest element (i an int array)."""
+        return self.values[np.searchsorted(np.cumsum(self.counts), np.asarray(i), side="right")]
+
+    def quantiles(self, qs=QUANTILES, transform=None):
+        """``np.quantile`` of the sample at ``qs`` (of ``transform(values)``,
+        which must be increasing), as {q: float}; None when empty."""
+        n = self.total
+        if n == 0:
+            return None
+        h = (n - 1) * np.asarray(qs, dtype=np.float64)
+        lo = np.floor(h).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        f = transform or (lambda v: v.astype(np.float64))
+        a, b = f(self.sorted_at(lo)), f(self.sorted_at(hi))
+        return dict(zip(qs, (float(x) for x in a + (h - lo) * (b - a))))
+
+    def mean_interval(self, z=Z95):
+        """(mean, 95 % normal-approximation interval of the mean or None below 2 values)."""
+        n = self.total
+        if n == 0:
+            return None, None
+        v = self.values.astype(np.float64)
+        mean = float((v * self.counts).sum() / n)
+        if n < 2:
+            return mean, None
+        var = float((self.counts * (v - mean) ** 2).sum() / (n - 1))
+        half = z * np.sqrt(var) / np.sqrt(n)
+        return mean, (mean - half, mean + half)
+
+
+def loss_bins(loss):
+    """Each finite loss's bin: floor(log10(loss) * LOSS_BINS_PER_DECADE), or
+    ZERO_LOSS_BIN for 0."""
+    loss = np.asarray(loss, dtype=np.float64)
+    out = np.full(loss.shape, ZERO_LOSS_BIN, dtype=np.int64)
+    pos = loss > 0
+    out[pos] = np.floor(np.log10(loss[pos]) * LOSS_BINS_PER_DECADE).astype(np.int64)
+    return out
+
+
+def loss_bin_centres(bins):
+    """The geometric centre of each loss bin (0 for ZERO_LOSS_BIN)."""
+    bins = np.asarray(bins)
+    return np.where(bins == ZERO_LOSS_BIN, 0.0, 10.0 ** ((bins + 0.5) / LOSS_BINS_PER_DECADE))
+
+
+def output_cells(pred, side):
+    """Each row's cell in output space: round(pred / side) per output, as
+    (M, 4) int64 (outputs are in [0, 1]; anything else is clipped there)."""
+    top = int(np.round(1.0 / side))
+    c = np.round(np.nan_to_num(np.asarray(pred, dtype=np.float64), nan=0.5) / side)
+    return np.clip(c, 0, top).astype(np.int64)
+
+
+def cell_keys(cells, side):
+    """(M, 4) cells -> int64 keys, increasing in the cells' lexicographic order."""
+    base = int(np.round(1.0 / side)) + 1
+    return ((cells[:, 0] * base + cells[:, 1]) * base + cells[:, 2]) * base + cells[:, 3]
+
+
+def key_cells(keys, side):
+    base = int(np.round(1.0 / side)) + 1
+    return np.stack([keys // base ** (3 - i) % base for i in range(4)], axis=1)
+
+
+def group_cells(cells, counts, side, tol):
+    """Greedy grouping of occupied cells (lexicographic order, their counts):
+    the biggest cell seeds a group, each next cell joins the first group whose
+    centre is within ``tol`` (max-norm), else starts one. (C,) group index."""
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    centres = np.empty((len(cells), 4))
+    n_centres = 0
+    cell_group = np.empty(len(cells), dtype=np.int64)
+    for c in order:
+        x = cells[c] * side
+        near = np.flatnonzero(np.abs(centres[:n_centres] - x).max(axis=1) <= tol)
+        if near.size:
+            cell_group[c] = near[0]
+        else:
+            cell_group[c], centres[n_centres] = n_centres, x
+            n_centres += 1
+    return cell_group
+
+
+#: The configuration keys whose value may differ per network: merged as a (min, max) range.
+RANGES = ("lr", "momentum", "weight_decay")
+#: The configuration keys the summary shows; shards merge only when these agree.
+HEADER = ("hidden", "epochs", "dtype", "function", "X", "y", "optimizer", "dampening", "nesterov", "betas", "eps",
+          "loss", "activation", "target_loss", "fast_math")
+
+
+def header_of(config):
+    """The part of a run's config that its statistics carry."""
+    h = {k: config.get(k) for k in HEADER}
+    h["y"] = list(h["y"]) if h["y"] is not None else None
+    h["betas"] = list(h["betas"]) if h["betas"] is not None else None
+    for k in RANGES:
+        v = np.asarray(config.get(k, 0.0), dtype=np.float64)
+        h[k] = (float(v.min()), float(v.max()))
+    h["backend"] = config.get("backend")
+    h["interrupted"] = bool(config.get("interrupted", False))
+    h["epochs_requested"] = config.get("epochs_requested")
+    return h
+
+
+def _merge_headers(a, b):
+    bad = [k for k in HEADER if a.get(k) != b.get(k)]
+    if bad:
+        k = bad[0]
+        raise ValueError(f"cannot merge the statistics of different runs: {k} {a.get(k)!r} vs {b.get(k)!r}")
+    h = dict(a)
+    for k in RANGES:
+        h[k] = (min(a[k][0], b[k][0]), max(a[k][1], b[k][1]))
+    h["backend"] = "+".join(sorted(set(str(a["backend"]).split("+")) | set(str(b["backend"]).split("+"))))
+    h["interrupted"] = a["interrupted"] or b["interrupted"]
+    return h
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Mergeable statistics of a set of networks trained with one configuration
+    (see the module docstring). Build with ``Stats.of(result)``; add with ``+``."""
+
+    networks: int
+    solved: int
+    diverged: int
+    solved_epochs: Counts
+    losses: Counts  # finite final losses, binned (``loss_bins``)
+    nonfinite_losses: int
+    cells: Counts  # the unsolved, not diverged networks' output cells (``cell_keys``)
+    cell_sums: np.ndarray  # (C, 4) their summed outputs, rows aligned with cells.values
+    cell_losses: Counts  # (cell, loss bin) pairs: cell * _LOSS_KEY + bin - ZERO_LOSS_BIN
+    target_epochs: Counts = None  # epochs at which networks reached target_loss; None without a target
+    config: dict = field(default_factory=dict)  # ``header_of(config)``
+
+    @classmethod
+    def of(cls, result):
+        """The statistics of a TrainResult."""
+        return cls.of_arrays(result.config, result.solved, result.diverged, result.solved_epoch, result.loss,
+                             result.predictions, result.target_epoch, n=result.n_networks)
+
+    @classmethod
+    def of_arrays(cls, config, solved, diverged, solved_epoch, loss, predictions, target_epoch=None, n=None):
+        """The statistics of per-network outcome arrays (a TrainResult's, or a
+        slice of them) trained with ``config``."""
+        solved, diverged = to_host(solved).astype(bool), to_host(diverged).astype(bool)
+        solved_epoch, loss, pred = to_host(solved_epoch), to_host(loss), to_host(predictions)
+        finite = np.isfinite(loss)
+        stuck = ~solved & ~diverged
+        side = STUCK_TOL / 2
+        pred = pred[stuck].astype(np.float64)
+        keys = cell_keys(output_cells(pred, side), side)
+        cells = Counts.of(keys)
+        index = np.searchsorted(cells.values, keys)
+        sums = np.stack([np.bincount(index, weights=pred[:, i], minlength=len(cells.values)) for i in range(4)],
+                        axis=1) if len(keys) else np.zeros((0, 4))
+        stuck_loss = loss[stuck]
+        ok = np.isfinite(stuck_loss)
+        pair = keys[ok] * _LOSS_KEY + (loss_bins(stuck_loss[ok]) - ZERO_LOSS_BIN)
+        target = None
+        if target_epoch is not None:
+            te = to_host(target_epoch)
+            target = Counts.of(te[te >= 0])
+        return cls(
+            networks=int(len(solved) if n is None else n), solved=int(solved.sum()), diverged=int(diverged.sum()),
+            solved_epochs=Counts.of(solved_epoch[solved_epoch >= 0]), losses=Counts.of(loss_bins(loss[finite])),
+            nonfinite_losses=int((~finite).sum()), cells=cells, cell_sums=sums, cell_losses=Counts.of(pair),
+            target_epochs=target, config=header_of(config),
+        )
+
+    def __add__(self, other):
+        if isinstance(other, int) and other == 0:  # sum(stats_list)
+            return self
+        if not isinstance(other, Stats):
+            return NotImplemented
+        if (self.target_epochs is None) != (other.target_epochs is None):
+            raise ValueError("cannot merge the statistics of a run with a target_loss and one without")
+        cells = self.cells + other.cells
+        sums = np.zeros((len(cells.values), 4))
+        for s in (self, other):
+            np.add.at(sums, np.searchsorted(cells.values, s.cells.values), s.cell_sums)
+        return Stats(
+            networks=self.networks + other.networks, solved=self.solved + other.solved,
+            diverged=self.diverged + other.diverged, solved_epochs=self.solved_epochs + other.solved_epochs,
+            losses=self.losses + other.losses, nonfinite_losses=self.nonfinite_losses + other.nonfinite_losses,
+            cells=cells, cell_sums=sums, cell_losses=self.cell_losses + other.cell_losses,
+            target_epochs=None if self.target_epochs is None else self.target_epochs + other.target_epochs,
+            config=_merge_headers(self.config, other.config),
+        )
+
+    __radd__ = __add__
+
+    @property
+    def success_rate(self):
+        return self.solved / self.networks
+
+    @property
+    def success_ci95(self):
+        return wilson_interval(self.solved, self.networks)
+
+    def stuck_groups(self, max_groups=MAX_GROUPS):
+        """The unsolved (not diverged) networks grouped by where they ended
+        (outputs within ``STUCK_TOL``): up to ``max_groups`` dicts, largest
+        first, as ``TrainResult.stuck_groups``."""
+        if not len(self.cells.values):
+            return []
+        side = STUCK_TOL / 2
+        group = group_cells(key_cells(self.cells.values, side), self.cells.counts, side, STUCK_TOL)
+        sizes = np.bincount(group, weights=self.cells.counts).astype(np.int64)
+        sums = np.stack([np.bincount(group, weights=self.cell_sums[:, i]) for i in range(4)], axis=1)
+        pair_cell = self.cell_losses.values // _LOSS_KEY
+        pair_group = group[np.searchsorted(self.cells.values, pair_cell)]
+        pair_bin = self.cell_losses.values % _LOSS_KEY + ZERO_LOSS_BIN
+        out = []
+        for g in np.argsort(-sizes, kind="stable")[:max_groups]:
+            mine = pair_group == g
+            median = Counts.weighted(pair_bin[mine], self.cell_losses.counts[mine]).quantiles((0.5,), loss_bin_centres)
+            out.append(dict(outputs=tuple(float(v) for v in sums[g] / sizes[g]), count=int(sizes[g]),
+                            fraction=sizes[g] / self.networks,
+                            median_loss=float("nan") if median is None else median[0.5]))
+        return out
+
+    def as_dict(self):
+        """The figures of ``TrainResult.stats()``."""
+        target = None
+        if self.target_epochs is not None:
+            reached = self.target_epochs.total
+            mean, interval = self.target_epochs.mean_interval()
+            target = dict(
+                target_loss=self.config.get("target_loss"), reached=reached, reached_rate=reached / self.networks,
+                reached_ci95=wilson_interval(reached, self.networks), epoch_mean=mean, epoch_mean_ci95=interval,
+                epoch_quantiles=self.target_epochs.quantiles(),
+            )
+        return dict(
+            target=target, networks=self.networks, solved=self.solved, success_rate=self.success_rate,
+            success_ci95=self.success_ci95, diverged=self.diverged,
+            solved_epoch_quantiles=self.solved_epochs.quantiles(),
+            loss_quantiles=self.losses.quantiles(transform=loss_bin_centres),
+        )
+
+    def summary(self):
+        """A short human-readable report (what ``fastxor train`` prints)."""
+        s, c = self.as_dict(), self.config
+        lr = _describe_range(c["lr"])
+        lines = [
+            f"{s['networks']} networks, H={c.get('hidden')}, lr={lr}, "
+            f"{c.get('epochs')} epochs, {c.get('dtype')}, backend={c.get('backend')}",
+            f"solved: {s['solved']} ({100 * s['success_rate']:.2f} %, 95 % CI "
+            f"{100 * s['success_ci95'][0]:.2f}-{100 * s['success_ci95'][1]:.2f} %)",
+            f"diverged: {s['diverged']}",
+        ]
+        recipe = describe_recipe(c)
+        if recipe:
+            lines.insert(1, f"recipe: {recipe}")
+        q = " ".join(f"{int(100 * p)}%" for p in QUANTILES)
+        if s["solved_epoch_quantiles"]:
+            v = " ".join(f"{x:.0f}" for x in s["solved_epoch_quantiles"].values())
+            lines.append(f"solved epoch quantiles ({q}): {v}")
+        if s["loss_quantiles"]:
+            v = " ".join(f"{x:.3g}" for x in s["loss_quantiles"].values())
+            lines.append(f"final loss quantiles   ({q}): {v}")
+        if self.nonfinite_losses:
+            lines.append(f"non-finite final loss: {self.nonfinite_losses}")
+        t = s["target"]
+        if t is not None:
+            lo, hi = t["reached_ci95"]
+            lines.append(f"loss <= {t['target_loss']:g} reached: {t['reached']} ({100 * t['reached_rate']:.2f} %, "
+                         f"95 % CI {100 * lo:.2f}-{100 * hi:.2f} %)")
+            if t["epoch_quantiles"]:
+                v = " ".join(f"{x:.0f}" for x in t["epoch_quantiles"].values())
+                mean, interval = t["epoch_mean"], t["epoch_mean_ci95"]
+                ci = f" (95 % CI {interval[0]:.1f}-{interval[1]:.1f})" if interval else ""
+                lines.append(f"target epoch: mean {mean:.1f}{ci}, quantiles ({q}): {v}")
+        if c.get("interrupted"):
+            lines.append(f"INTERRUPTED after {c['epochs']} of {c['epochs_requested']} epochs")
+        groups = self.stuck_groups()
+        if groups:
+            lines.append("unsolved networks by where they ended (outputs for the 4 inputs):")
+            for g in groups:
+                outs = ", ".join(f"{v:.2f}" for v in g["outputs"])
+                lines.append(f"  ({outs}): {g['count']} ({100 * g['fraction']:.2f} %), "
+                             f"median loss {g['median_loss']:.3g}")
+        return "\n".join(lines)
+
+
+def _describe_range(r):
+    lo, hi = r
+    return f"{lo:g}" if lo == hi else f"{lo:g}..{hi:g}"
+
+
+def describe_recipe(c):
+    """The training recipe in a few words, or "" for the seed's (sgd, mse,
+    sigmoid). ``c``: a config, or a ``header_of`` one."""
+    def desc(key):
+        v = np.asarray(c.get(key, 0.0), dtype=np.float64)
+        return _describe_range((v.min(), v.max()))
+
+    opt = c.get("optimizer") or "sgd"
+    parts = [opt]
+    if opt == "sgd":
+        if np.any(c.get("momentum", 0.0)):
+            parts.append(f"momentum={desc('momentum')}" + (" nesterov" if c.get("nesterov") else "")
+                         + (f" dampening={c['dampening']:g}" if c.get("dampening") else ""))
+    else:
+        parts.append(f"betas=({c['betas'][0]:g}, {c['betas'][1]:g}) eps={c['eps']:g}")
+    if np.any(c.get("weight_decay", 0.0)):
+        parts.append(f"weight_decay={desc('weight_decay')}")
+    parts += [c.get("loss") or "mse", f"{c.get('activation') or 'sigmoid'} hidden"]
+    if c.get("target_loss") is not None:
+        parts.append(f"target_loss={c['target_loss']:g}")
+    text = ", ".join(parts)
+    return "" if text == "sgd, mse, sigmoid hidden" else text

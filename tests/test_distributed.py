@@ -1,0 +1,171 @@
+"""fastxor.distributed on a LocalCluster of 2 worker processes: shards are bit
+for bit slices of one call, merged statistics print what one process prints,
+a killed worker changes nothing, a stopped run resumes."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastxor
+
+distributed = pytest.importorskip("distributed")
+fd = pytest.importorskip("fastxor.distributed")
+
+pytestmark = pytest.mark.dask
+
+
+@pytest.fixture(scope="module")
+def client():
+    import dask
+
+    # one retry per shard: a killed worker's shard runs again once, a second
+    # death is the shard's fault (Dask's default allows 3)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = fd.local_cluster(2, threads=1)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _assert_same_run(loaded, one):
+    for k in ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch", "loss_history",
+              "target_epoch", "optimizer_state"):
+        a, b = getattr(loaded, k), getattr(one, k)
+        assert (a is None) == (b is None), k
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=k)
+    np.testing.assert_array_equal(loaded.params.to_flat(), one.params.to_flat())
+
+
+def test_odd_shards_are_bit_identical_to_one_call(client, rng, tmp_path):
+    n = int(rng.integers(900, 2500))
+    shard = int(rng.integers(97, 700)) | 1
+    seed = int(rng.integers(0, 2**32))
+    opts = dict(epochs=int(rng.integers(300, 2000)), seed=seed, start=int(rng.integers(0, 10**6)),
+                lr=rng.uniform(0.1, 3.0, n), momentum=0.9, weight_decay=rng.choice([0.0, 1e-3], n),
+                record_every=97, target_loss=0.05)
+    r = fd.train(n, client=client, shard_networks=shard, out=tmp_path / "run", progress=False, **opts)
+    one = fastxor.train(n, **opts)
+    assert r.shards == -(-n // shard) and r.shards_run == r.shards and r.workers == 2
+    assert r.summary() == one.summary()
+    assert r.solved == one.solved.sum() and r.success_ci95 == one.statistics().success_ci95
+    loaded = fastxor.load(tmp_path / "run")
+    _assert_same_run(loaded, one)
+    np.testing.assert_array_equal(loaded.config["lr"], one.config["lr"])
+
+
+def test_sweep_on_the_cluster_equals_sweep(client, rng):
+    kw = dict(lr=[0.5, 2.0], hidden=[2, 3], init_scale=[1.0, 1.5], networks=int(rng.integers(300, 700)),
+              epochs=800, seed=int(rng.integers(0, 2**32)), target_loss=0.1)
+    local = fastxor.sweep(**kw)
+    cluster = fastxor.sweep(**kw, client=client, shard_networks=128)
+    assert local.equals(cluster), (local, cluster)
+
+
+def test_killed_worker_changes_nothing(client, rng, tmp_path):
+    """SIGKILL a worker in the middle of a shard: Dask reruns the shard on a
+    worker, and the run equals one call."""
+    n, seed = 2400, int(rng.integers(0, 2**32))
+    opts = dict(epochs=60_000, seed=seed)
+    pids = client.run(os.getpid)
+    out, box = tmp_path / "run", {}
+
+    def go():
+        try:
+            box["r"] = fd.train(n, client=client, shard_networks=300, out=out, progress=False, **opts)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            box["error"] = exc
+
+    t = threading.Thread(target=go)
+    t.start()
+    deadline = time.time() + 60
+    while not any(client.processing().values()) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # inside a shard
+    busy = [w for w, tasks in client.processing().items() if tasks]
+    os.kill(pids[busy[0]], signal.SIGKILL)
+    t.join(timeout=300)
+    assert "error" not in box, box.get("error")
+    one = fastxor.train(n, **opts)
+    assert box["r"].summary() == one.summary()
+    _assert_same_run(fastxor.load(out), one)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_stopped_run_resumes_only_missing_shards(client, rng, tmp_path):
+    n, seed = 1500, int(rng.integers(0, 2**32))
+    opts = dict(epochs=1000, seed=seed, init="torch" if rng.random() < 0.5 else "philox")
+    out = tmp_path / "run"
+    first = fd.train(n, client=client, shard_networks=256, out=out, progress=False, **opts)
+    assert first.shards == 6 and first.shards_run == 6
+    for i in (1, 4):  # as if the run had stopped before these two finished
+        fd.shard_path(out, i).unlink()
+    (out / ".shard-000001.npz.4242.tmp.npz").write_bytes(b"half a file")  # a crash's leftover
+    again = fd.train(n, client=client, shard_networks=256, out=out, progress=False, **opts)
+    assert again.shards_run == 2 and again.summary() == first.summary()
+    _assert_same_run(fastxor.load(out), fastxor.train(n, **opts))
+    # "auto" on a directory takes the shard size it was started with
+    assert fd.train(n, client=client, out=out, progress=False, **opts).shards_run == 0
+
+
+def test_another_run_in_the_directory_is_refused(client, tmp_path):
+    out = tmp_path / "run"
+    fd.train(300, client=client, shard_networks=100, out=out, progress=False, epochs=50)
+    with pytest.raises(ValueError, match=r"holds another run \(it differs in: lr 0.1 vs 0.2"):
+        fd.train(300, client=client, shard_networks=100, out=out, progress=False, epochs=50, lr=0.2)
+    with pytest.raises(ValueError, match="holds another run"):
+        fd.train(301, client=client, shard_networks=100, out=out, progress=False, epochs=50)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds other files"):
+        fd.train(300, client=client, out=tmp_path / "other", progress=False, epochs=50)
+    with pytest.raises(ValueError, match="not a file"):
+        fd.train(300, client=client, out=tmp_path / "x.npz", progress=False, epochs=50)
+    with pytest.raises(ValueError, match="lr has 3 values; a per-network lr needs n_networks=300"):
+        fd.train(300, client=client, lr=[0.1, 0.2, 0.3], epochs=5)
+    with pytest.raises(ValueError, match="hidden must be"):
+        fd.train(300, client=client, hidden=0, epochs=5)
+
+
+def test_a_shard_that_kills_every_worker_is_an_error_naming_it(client, monkeypatch):
+    def crash(*args):
+        os._exit(3)
+
+    monkeypatch.setattr(fd, "_task", crash)
+    with pytest.raises(RuntimeError, match=r"shard 0 \(networks 0\.\.99\) failed: it killed every worker"):
+        fd.train(100, client=client, shard_networks=100, progress=False, epochs=10)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_workers_get_numba_threads_and_one_task_each(client):
+    env = client.run(lambda: (os.environ.get("NUMBA_NUM_THREADS"), __import__("numba").config.NUMBA_NUM_THREADS))
+    assert set(env.values()) == {("1", 1)}
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    assert all(w["nthreads"] == 1 for w in info.values())
+
+
+def test_cli_workers_and_merge_print_what_one_process_prints(tmp_path):
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "fastxor.cli", *args], capture_output=True, text=True,
+                           timeout=600, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    def summary(text):
+        return text.split("\ntime:")[0]
+
+    common = ["--networks", "3001", "--epochs", "1500", "--seed", "7", "--progress", "off"]
+    one = run("train", *common)
+    cluster = run("train", *common, "--workers", "2", "--out", "run", "--shard-networks", "700")
+    assert summary(cluster) == summary(one)
+    assert "shards: 5, 5 trained now on 2 workers" in cluster
+    assert run("merge", "run").strip() == summary(one).strip()
+    p = subprocess.run([sys.executable, "-m", "fastxor.cli", "train", *common, "--workers", "2", "--out", "run",
+                        "--lr", "0.5"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "holds another run" in p.stderr
