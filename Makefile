@@ -16,7 +16,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install -q ".[test]" torch==2.13.0
 	touch $@
 
-.PHONY: run test bench bench-scale bench-recipes bench-landscape clean
+.PHONY: run test bench bench-scale bench-recipes bench-landscape bench-dask clean
 run: $(VENV)/.installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
@@ -33,6 +33,11 @@ bench: $(VENV)/.test-installed
 # network-epochs/s of every training recipe against the seed's, and compile times (about 5 minutes)
 bench-recipes: $(VENV)/.installed
 	$(PY) bench/recipes.py
+
+# Dask on this machine: cluster start, task overhead, efficiency against one process (about 2 minutes)
+bench-dask: $(VENV)/.test-installed
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(PY) bench/dask_cluster.py
 
 # where 100 000 seeds of H = 2, H = 3 and momentum get stuck, classified; analysis speed at 10^6 (about 15 minutes)
 bench-landscape: $(VENV)/.installed

@@ -63,4 +63,4 @@ def test_command_line_examples_run(tmp_path, monkeypatch, capsys):
             seen.add(argv[0])
             rc = cli.main([_shrink_arg(t) for t in argv])
             assert rc == 0, f"fastxor {' '.join(argv)} exited with {rc}: {capsys.readouterr().err}"
-    assert seen == {"train", "sweep", "plot", "bench", "analyse"}
+    assert seen == {"train", "sweep", "plot", "bench", "analyse", "merge"}
