@@ -57,7 +57,7 @@ def _calibrate(options, threads=None):
 
 
 class WarmKernel(_WorkerPlugin):
-    """A Dask worker plugin: points Numba's kernel cache at ``cache_dir`` and
+    """A Dask worker plugin: points the kernel caches at ``cache_dir`` and
     compiles the run's kernel once per worker process, in a thread (the
     worker's event loop keeps answering heartbeats; ``KERNEL_LOCK`` keeps the
     first task from running a kernel beside it)."""
@@ -70,8 +70,11 @@ class WarmKernel(_WorkerPlugin):
     async def setup(self, worker):
         import asyncio
 
-        if self.cache_dir:
-            os.environ["NUMBA_CACHE_DIR"] = str(self.cache_dir)
+        if self.cache_dir:  # fastxor's generated kernels and Numba's cache of them and the rest
+            import numba
+
+            os.environ["FASTXOR_CACHE_DIR"] = str(self.cache_dir)
+            numba.config.CACHE_DIR = str(self.cache_dir)
         opts = {k: v for k, v in self.options.items() if k not in PER_NETWORK or np.ndim(v) == 0}
         await asyncio.to_thread(run_shard, dict(opts, epochs=1), 0, 64, None, self.threads)
 
@@ -83,12 +86,12 @@ def local_cluster(workers=None, threads=None, cache_dir=None):
     import dask
     from distributed import LocalCluster
 
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = workers or max(1, min(cores, 2))
     threads = threads or max(1, cores // workers)
     env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}
     if cache_dir:
-        env["NUMBA_CACHE_DIR"] = str(cache_dir)
+        env.update(FASTXOR_CACHE_DIR=str(cache_dir), NUMBA_CACHE_DIR=str(cache_dir))
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env,
                             dashboard_address=None)

@@ -153,7 +153,14 @@ def load(out):
     if missing:
         raise ValueError(f"{out}: {len(missing)} of {len(shards)} shards are not finished (first: "
                          f"{shard_path(out, missing[0]).name}); rerun the same command to finish them")
-    parts = [TrainResult.load(shard_path(out, i)) for i in range(len(shards))]
+    from .machine import require_memory
+
+    first = TrainResult.load(shard_path(out, 0))
+    arrays = [*first.params.arrays(), *(getattr(first, k) for k in _ARRAYS + _OPTIONAL)]
+    per_network = sum(a.nbytes for a in arrays if a is not None) / first.n_networks
+    require_memory(2 * per_network * run["n_networks"], f"fastxor.load({str(out)!r}) of {run['n_networks']} "
+                   "networks (fastxor merge gives its statistics without loading it)")
+    parts = [first] + [TrainResult.load(shard_path(out, i)) for i in range(1, len(shards))]
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
     params = Params(*(np.concatenate([getattr(p.params, k) for p in parts]) for k in PARAM_FIELDS))
     config = dict(parts[0].config, n_networks=run["n_networks"], start=parts[0].config.get("start"))
