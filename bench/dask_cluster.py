@@ -68,17 +68,18 @@ def main():
         print(rows[-1], flush=True)
     res["runs"] = rows
     eff = float(np.median([r["efficiency"] for r in rows]))
+    eta = min(1.0, eff)  # the model never assumes more than linear scaling
     per_core = float(np.median([r["one_process_ne_per_cpu_s"] for r in rows]))
     res["efficiency_median"] = eff
     cores, big = 1000, 1e9 * 1e5
     shards = 10 * cores
     res["projection"] = dict(
         model="T = N*E / (cores * r * eta) + ceil(shards / cores) * overhead + start; r = this machine's "
-              "network-epochs per core-second, eta = the efficiency measured here, overhead = the fastxor "
+              "network-epochs per core-second, eta = the efficiency measured here (at most 1), overhead = the fastxor "
               "shard overhead measured here, start = the cluster's readiness measured here (a real cluster's "
               "start is the scheduler's, not modelled)",
-        networks=1e9, epochs=1e5, cores=cores, shards=shards, r=per_core, eta=eff,
-        seconds=big / (cores * per_core * eff) + np.ceil(shards / cores) * res["fastxor_shard_overhead_ms"] / 1e3
+        networks=1e9, epochs=1e5, cores=cores, shards=shards, r=per_core, eta=eta,
+        seconds=big / (cores * per_core * eta) + np.ceil(shards / cores) * res["fastxor_shard_overhead_ms"] / 1e3
         + res["cluster_ready_s"])
     client.close()
     cluster.close()
