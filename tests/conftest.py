@@ -58,3 +58,18 @@ def cupy_device(monkeypatch):
             del sys.modules[name]
         sys.modules.update(saved)
         fresh_loader()
+
+
+@pytest.fixture
+def default_signal_handlers():
+    """Python's own SIGINT / SIGTERM handlers for the test, as in a terminal:
+    a runner that started pytest in the background has SIGINT ignored, and
+    the tests of held signals check that the handler is put back."""
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)

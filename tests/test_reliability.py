@@ -108,7 +108,7 @@ def test_failed_save_keeps_the_results_in_a_rescue_file(tmp_path, monkeypatch, c
     assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary file
 
 
-def test_signals_during_a_save_are_held_until_it_is_written(tmp_path):
+def test_signals_during_a_save_are_held_until_it_is_written(tmp_path, default_signal_handlers):
     """A second Ctrl-C (or a SIGTERM) while saving must not cost the file."""
     r = fastxor.train(10, epochs=5)
 

@@ -82,7 +82,7 @@ def test_interrupt_keeps_finished_epochs_and_resumes_exactly(rng, monkeypatch):
         fastxor.train(40, progress=ctrl_c_on_third, **kw)  # not interruptible: re-raised
 
 
-def test_real_ctrl_c_is_held_to_the_end_of_a_segment(rng, monkeypatch):
+def test_real_ctrl_c_is_held_to_the_end_of_a_segment(rng, monkeypatch, default_signal_handlers):
     """A SIGINT that arrives while a segment runs stops training at that
     segment's end: the state is never half advanced, so resume is exact."""
     import os
