@@ -6,7 +6,7 @@ import numpy as np
 from .arrays import to_host
 from .params import Params
 from .state import PARAM_FIELDS
-from .stats import Stats, cell_keys, group_cells, key_cells, output_cells
+from .stats import Counts, Stats, cell_keys, group_cells, key_cells
 
 _ARRAYS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 _OPTIONAL = ("loss_history", "target_epoch", "optimizer_state")
@@ -87,9 +87,10 @@ class TrainResult:
             return labels, []
         loss = to_host(self.loss)[stuck]
         side = tol / 2
-        keys, inverse, counts = np.unique(cell_keys(output_cells(pred, side), side), return_inverse=True,
-                                          return_counts=True)
-        group = group_cells(key_cells(keys, side), counts, side, tol)[inverse.reshape(-1)]
+        keys = cell_keys(pred, side)
+        cells = Counts.of(keys)
+        group = group_cells(key_cells(cells.values, side), cells.counts, side, tol)[
+            np.searchsorted(cells.values, keys)]
         sizes = np.bincount(group)
         means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(4)], axis=1) / sizes[:, None]
         ranked = np.argsort(-sizes, kind="stable")
