@@ -11,10 +11,10 @@ from fastxor.stats import wilson_interval
 
 def test_result_fields_are_consistent(rng):
     seed = int(rng.integers(0, 2**32))
-    r = fastxor.train(200, epochs=3000, lr=1.0, seed=seed, record_every=100, hidden=3)
+    r = fastxor.train(200, epochs=1500, lr=1.0, seed=seed, record_every=100, hidden=3)
     assert r.params.W1.shape == (200, 3, 2) and r.params.W2.shape == (200, 1, 3)
     assert r.loss.shape == (200,) and r.predictions.shape == (200, 4)
-    assert r.loss_history.shape == (200, 30) and r.history_epochs[1] == 100
+    assert r.loss_history.shape == (200, 15) and r.history_epochs[1] == 100
     # final loss and predictions are those of the final parameters
     X, y = fastxor.boolean_function("xor")
     *_, y_hat = reference.forward(r.params.astype(np.float64), X)
@@ -22,7 +22,9 @@ def test_result_fields_are_consistent(rng):
     np.testing.assert_allclose(r.loss, reference.loss_of(y_hat, y), atol=1e-6)
     np.testing.assert_array_equal(r.solved, solved_by(y_hat, target_sides(y)))
     assert (r.solved == (r.solved_epoch >= 0)).all()
-    assert 0 < r.solved.sum() < 200  # lr 1, 3000 epochs: some solve, some do not
+    # lr 1, 1500 epochs: some solve, some do not (152-175 of 200 over 40 seeds; at
+    # 3000 epochs one seed in 30 solved all 200 and failed this line)
+    assert 0 < r.solved.sum() < 200
     # epoch 0's recorded loss is the loss of the initial parameters
     p0 = fastxor.init_params(200, hidden=3, seed=seed)
     *_, y0 = reference.forward(p0.astype(np.float64), X)
