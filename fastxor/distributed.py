@@ -45,10 +45,16 @@ IN_FLIGHT_PER_WORKER = 10
 TRAIN_ONLY = ("progress", "interruptible", "device_arrays")
 
 
+def _scalar_options(options):
+    """The run's options without its per-network arrays: what a warm-up or a
+    calibration run of a few networks can take."""
+    return {k: v for k, v in options.items() if k not in PER_NETWORK or np.ndim(v) == 0}
+
+
 def _calibrate(options, threads=None):
     """Network-epochs per second of one worker on this run's recipe, measured
     after compiling it there (4 096 networks, up to 2 000 epochs)."""
-    opts = {k: v for k, v in options.items() if k not in PER_NETWORK or np.ndim(v) == 0}
+    opts = _scalar_options(options)
     epochs = max(1, min(options.get("epochs", 100_000), 2_000))
     run_shard(dict(opts, epochs=1), 0, 64, None, threads)  # compile
     t0 = time.perf_counter()
@@ -75,7 +81,7 @@ class WarmKernel(_WorkerPlugin):
 
             os.environ["FASTXOR_CACHE_DIR"] = str(self.cache_dir)
             numba.config.CACHE_DIR = str(self.cache_dir)
-        opts = {k: v for k, v in self.options.items() if k not in PER_NETWORK or np.ndim(v) == 0}
+        opts = _scalar_options(self.options)
         await asyncio.to_thread(run_shard, dict(opts, epochs=1), 0, 64, None, self.threads)
 
 

@@ -169,8 +169,9 @@ def load(out):
         if any(np.ndim(v) == 1 for v in vals):
             config[k] = np.concatenate([np.broadcast_to(v, (p.n_networks,)) for v, p in zip(vals, parts)])
     if "lr" in config and np.ndim(config["lr"]) == 1:
-        v = config["lr"]
-        config["lr_desc"] = f"{v[0]:g}" if np.all(v == v[0]) else f"{v.min():g}..{v.max():g}"
+        from .training import _describe
+
+        config["lr_desc"] = _describe(config["lr"])
     opt_state = (np.concatenate([p.optimizer_state for p in parts], axis=1)
                  if parts[0].optimizer_state is not None else None)
     return TrainResult(
