@@ -1,30 +1,136 @@
-"""Numba's on-disk cache, repaired when an entry is broken.
+"""Where compiled kernels live: one cache directory, never the package.
 
-Why: a truncated ``.nbc`` or a garbage ``.nbi`` (a full disk, a killed
-process, two machines sharing a home directory) makes every later call fail
-with a pickle error until the file is deleted by hand. ``call_repairing``
-discards the broken entries of that module, recompiles, says so once, and
-goes on.
+Why: Numba writes its cache beside the source file of a ``cache=True``
+function. For a module inside the installed package that is a read-only or
+shared directory, and for a closure the entry is never found again (a new
+file per process). So every Numba kernel of fastxor is generated or copied
+as a module file into the cache directory (``$FASTXOR_CACHE_DIR``, default
+``~/.cache/fastxor``) and imported from there: a warm process loads its
+kernels and writes nothing.
+
+A cache directory that cannot be written (read-only, full) degrades to
+compiling in memory, said once. A broken entry (a truncated ``.nbc``, a
+garbage ``.nbi``: a killed process, two machines sharing a home) is
+discarded and recompiled, said once.
 """
+import errno
+import hashlib
+import importlib.util
+import os
+import sys
+import types
 import warnings
 from pathlib import Path
 
+_STATE = {"dir": None, "checked": False}
+_LOADED = {}
 
-def call_repairing(get_function, forget, *args):
-    """``get_function()(*args)``; when that fails and the function has cache
-    files on disk, delete them, ``forget()`` the loaded function, warn, and
-    call a freshly compiled one. A genuine error raises again on the retry."""
+
+def cache_root():
+    """The configured cache directory (it may not exist yet)."""
+    return Path(os.environ.get("FASTXOR_CACHE_DIR") or Path.home() / ".cache" / "fastxor")
+
+
+def cache_dir():
+    """The writable cache directory, or None when kernels compile in memory."""
+    if not _STATE["checked"]:
+        _STATE["checked"] = True
+        d = cache_root()
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            probe = d / f".write-test-{os.getpid()}"
+            probe.write_text("x")
+            probe.unlink()
+            _STATE["dir"] = d
+        except OSError as e:
+            _in_memory(f"the kernel cache {d} cannot be written ({e.strerror or e})")
+    return _STATE["dir"]
+
+
+def _in_memory(why):
+    """From now on compile in memory; warn once."""
+    if not _STATE.get("warned"):
+        warnings.warn(f"fastxor: {why}; compiling kernels in memory (set FASTXOR_CACHE_DIR to a writable "
+                      "directory to keep them)", RuntimeWarning, stacklevel=3)
+    _STATE.update(dir=None, checked=True, warned=True)
+
+
+def load_module(name, source):
+    """The module with ``source``, imported from ``<cache>/<name>-<hash>.py``
+    (Numba caches its ``cache=True`` functions beside it), or executed in
+    memory when the cache cannot be written. The source reads the global
+    ``CACHE`` for its decorators' ``cache=`` flag."""
+    key = (name, source)
+    if key in _LOADED:
+        return _LOADED[key]
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    modname = f"{name}_{digest}"
+    d = cache_dir()
+    path = None
+    if d is not None:
+        path = d / f"{modname}.py"
+        try:
+            if not path.exists() or path.read_text() != source:
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(source)
+                os.replace(tmp, path)  # atomic: concurrent processes never see half a file
+        except OSError as e:
+            _in_memory(f"the kernel cache {d} cannot be written ({e.strerror or e})")
+            path = None
+    if path is not None:
+        spec = importlib.util.spec_from_file_location(modname, path)
+        module = importlib.util.module_from_spec(spec)
+        module.CACHE = True
+        sys.modules[modname] = module
+        spec.loader.exec_module(module)
+    else:
+        module = types.ModuleType(modname)
+        module.CACHE = False
+        sys.modules[modname] = module
+        exec(compile(source, f"<fastxor kernel {modname}>", "exec"), module.__dict__)
+    module.FASTXOR_KEY = key
+    _LOADED[key] = module
+    return module
+
+
+def forget(module):
+    """Drop a loaded module, so the next ``load_module`` imports it afresh."""
+    _LOADED.pop(getattr(module, "FASTXOR_KEY", None), None)
+
+
+def is_new(name, source):
+    """True when ``load_module(name, source)`` would have to compile: not
+    loaded in this process and no cached compiled entry on disk."""
+    if (name, source) in _LOADED:
+        return False
+    d = cache_dir()
+    if d is None:
+        return True
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    return not any((d / "__pycache__").glob(f"{name}_{digest}.*.nbi"))
+
+
+def call_repairing(get_function, forget_function, *args):
+    """``get_function()(*args)``. When that fails because of the cache, repair
+    and call a fresh one: broken entries on disk are deleted (warned once);
+    a cache that cannot be written (full disk, read-only) switches to
+    compiling in memory (warned once). A genuine error raises again."""
     fn = get_function()
     try:
         return fn(*args)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+            raise
+        _in_memory(f"the kernel cache cannot be written ({e.strerror or e})")
     except Exception:
-        cache = getattr(fn, "_cache", None)
-        removed = _discard(cache)
+        removed = _discard(getattr(fn, "_cache", None))
         if not removed:
             raise
-    warnings.warn(f"fastxor: discarded {len(removed)} broken kernel-cache files ({removed[0].parent}); "
-                  "recompiling", RuntimeWarning, stacklevel=2)
-    forget()
+        if not _STATE.get("repair_warned"):  # once per process, however many modules were broken
+            _STATE["repair_warned"] = True
+            warnings.warn(f"fastxor: discarded broken kernel-cache files ({removed[0].parent}); recompiling",
+                          RuntimeWarning, stacklevel=2)
+    forget_function()
     return get_function()(*args)
 
 

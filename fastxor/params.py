@@ -159,20 +159,3 @@ class InitSpec:
         from .philox import init_flat
 
         return init_flat(self.seed, self.start, self.scales, fan_in(self.hidden), np.dtype(self.dtype))
-
-
-def initial_parameters(init, n, hidden, seed, start, scales, dtype, lazy=False):
-    """The flat (P, N) initial parameters of ``train(init=...)``, as ``(flat, None)``;
-    with ``lazy`` and the Philox init, ``(None, spec)``: a GPU makes them in registers.
-
-    ``init``: "philox" (``init_params``'s networks start.. of ``seed``) or
-    "torch" (``torch_init`` of seeds seed+start, seed+start+1, ...); ``scales``:
-    (N,) float64 init_scale per network. The one place both inits are set up,
-    for ``train``, ``sweep`` and the command line.
-    """
-    if init == "philox":
-        spec = InitSpec(n, hidden, seed, start, scales, dtype)
-        return (None, spec) if lazy else (spec.make_flat(), None)
-    from .torch_compat import torch_init
-
-    return torch_init(range(seed + start, seed + start + n), hidden, scales).astype(dtype).to_flat(), None

@@ -13,7 +13,8 @@ import csv
 import numpy as np
 
 from . import config
-from .params import Params, initial_parameters
+from .inits import initial_parameters
+from .params import Params
 from .stats import Stats, loss_bin_centres
 from .validate import check_dtype, check_int, check_real
 

@@ -23,7 +23,8 @@ from . import backends, config
 from .data import check_data, function_of, solved_by, target_sides
 from .machine import require_memory
 from .outputs import HeldSignals
-from .params import Params, initial_parameters
+from .inits import initial_parameters
+from .params import Params
 from .result import TrainResult
 from .state import Data, KernelOutput, Recipe, State, history_rows
 from .validate import check_dtype, check_in_dtype, check_int, check_per_network, check_recipe

@@ -1,4 +1,6 @@
 """The fused Numba kernel against the NumPy reference, on fresh random configurations."""
+from pathlib import Path
+
 import numba
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from fastxor.backends import numpy_reference as reference
 from fastxor.data import FUNCTIONS, boolean_function, target_sides
 from fastxor.params import Params, init_params
 
-from helpers import EPS32, random_config, run_backend, with_diverging_network
+from helpers import EPS32, make_recipe, random_config, run_backend, with_diverging_network
 
 def run_both(p, X, y, epochs, lr, record_every, **kw):
     k = run_backend("numba", p, X, y, epochs, lr, record_every, **kw)
@@ -156,30 +158,40 @@ def test_kernel_source_is_generated_per_width():
 
 @pytest.mark.parametrize("hidden, dtype, options", [
     (2, "float32", {}), (5, "float32", {}), (3, "float64", {}),
-    (2, "float32", dict(optimizer="adam")), (2, "float32", dict(loss="bce", activation="tanh", momentum=True)),
+    (2, "float32", dict(optimizer="adam")), (2, "float32", dict(loss="bce", activation="tanh", momentum=0.9)),
 ])
 def test_training_loop_compiles_to_simd(hidden, dtype, options):
     """A kernel that LLVM leaves scalar is still correct, only ~10x slower, so
     no numeric test notices; the old 2-D chunk layout silently lost SIMD for
-    H >= 3. Checked in the compiled IR: the sigmoid's divide runs on vectors
-    (one width per lane-group count, and two recipes; each compiles in
-    ~20 s)."""
+    H >= 3. Checked in the machine code Numba cached for the kernel the run
+    used (no second compilation): the sigmoid's divide runs on vectors, for three widths, both dtypes and two recipes."""
     import re
+    import shutil
+    import subprocess
 
-    from fastxor.state import Recipe
+    from fastxor import jit_cache
 
-    recipe = Recipe(hidden, np.dtype(dtype), **options)
-    src = numba_kernel.kernel_source(hidden, dtype, None, recipe).replace("cache=True", "cache=False")
-    namespace = {}
-    exec(compile(src, f"<fastxor kernel H={hidden} {dtype}>", "exec"), namespace)
-    C, F = config.NUMBA_CHUNK, np.dtype(dtype).type
-    rows, n_rows = numba_kernel.chunk_rows(recipe)
-    X, y = boolean_function("xor")
-    state = np.zeros(n_rows * C, F)
-    state[rows["solved"] * C:] = np.array(-1, np.int32 if F is np.float32 else np.int64).view(F)
-    namespace["train_chunk"](state, recipe.constants(), X.astype(F), y.astype(F), np.ones(4, F), 0, 1, 0, 0, C,
-                             np.zeros((0, 1), F))
-    ir = "\n".join(namespace["train_chunk"].inspect_llvm().values())
-    scalar = "float" if dtype == "float32" else "double"
-    lanes = [int(n) for n in re.findall(rf"fdiv [^\n]*<(\d+) x {scalar}>", ir)]
-    assert lanes and min(lanes) >= 4, f"no vector divide in the training loop: {lanes}"
+    if shutil.which("objdump") is None or jit_cache.cache_dir() is None:
+        pytest.skip("needs objdump and a writable kernel cache")
+    fastxor.train(2 * config.NUMBA_CHUNK, epochs=2, hidden=hidden, dtype=dtype, backend="numba", **options)
+    opts = dict(options)
+    recipe = make_recipe(hidden, dtype, momentum=[opts.pop("momentum")] if "momentum" in opts else None, **opts)[0]
+    modules = [m for k, m in numba_kernel._LOADED.items() if k[:2] == (hidden, dtype)
+               and k[3] == recipe.kernel_key]
+    assert modules
+    lanes = []
+    for module in modules:
+        for nbc in (jit_cache.cache_dir() / "__pycache__").glob(f"{module.__name__}.train_chunk-*.nbc"):
+            blob = nbc.read_bytes()
+            assert b"\x7fELF" in blob, f"no object code in {nbc.name}"
+            obj = Path(nbc.parent / (nbc.name + ".o.tmp"))
+            obj.write_bytes(blob[blob.index(b"\x7fELF"):])
+            asm = subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+            obj.unlink()
+            suffix = "ps" if dtype == "float32" else "pd"
+            width = {"xmm": 16, "ymm": 32, "zmm": 64}
+            lanes += [width[r] // np.dtype(dtype).itemsize
+                      for r in re.findall(rf"\bv?div{suffix}\s[^\n]*%([xyz]mm)\d+\s*$", asm, re.M)]
+    # a packed divide fills at least a 128-bit register (4 float32 or 2 float64
+    # lanes on a CPU without AVX; 8-16 with AVX2/AVX-512); a scalar loop has none
+    assert lanes and min(lanes) * np.dtype(dtype).itemsize >= 16, f"no vector divide in the training loop: {lanes}"

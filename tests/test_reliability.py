@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,15 +262,56 @@ def test_truncated_sweep_csv_names_the_line(tmp_path, capsys):
     assert rc == 2 and "line 3" in err
 
 
-def test_a_broken_kernel_cache_is_discarded_and_recompiled(tmp_path):
-    """Truncated .nbc and garbage .nbi files: the next run warns once, recompiles, and trains."""
+def _snapshot(directory):
+    return {f: (f.stat().st_mtime_ns, f.stat().st_size) for f in Path(directory).rglob("*") if f.is_file()}
+
+
+_CACHED_RUN = "import fastxor; print(fastxor.train(70, epochs=20, hidden=1, seed=3).loss.sum())"
+
+
+def test_kernels_are_cached_outside_the_package_and_a_warm_run_writes_nothing(tmp_path):
+    """Every compiled artefact lands in FASTXOR_CACHE_DIR; a second process
+    finds them all (writes no file, compiles nothing); then truncated .nbc and
+    garbage .nbi files: the next run warns once, recompiles, and trains."""
+    import fastxor
+
+    package = Path(fastxor.__file__).parent
+    before = _snapshot(package)
     env = dict(os.environ, FASTXOR_CACHE_DIR=str(tmp_path))
-    code = "import fastxor; print(fastxor.train(70, epochs=20, hidden=1, seed=3).loss.sum())"
-    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    files = list(tmp_path.rglob("*.nbc")) + list(tmp_path.rglob("*.nbi"))
-    assert files
+    first = subprocess.run([sys.executable, "-c", _CACHED_RUN], env=env, capture_output=True, text=True,
+                           check=True)
+    files = _snapshot(tmp_path)
+    assert {f.suffix for f in files} >= {".py", ".nbi", ".nbc"}
+    assert _snapshot(package) == before  # nothing written into the package
+    warm = subprocess.run([sys.executable, "-c", _CACHED_RUN], env=env, capture_output=True, text=True,
+                          check=True)
+    assert warm.stdout == first.stdout and warm.stderr == ""
+    assert _snapshot(tmp_path) == files
     for f in files:
-        f.write_bytes(f.read_bytes()[:50] if f.suffix == ".nbc" else b"garbage")
-    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        if f.suffix in (".nbc", ".nbi"):
+            f.write_bytes(f.read_bytes()[:50] if f.suffix == ".nbc" else b"garbage")
+    again = subprocess.run([sys.executable, "-c", _CACHED_RUN], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout and again.stderr.count("discarded") == 1
+
+
+@pytest.mark.parametrize("how", ["not a directory", "disk full"])
+def test_a_cache_that_cannot_be_written_compiles_in_memory(how, tmp_path):
+    """A cache path that is a file, or a disk that fills while Numba saves:
+    one warning, the same results, nothing left half-written."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cache = blocker / "cache" if how == "not a directory" else tmp_path / "cache"
+    code = _CACHED_RUN
+    if how == "disk full":
+        code = ("import errno, numba.core.caching as c\n"
+                "def full(*a): raise OSError(errno.ENOSPC, 'No space left on device')\n"
+                "c.Cache._save_overload = full\n" + code)
+    env = dict(os.environ, FASTXOR_CACHE_DIR=str(cache))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("compiling kernels in memory") == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    want = subprocess.run([sys.executable, "-c", _CACHED_RUN], capture_output=True, text=True, check=True)
+    assert out.stdout == want.stdout
+    assert not list(tmp_path.rglob("*.nbc"))

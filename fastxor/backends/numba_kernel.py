@@ -10,24 +10,20 @@ networks (``_Threaded``: a ``prange`` driver tripled the compile time);
 networks never interact, so results do not depend on the thread count or on
 how networks are split into calls.
 
-Each generated kernel is written as a module file to the cache directory
-(``$FASTXOR_CACHE_DIR``, default ``~/.cache/fastxor``) and imported from
-there, so Numba's on-disk cache works and later runs skip compilation. The
-file name carries a hash of the sources it depends on: an edit to fastxor
-never reuses a stale kernel. ``kernel_source(H, dtype)`` shows the code.
+Each generated kernel is loaded through ``jit_cache``: a module file in the
+kernel cache directory, so Numba's on-disk cache works and later runs skip
+compilation. The module name carries a hash of the sources it depends on: an
+edit to fastxor never reuses a stale kernel. ``kernel_source(H, dtype)``
+shows the code.
 """
 import hashlib
-import importlib.util
 import logging
-import os
 import re
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .. import config
+from .. import config, jit_cache
 from ..state import Recipe, param_names
 
 _HERE = Path(__file__).parent
@@ -237,7 +233,7 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, recipe, doc):
         return [ind + f"for k in range({lanes}):", *[ind + "    " + line for stmt in zip(*gs) for line in stmt]]
 
     src = [
-        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
+        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
         f"def {name}(a, consts, X, y, sides, epoch0, epochs, record_every, lo, m, history):",
         f'    """{doc}"""',
         *_emit_data(),
@@ -425,7 +421,7 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
                             "Train the m < C networks of a run smaller than a chunk, one\n"
                             "    group: a single network costs one lane, not one per group.")
     src += [
-        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=True)",
+        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
         "def finish_chunk(a, consts, X, y, sides, end, lo, m, loss_out, pred_out, solved_io, diverged_io,",
         "                 target_io):",
         '    """Forward pass of the final parameters (epoch ``end``): loss, predictions,',
@@ -458,7 +454,7 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
 def _emit_driver(name, chunk_fn, C, rows, n_rows, RT, P, NB, recipe):
     """The parallel driver over chunks, calling ``chunk_fn`` for each."""
     return [
-        "@njit(nogil=True, cache=True)",
+        "@njit(nogil=True, cache=CACHE)",
         f"def {name}(P, B, rates, consts, X, y, sides, epoch0, epochs, record_every, final, loss_out,",
         "          pred_out, solved_io, diverged_io, target_io, history, c0, c1):",
         f'    """Chunks c0..c1-1 ({C} networks each), each trained alone; threads run',
@@ -504,55 +500,43 @@ def _emit_driver(name, chunk_fn, C, rows, n_rows, RT, P, NB, recipe):
 
 
 def _source_hash():
+    """The sources a generated kernel depends on beyond its own text (Numba's
+    cache does not see a change in a module the kernel calls)."""
     h = hashlib.sha256()
     for path in (_HERE / "numba_kernel.py", _HERE / "numba_vmath.py", _HERE.parent / "config.py"):
         h.update(path.read_bytes())
-    return h.hexdigest()[:12]
+    return h.hexdigest()[:8]
 
 
-def _cache_dir():
-    base = os.environ.get("FASTXOR_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "fastxor"
-    )
-    d = Path(base) / f"cpu-{_source_hash()}"
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        probe = d / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError:
-        d = Path(tempfile.gettempdir()) / f"fastxor-{os.getuid()}" / f"cpu-{_source_hash()}"
-        d.mkdir(parents=True, exist_ok=True)
-    return d
+def _module_name(hidden, dt, Xc, recipe):
+    xtag = "x" + "".join(str(int(v)) for row in Xc for v in row) if Xc else "xany"
+    rtag = "seed" if recipe.is_seed else hashlib.sha256(repr(recipe.kernel_key).encode()).hexdigest()[:10]
+    return f"fastxor_cpu_{_source_hash()}_h{hidden}_{dt}_{xtag}_{rtag}"
 
 
 def get_kernel(hidden, dtype, Xc=None, recipe=None):
-    """The compiled kernel for (hidden, dtype, inputs, recipe): generated,
-    imported, cached. A variant never used before with these sources is
-    announced on the ``fastxor`` logger (its compilation takes seconds)."""
+    """The compiled kernel module for (hidden, dtype, inputs, recipe):
+    generated and loaded through ``jit_cache`` (cached on disk). A variant
+    never compiled before is announced on the ``fastxor`` logger."""
     recipe = recipe or _seed_recipe(hidden, dtype)
     dt = np.dtype(dtype).name
     key = (hidden, dt, Xc, recipe.kernel_key)
     if key not in _LOADED:
-        xtag = "x" + "".join(str(int(v)) for row in Xc for v in row) if Xc else "xany"
-        rtag = "seed" if recipe.is_seed else hashlib.sha256(repr(recipe.kernel_key).encode()).hexdigest()[:10]
-        name = f"fastxor_cpu_h{hidden}_{dt}_{xtag}_{rtag}"
-        path = _cache_dir() / f"{name}.py"
+        name = _module_name(hidden, dt, Xc, recipe)
         src = kernel_source(hidden, dt, Xc, recipe)
-        if not path.exists() or path.read_text() != src:
+        if jit_cache.is_new(name, src):
             logging.getLogger("fastxor").info(
-                "compiling the CPU kernel for H=%d %s %s/%s/%s (first use of this variant: up to a minute, "
-                "then cached in %s)", hidden, dt, recipe.optimizer, recipe.loss,
-                recipe.activation, path.parent)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(src)
-            os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        _LOADED[key] = module
+                "compiling the CPU kernel for H=%d %s %s/%s/%s (first use of this variant: seconds, then "
+                "cached in %s)", hidden, dt, recipe.optimizer, recipe.loss, recipe.activation,
+                jit_cache.cache_dir() or "memory")
+        _LOADED[key] = jit_cache.load_module(name, src)
     return _LOADED[key]
+
+
+def _forget(key):
+    module = _LOADED.pop(key, None)
+    if module is not None:
+        jit_cache.forget(module)
 
 
 def _driver(module, n):
@@ -648,16 +632,14 @@ def run(state, data, epochs, record_every, recipe, out, final=True, specialise=T
     ``specialise``: use the kernel with 0/1 inputs baked in when X allows it
     (fewer operations, equal to rounding); False forces the generic one.
     """
-    from ..jit_cache import call_repairing
-
     flat = state.materialise()
     dt = flat.dtype
     n = flat.shape[1]
     key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None, recipe)
     history = out.history if record_every else np.empty((1, 1), dtype=dt)
     buffers = state.buffers if state.buffers is not None else np.empty((0, n), dtype=dt)
-    call_repairing(
-        lambda: _driver(get_kernel(*key), n), lambda: _LOADED.pop(key[:3] + (recipe.kernel_key,), None),
+    jit_cache.call_repairing(
+        lambda: _driver(get_kernel(*key), n), lambda: _forget(key[:3] + (recipe.kernel_key,)),
         flat, buffers, state.rate_rows(recipe), recipe.constants(), np.ascontiguousarray(data.X, dtype=dt),
         np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
         state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,
