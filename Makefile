@@ -16,19 +16,26 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install -q ".[test]" torch==2.13.0
 	touch $@
 
-.PHONY: run test bench bench-scale bench-recipes bench-landscape bench-dask clean
+.PHONY: run test bench bench-startup bench-scale bench-recipes bench-landscape bench-dask clean
 run: $(VENV)/.installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
 
+# -n auto: one test process per core (the suite is mostly kernel compilation, one core each)
 test: $(VENV)/.test-installed
 	$(PIP) install -q --no-deps --force-reinstall .
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q -n auto tests
 
 bench: $(VENV)/.test-installed
 	$(PIP) install -q ".[bench]"
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(PY) -m pytest bench -q --benchmark-columns=median --benchmark-sort=name
+
+# first result in fresh processes: empty cache, warm cache, a new variant, beside JAX's jit (about 3 minutes)
+bench-startup: $(VENV)/.test-installed
+	$(PIP) install -q ".[bench]"
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(PY) bench/startup.py
 
 # network-epochs/s of every training recipe against the seed's, and compile times (about 5 minutes)
 bench-recipes: $(VENV)/.installed

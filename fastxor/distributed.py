@@ -17,7 +17,7 @@ in its environment and each task calls ``numba.set_num_threads``; one task
 at a time per worker process (``threads_per_worker=1``; Numba's workqueue
 layer aborts on concurrent calls, numba#8563); workers are spawned, never
 forked after a kernel ran; the ``WarmKernel`` plugin compiles the run's
-kernel once per worker, cached on disk (``cache_dir`` sets NUMBA_CACHE_DIR).
+kernel once per worker, cached on disk (``cache_dir`` sets FASTXOR_CACHE_DIR).
 """
 import os
 import time
@@ -76,11 +76,11 @@ class WarmKernel(_WorkerPlugin):
     async def setup(self, worker):
         import asyncio
 
-        if self.cache_dir:  # fastxor's generated kernels and Numba's cache of them and the rest
-            import numba
+        if self.cache_dir:  # every compiled kernel of fastxor (the user's own Numba code keeps its cache)
+            from . import jit_cache
 
             os.environ["FASTXOR_CACHE_DIR"] = str(self.cache_dir)
-            numba.config.CACHE_DIR = str(self.cache_dir)
+            jit_cache.reset()
         opts = _scalar_options(self.options)
         await asyncio.to_thread(run_shard, dict(opts, epochs=1), 0, 64, None, self.threads)
 
@@ -97,7 +97,7 @@ def local_cluster(workers=None, threads=None, cache_dir=None):
     threads = threads or max(1, cores // workers)
     env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}
     if cache_dir:
-        env.update(FASTXOR_CACHE_DIR=str(cache_dir), NUMBA_CACHE_DIR=str(cache_dir))
+        env["FASTXOR_CACHE_DIR"] = str(cache_dir)
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env,
                             dashboard_address=None)
@@ -195,7 +195,7 @@ def train(n_networks, *, client=None, workers=None, shard_networks="auto", out=N
     progress : a bar over shards on stderr (done/total, network-epochs/s, ETA),
         or a callable ``f(shards_done, shards_total)``.
     threads : Numba threads per task (default: the worker's NUMBA_NUM_THREADS).
-    cache_dir : the kernel cache directory on every worker (NUMBA_CACHE_DIR).
+    cache_dir : the kernel cache directory on every worker (FASTXOR_CACHE_DIR).
     """
     t0 = time.perf_counter()
     n, options = _validated(n_networks, train_options)

@@ -31,6 +31,11 @@ def cache_root():
     return Path(os.environ.get("FASTXOR_CACHE_DIR") or Path.home() / ".cache" / "fastxor")
 
 
+def reset():
+    """Read ``FASTXOR_CACHE_DIR`` again at the next load (a Dask worker set it)."""
+    _STATE.update(dir=None, checked=False)
+
+
 def cache_dir():
     """The writable cache directory, or None when kernels compile in memory."""
     if not _STATE["checked"]:

@@ -1,0 +1,109 @@
+"""Start-up benchmark: how long a researcher waits for a first result, in fresh
+processes, beside JAX's ``jit`` of the same job measured in the same run.
+
+The job: 1000 networks x 1000 epochs, float32, XOR (1e6 network-epochs).
+- fastxor cold: ``fastxor train`` with an empty kernel cache (compiles the
+  Philox init and the seed's kernel);
+- fastxor warm: the same command again (every kernel cached; checked to write
+  no file);
+- fastxor new variant: H = 5, Adam, tanh, BCE with the cache warm for
+  everything else (compiles that variant's kernel);
+- JAX: a fresh process importing JAX, jit-compiling and running the peer of
+  ``fastxor bench`` (vmap of the train step in ``lax.fori_loop``) for the
+  same job and recipe.
+Each is the wall time of the whole process (import, compile, run, print),
+repeated ``--repeat`` times; the median and the spread are reported.
+
+Run: ``make bench-startup`` (or ``python bench/startup.py``); writes
+``bench/results/startup-<date>.json``.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fastxor.bench.harness import environment
+
+JOB = ["--networks", "1000", "--epochs", "1000"]
+VARIANT = ["--hidden", "5", "--optimizer", "adam", "--lr", "0.01", "--activation", "tanh", "--loss", "bce"]
+JAX_JOB = """
+import numpy as np
+from fastxor.bench.peers import by_name
+from fastxor.data import boolean_function
+from fastxor.params import init_params
+hidden, options = {hidden}, {options}
+X, y = boolean_function("xor")
+p = init_params(1000, hidden, 0)
+run = by_name("jax vmap+fori_loop").setup(p, X, y, options.pop("lr"), options)
+out = run(1000)
+print(float(np.asarray(out.b2).sum()))
+"""
+
+
+def _files(directory):
+    return {f: f.stat().st_mtime_ns for f in Path(directory).rglob("*") if f.is_file()}
+
+
+def wall(argv, env):
+    t = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t
+
+
+def fastxor_cmd(extra=()):
+    return [sys.executable, "-m", "fastxor", "train", *JOB, "--backend", "numba", *extra]
+
+
+def jax_cmd(hidden, options):
+    return [sys.executable, "-c", JAX_JOB.format(hidden=hidden, options=options)]
+
+
+def measure(repeat):
+    rows = {}
+    base = dict(os.environ)
+
+    def record(name, seconds):
+        rows.setdefault(name, []).append(seconds)
+        print(f"{name}: {seconds:.2f} s", file=sys.stderr)
+
+    jax_ok = subprocess.run([sys.executable, "-c", "import jax"], capture_output=True).returncode == 0
+    variant_options = dict(lr=0.01, optimizer="adam", activation="tanh", loss="bce")
+    for _ in range(repeat):  # interleaved: a shared machine drifts
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(base, FASTXOR_CACHE_DIR=cache)
+            record("fastxor cold (empty cache), seed's variant", wall(fastxor_cmd(), env))
+            before = _files(cache)
+            record("fastxor warm (cached), seed's variant", wall(fastxor_cmd(), env))
+            assert _files(cache) == before, "a warm run wrote to the kernel cache"
+            record("fastxor new variant (H5 adam tanh bce), warm cache", wall(fastxor_cmd(VARIANT), env))
+            record("fastxor warm, that variant", wall(fastxor_cmd(VARIANT), env))
+        if jax_ok:
+            record("jax jit, seed's variant (fresh process)", wall(jax_cmd(2, dict(lr=0.1)), base))
+            record("jax jit, H5 adam tanh bce (fresh process)", wall(jax_cmd(5, variant_options), base))
+    return {name: dict(median_s=statistics.median(v), min_s=min(v), max_s=max(v), runs=v)
+            for name, v in rows.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    rows = measure(args.repeat)
+    report = dict(environment=environment(), job="1000 networks x 1000 epochs, float32, XOR, backend numba",
+                  wall_seconds=rows)
+    width = max(map(len, rows))
+    for name, r in rows.items():
+        print(f"{name:<{width}}  {r['median_s']:6.2f} s  ({r['min_s']:.2f}-{r['max_s']:.2f})")
+    out = Path(args.out or Path(__file__).parent / "results" / f"startup-{time.strftime('%Y%m%d')}.json")
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"saved: {out}")
+
+
+if __name__ == "__main__":
+    main()
