@@ -7,6 +7,13 @@ from fastxor.params import Params, init_params
 from fastxor.state import Data, KernelOutput, Recipe, State, history_rows
 
 EPS32 = np.finfo(np.float32).eps
+
+#: How many times its own rounding sensitivity (the reference's distance from
+#: itself at a higher precision) a network may differ from the reference: the
+#: kernels' vector exp/log/tanh and FMA contraction, and NumPy's per-CPU SIMD
+#: paths, are other rounding perturbations of that size (seen: 9x with NumPy's
+#: pre-AVX2 float32 tanh, 2.4x on AVX-512).
+SENSITIVITY_K = 16
 FIELDS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 
 
@@ -124,7 +131,7 @@ def assert_random_recipes_match_reference(backend, rng):
     full and a partial SIMD chunk), fresh random recipes.
 
     The same float64 operations up to FMA contraction and few-ulp vector
-    exp/log/tanh. Each network's parameters lie within 16x its rounding
+    exp/log/tanh. Each network's parameters lie within SENSITIVITY_K x its rounding
     sensitivity (the long-double reference's distance) plus 1e-9 relative,
     wherever that sensitivity is below 1e-6 (Adam normalises its steps, so
     rounding differences grow faster than under SGD: seen 1e-11 in 300
@@ -144,7 +151,7 @@ def assert_random_recipes_match_reference(backend, rng):
         sens = np.abs(r80["params"].to_flat() - rf).max(axis=0).astype(float)
         bounded, calm = sens < 1e-6, sens < 1e-12
         assert bounded.mean() >= 0.8 and calm.mean() >= 0.3, (opts, bounded.mean(), calm.mean())
-        bound = 16 * sens + 1e-9 * (1 + np.abs(rf).max(axis=0))
+        bound = SENSITIVITY_K * sens + 1e-9 * (1 + np.abs(rf).max(axis=0))
         assert (np.abs(kf - rf).max(axis=0)[bounded] <= bound[bounded]).all(), opts
         np.testing.assert_allclose(k["state"].buffers[:, calm] if k["state"].buffers is not None else 0,
                                    r["state"].buffers[:, calm] if r["state"].buffers is not None else 0,
@@ -157,8 +164,8 @@ def assert_random_recipes_match_reference(backend, rng):
 
 
 def assert_float32_recipe_within_rounding(backend, rng):
-    """``backend``, float32 momentum + tanh + BCE: within the float32 reference's own
-    distance from float64 (4x, as the seed's recipe in test_kernel)."""
+    """``backend``, float32 momentum + tanh + BCE: within ``SENSITIVITY_K`` times
+    the float32 reference's own distance from float64."""
     X, y = boolean_function("xor")
     p = init_params(100, 2, int(rng.integers(0, 2**32)), dtype="float32")
     lr = rng.uniform(0.05, 0.5, 100)
@@ -168,7 +175,7 @@ def assert_float32_recipe_within_rounding(backend, rng):
     r64 = run_backend("numpy", p.astype(np.float64), X, y, 1000, lr, 10, **kw)
     sens = np.abs(r64["params"].to_flat() - r["params"].to_flat()).max(axis=0)
     err = np.abs(k["params"].to_flat() - r["params"].to_flat()).max(axis=0)
-    assert (err <= 4 * sens + 1e-5 * (1 + np.abs(r["params"].to_flat()).max(axis=0))).all()
+    assert (err <= SENSITIVITY_K * sens + 1e-5 * (1 + np.abs(r["params"].to_flat()).max(axis=0))).all()
     assert (k["target_epoch"] >= 0).sum() > 10  # the target is exercised
     assert np.mean(k["target_epoch"] != r["target_epoch"]) <= 0.05
 

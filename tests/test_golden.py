@@ -14,13 +14,9 @@ import numpy as np
 import pytest
 
 from golden import CASES, PATH, arrays_of, case_inputs, machine_signature, run_case
-from helpers import run_backend
+from helpers import SENSITIVITY_K, run_backend
 from fastxor import init_params
 
-#: Multiple of the reference's own rounding sensitivity a result may differ by
-#: (another CPU's rounding is another perturbation of the same size; 16 as in
-#: helpers.assert_random_recipes_match_reference).
-K = 16
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +30,10 @@ def _per_network(a):
     return a.reshape(len(a), -1).max(axis=1) if a.ndim > 1 else a
 
 
+def total_epochs(i):
+    return case_inputs(i)["epochs"] + sum(CASES[i][-1])
+
+
 def sensitivities(i):
     """Per network: how far the NumPy reference at a higher precision lands
     from the one at the case's dtype, for the parameters, the loss, the
@@ -41,7 +41,7 @@ def sensitivities(i):
     kw = case_inputs(i)
     dt = np.dtype(kw["dtype"])
     hi = np.float64 if dt == np.float32 else np.longdouble
-    epochs = kw["epochs"] + sum(CASES[i][-1])
+    epochs = total_epochs(i)
     p = init_params(kw["n_networks"], kw["hidden"], kw["seed"], init_scale=kw["init_scale"], dtype=dt)
     lr = np.broadcast_to(np.asarray(kw["lr"], dtype=np.float64).astype(dt), kw["n_networks"])
     runs = [run_backend("numpy", q, kw["X"], kw["y"], epochs, lr.astype(q.dtype), kw["record_every"])
@@ -57,21 +57,27 @@ def sensitivities(i):
     return sens, events_agree
 
 
-def assert_within_sensitivity(got, want, sens, events_agree, dt, lr_ok):
+def assert_within_sensitivity(got, want, sens, events_agree, dt, lr_ok, epochs):
     eps = np.finfo(dt).eps
     n = len(want["loss"])
     sens["W1"] = sens["b1"] = sens["W2"] = sens["b2"] = sens["params"]
     for key, value in want.items():
         if key.endswith("epoch") or key in ("solved", "diverged"):
             differ = got[key] != value
-            # an event may move only where rounding moves the reference's own
-            assert not (differ & events_agree & (sens["params"] < 1e-3)).any(), key
+            if key.endswith("epoch"):
+                # where rounding does not move the reference's own event, another
+                # CPU's rounding may shift it by a few epochs (a margin crossing 0
+                # slowly: seen 1 epoch), never by 1 % of the run; "never" (-1) is
+                # the epoch after the run
+                g, w = (np.where(a < 0, epochs + 1, a) for a in (got[key], value))
+                calm = events_agree & (sens["params"] < 1e-3)
+                assert (np.abs(g - w)[calm] <= max(2, epochs // 100)).all(), key
             if lr_ok:
                 assert differ.mean() <= 0.02, key
             continue
         g, w = np.asarray(got[key], dtype=np.float64), np.asarray(value, dtype=np.float64)
         s = sens[key].reshape((n,) + (1,) * (w.ndim - 1))
-        bound = K * s + 64 * eps * (1 + np.abs(w))
+        bound = SENSITIVITY_K * s + 64 * eps * (1 + np.abs(w))
         ok = (np.abs(g - w) <= bound) | (np.isnan(g) & np.isnan(w))
         assert ok.all(), (key, np.flatnonzero(~ok.reshape(n, -1).all(axis=1))[:10])
 
@@ -87,7 +93,7 @@ def test_outputs_equal_the_recorded_ones(i, recorded):
             np.testing.assert_array_equal(got[key], value, err_msg=key)
         return
     lr_ok = np.all(np.asarray(CASES[i][5] if CASES[i][5] != "per-network" else 0.0) <= 1)
-    assert_within_sensitivity(got, want, *sensitivities(i), np.dtype(dtype), lr_ok)
+    assert_within_sensitivity(got, want, *sensitivities(i), np.dtype(dtype), lr_ok, total_epochs(i))
 
 
 def test_the_tolerance_catches_a_changed_result(recorded):
@@ -103,4 +109,4 @@ def test_the_tolerance_catches_a_changed_result(recorded):
     kw["lr"][3] *= 1 + 1e-6
     got = arrays_of(fastxor.train(**kw))
     with pytest.raises(AssertionError):
-        assert_within_sensitivity(got, want, sens, agree, np.dtype(kw["dtype"]), True)
+        assert_within_sensitivity(got, want, sens, agree, np.dtype(kw["dtype"]), True, total_epochs(i))
