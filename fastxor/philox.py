@@ -126,8 +126,9 @@ def init_flat(seed, start, scales, fan_in, dtype):
     out = np.empty((p, n), dtype=dtype)
     scales = np.ascontiguousarray(scales, dtype=np.float64)
     sqrt_fan_in = np.sqrt(np.asarray(fan_in, dtype=np.float64))
-    step = 4096  # networks per piece: its words stay in cache
-    pieces = [(a, min(n, a + step)) for a in range(0, n, step)]
+    threads = _threads(-(-n // 4096))
+    bounds = [n * i // threads for i in range(threads + 1)]  # one range per thread, one kernel call each
+    pieces = list(zip(bounds[:-1], bounds[1:]))
 
     def filler():
         kernel = _kernel().fill
@@ -137,7 +138,6 @@ def init_flat(seed, start, scales, fan_in, dtype):
                 kernel(np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(start), scales,
                        sqrt_fan_in, out, *bounds)
 
-            threads = _threads(len(pieces))
             if threads <= 1:
                 for b in pieces:
                     piece(b)
@@ -201,17 +201,29 @@ def value(w, s):
 
 
 @njit(nogil=True, cache=CACHE, error_model="numpy")
-def fill(k0, k1, start, scales, sqrt_fan_in, out, a, z):
-    """Networks a..z-1: block b's four words are parameters 4b..4b+3."""
+def fill(k0, k1, start, scales, sqrt_fan_in, out, a0, z0):
+    """Networks a0..z0-1, in pieces of 4096 (a piece's words stay in cache):
+    block b's four words are parameters 4b..4b+3."""
     P = out.shape[0]
-    w = np.empty((4, z - a), dtype=np.uint64)
-    for b in range((P + 3) // 4):
-        u = np.uint64(b)
-        for i in range(z - a):  # 1-D outputs, a loop LLVM vectorises
-            g = start + np.uint64(a + i)
-            w[0, i], w[1, i], w[2, i], w[3, i] = block(u, g & MASK, g >> S32, np.uint64(0), k0, k1)
-        for q in range(min(4, P - 4 * b)):
-            inv = sqrt_fan_in[4 * b + q]
-            for i in range(z - a):
-                out[4 * b + q, a + i] = value(w[q, i], scales[a + i] / inv)
+    w = np.empty((4, 4096), dtype=np.uint64)
+    for a in range(a0, z0, 4096):
+        z = min(z0, a + 4096)
+        for b in range((P + 3) // 4):
+            words(np.uint64(b), start, a, k0, k1, w[0, :z - a], w[1, :z - a], w[2, :z - a], w[3, :z - a])
+            for q in range(min(4, P - 4 * b)):
+                scaled(w[q, :z - a], scales[a:z], sqrt_fan_in[4 * b + q], out[4 * b + q, a:z])
+
+
+@njit(inline="always")
+def words(u, start, a, k0, k1, w0, w1, w2, w3):
+    """Block u of networks a, a+1, ...: 1-D outputs, a loop LLVM vectorises."""
+    for i in range(len(w0)):
+        g = start + np.uint64(a + i)
+        w0[i], w1[i], w2[i], w3[i] = block(u, g & MASK, g >> S32, np.uint64(0), k0, k1)
+
+
+@njit(inline="always")
+def scaled(w, scales, inv, row):
+    for i in range(len(w)):
+        row[i] = value(w[i], scales[i] / inv)
 '''
