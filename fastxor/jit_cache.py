@@ -60,26 +60,31 @@ def _in_memory(why):
     _STATE.update(dir=None, checked=True, warned=True)
 
 
+def _module_name(name, source):
+    """``<name>_<hash of the source>``: an edited source is a new module."""
+    return f"{name}_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+
+
 def load_module(name, source):
-    """The module with ``source``, imported from ``<cache>/<name>-<hash>.py``
+    """The module with ``source``, imported from ``<cache>/<name>_<hash>.py``
     (Numba caches its ``cache=True`` functions beside it), or executed in
     memory when the cache cannot be written. The source reads the global
     ``CACHE`` for its decorators' ``cache=`` flag."""
     key = (name, source)
     if key in _LOADED:
         return _LOADED[key]
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    modname = f"{name}_{digest}"
+    modname = _module_name(name, source)
     d = cache_dir()
     path = None
     if d is not None:
         path = d / f"{modname}.py"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
             if not path.exists() or path.read_text() != source:
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_text(source)
                 os.replace(tmp, path)  # atomic: concurrent processes never see half a file
         except OSError as e:
+            tmp.unlink(missing_ok=True)
             _in_memory(f"the kernel cache {d} cannot be written ({e.strerror or e})")
             path = None
     if path is not None:
@@ -109,10 +114,7 @@ def is_new(name, source):
     if (name, source) in _LOADED:
         return False
     d = cache_dir()
-    if d is None:
-        return True
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    return not any((d / "__pycache__").glob(f"{name}_{digest}.*.nbi"))
+    return d is None or not any((d / "__pycache__").glob(f"{_module_name(name, source)}.*.nbi"))
 
 
 def call_repairing(get_function, forget_function, *args):

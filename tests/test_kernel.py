@@ -9,8 +9,8 @@ import fastxor
 from fastxor import config
 from fastxor.backends import numba_kernel
 from fastxor.backends import numpy_reference as reference
-from fastxor.data import FUNCTIONS, boolean_function, target_sides
-from fastxor.params import Params, init_params
+from fastxor.data import boolean_function
+from fastxor.params import init_params
 
 from helpers import EPS32, make_recipe, random_config, run_backend, with_diverging_network
 
