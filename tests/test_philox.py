@@ -79,7 +79,7 @@ def test_init_distribution_is_nn_linear_default(hidden):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numba_init_is_bit_identical_to_the_numpy_definition(dtype, rng):
-    """``init_params`` runs a parallel Numba kernel (pieces of 4096 networks);
+    """``init_params`` runs a Numba kernel per thread range (pieces of 4096 networks);
     every value must equal the NumPy formulation, at any N, start (near
     2**32, where the counter's high word turns over), width and scales."""
     h = int(rng.integers(1, 33))
