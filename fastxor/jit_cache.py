@@ -118,18 +118,21 @@ def is_new(name, source):
 
 
 def call_repairing(get_function, forget_function, *args):
-    """``get_function()(*args)``. When that fails because of the cache, repair
+    """``get_function()(*args)``. When that fails inside Numba's cache, repair
     and call a fresh one: broken entries on disk are deleted (warned once);
-    a cache that cannot be written (full disk, read-only) switches to
-    compiling in memory (warned once). A genuine error raises again."""
+    a cache that cannot be written (full disk, read-only, a file-size limit)
+    switches to compiling in memory (warned once). Any other error is raised
+    at once, the cache untouched."""
     fn = get_function()
     try:
         return fn(*args)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+        if e.errno not in _UNWRITABLE or not _raised_in_numba_cache(e):
             raise
         _in_memory(f"the kernel cache cannot be written ({e.strerror or e})")
-    except Exception:
+    except Exception as e:
+        if not _raised_in_numba_cache(e):  # a genuine error: the cache is not touched
+            raise
         removed = _discard(getattr(fn, "_cache", None))
         if not removed:
             raise
@@ -139,6 +142,21 @@ def call_repairing(get_function, forget_function, *args):
                           RuntimeWarning, stacklevel=2)
     forget_function()
     return get_function()(*args)
+
+
+#: errno values of a cache write that cannot succeed: compile in memory instead.
+_UNWRITABLE = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM, errno.EFBIG)
+
+
+def _raised_in_numba_cache(error):
+    """Whether ``error`` came out of Numba's cache (loading or saving an
+    entry), not out of the kernel or fastxor's own code."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("numba/core/caching.py"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _discard(cache):

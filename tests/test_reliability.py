@@ -295,17 +295,18 @@ def test_kernels_are_cached_outside_the_package_and_a_warm_run_writes_nothing(tm
     assert again.stdout == first.stdout and again.stderr.count("discarded") == 1
 
 
-@pytest.mark.parametrize("how", ["not a directory", "disk full"])
+@pytest.mark.parametrize("how", ["not a directory", "ENOSPC", "EFBIG"])
 def test_a_cache_that_cannot_be_written_compiles_in_memory(how, tmp_path):
-    """A cache path that is a file, or a disk that fills while Numba saves:
-    one warning, the same results, nothing left half-written."""
+    """A cache path that is a file, a disk that fills or a file-size limit
+    (``ulimit -f``) met while Numba saves: one warning, the same results,
+    nothing left half-written."""
     blocker = tmp_path / "file"
     blocker.write_text("")
     cache = blocker / "cache" if how == "not a directory" else tmp_path / "cache"
     code = _CACHED_RUN
-    if how == "disk full":
+    if how != "not a directory":
         code = ("import errno, numba.core.caching as c\n"
-                "def full(*a): raise OSError(errno.ENOSPC, 'No space left on device')\n"
+                f"def full(*a): raise OSError(errno.{how}, 'cannot write')\n"
                 "c.Cache._save_overload = full\n" + code)
     env = dict(os.environ, FASTXOR_CACHE_DIR=str(cache))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -315,3 +316,22 @@ def test_a_cache_that_cannot_be_written_compiles_in_memory(how, tmp_path):
     want = subprocess.run([sys.executable, "-c", _CACHED_RUN], capture_output=True, text=True, check=True)
     assert out.stdout == want.stdout
     assert not list(tmp_path.rglob("*.nbc"))
+
+
+def test_a_genuine_error_leaves_the_kernel_cache_alone():
+    """Only an error raised inside Numba's cache repairs it: a kernel called
+    wrongly raises as it is, and no cache file is deleted."""
+    from fastxor import jit_cache, philox
+
+    fastxor.init_params(10, seed=1)  # the Philox kernel compiled and cached
+    module = philox._kernel()
+    d = jit_cache.cache_dir()
+    if d is None:
+        pytest.skip("the kernel cache cannot be written here")
+    files = sorted((d / "__pycache__").glob(f"{module.__name__}.*"))
+    assert files
+    with pytest.raises(Exception) as info:
+        jit_cache.call_repairing(lambda: module.fill, lambda: None, "not", "a", "kernel's", "arguments",
+                                 None, None, 0, 1)
+    assert "caching" not in str(info.value)
+    assert sorted((d / "__pycache__").glob(f"{module.__name__}.*")) == files
