@@ -59,7 +59,7 @@ class _Pacer:
         self.per_epoch = []
 
     def take(self):
-        e = max(1, min(self.left, self.next))
+        e = min(self.left, max(1, self.next))  # never more than is left (a 0-epoch run takes none)
         self.left -= e
         return e
 
@@ -71,8 +71,8 @@ class _Pacer:
 
 def _run(backend, state, data, epochs, record_every, recipe, out, progress, interruptible):
     """Train ``epochs`` more epochs in segments; returns (epochs done, interrupted)."""
-    if progress is None and not interruptible:
-        backend.run(state, data, epochs, record_every, recipe, out)
+    if epochs == 0 or progress is None and not interruptible:
+        backend.run(state, data, epochs, record_every, recipe, out)  # 0 epochs: the outputs of the state as it is
         return epochs, False
     fixed = 0.0
     for _ in range(2):  # a zero-epoch segment costs exactly the fixed part (the first may compile)

@@ -70,6 +70,26 @@ def test_existing_out_needs_force_except_for_its_own_resume(tmp_path, capsys):
     assert fastxor.load(out).config["epochs"] == 40
 
 
+def test_zero_epochs_change_nothing_through_the_command(tmp_path, capsys):
+    """``--epochs 0`` (segmented, as the command always trains) gives the
+    initial or saved state's own outputs: a resume saves the file back equal,
+    a fresh run equals the API's zero-epoch run, history included."""
+    out = tmp_path / "r.npz"
+    assert run_cli(["train", "--networks", "70", "--epochs", "30", "--record-every", "5", "--progress", "off",
+                    "--out", str(out)], capsys)[0] == 0
+    saved = fastxor.load(out)
+    rc, text, _ = run_cli(["train", "--resume", str(out), "--epochs", "0", "--progress", "off"], capsys)
+    assert rc == 0 and "30 epochs" in text
+    again = fastxor.load(out)
+    assert again.config["epochs"] == 30
+    assert_same_result(again, saved)
+    for interruptible in (False, True):
+        r = fastxor.train(70, epochs=0, record_every=5, seed=4, interruptible=interruptible)
+        assert r.config["epochs"] == 0 and r.loss_history.shape == (70, 0)
+        np.testing.assert_array_equal(r.params.W1, fastxor.init_params(70, seed=4).W1)
+        assert_same_result(r, fastxor.train(70, epochs=0, record_every=5, seed=4))
+
+
 def test_resume_refuses_options_that_conflict_with_the_saved_run(tmp_path, capsys):
     out = tmp_path / "r.npz"
     assert run_cli(["train", "--networks", "20", "--epochs", "30", "--lr", "0.5", "--hidden", "3",
