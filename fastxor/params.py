@@ -47,9 +47,13 @@ class Params:
         return self.n_networks
 
     def __getitem__(self, index):
-        """Select networks (an int keeps the network axis with length 1)."""
+        """Select networks (an int keeps the network axis with length 1; one
+        past the end is an IndexError, so ``for p in params`` visits each network once)."""
         if isinstance(index, (int, np.integer)):
-            index = slice(index, index + 1 if index != -1 else None)
+            n = self.n_networks
+            if not -n <= index < n:
+                raise IndexError(f"network index must be in [-{n}, {n}), got {index}")
+            index = slice(index % n, index % n + 1)
         return Params(self.W1[index], self.b1[index], self.W2[index], self.b2[index])
 
     def astype(self, dtype):

@@ -151,3 +151,14 @@ def test_cupy_without_a_gpu_says_what_is_missing(monkeypatch):
         assert "cupy" not in fastxor.available_backends()
     finally:
         gpu.problem.cache_clear()
+
+
+def test_params_iterate_over_networks_and_refuse_indices_past_the_end():
+    p = fastxor.init_params(5, hidden=3, seed=2)
+    parts = list(p)  # stops: an index past the end is an IndexError
+    assert len(parts) == 5 and all(q.n_networks == 1 for q in parts)
+    np.testing.assert_array_equal(np.concatenate([q.W1 for q in parts]), p.W1)
+    np.testing.assert_array_equal(p[-5].b2, p.b2[:1])
+    for bad in (5, -6):
+        with pytest.raises(IndexError, match=r"network index must be in \[-5, 5\)"):
+            p[bad]
