@@ -222,6 +222,9 @@ def train(
         raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
     recipe_options, mom, wd = check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay,
                                            betas, eps, loss, activation, target_loss)
+    for name, value in (("momentum", mom), ("weight_decay", wd), ("eps", recipe_options["eps"])):
+        if value is not None:  # as lr: finite, and the kernel's non-zero eps not rounded to 0, in dtype
+            check_in_dtype(name, value, dt, nonzero=name == "eps")
     recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), **recipe_options)
     chosen = _backend_for(backend, n, recipe)
     if (fast_math or device_arrays) and chosen.NAME != "cupy":

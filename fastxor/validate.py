@@ -35,7 +35,7 @@ def check_real(name, value, low=None, low_open=False, high=None):
         bad |= value > high
     if bad:
         lo = "(" if low_open else "["
-        rng = f"{lo}{low if low is not None else '-inf'}, {high if high is not None else 'inf'})"
+        rng = f"{lo}{low if low is not None else '-inf'}, " + (f"{high}]" if high is not None else "inf)")
         raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
     return value
 

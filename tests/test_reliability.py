@@ -214,6 +214,10 @@ def test_resume_and_torch_init_check_memory_too(monkeypatch):
     (dict(lr=1e39), "lr=1e+39 overflows to inf in float32"),
     (dict(lr=np.array([0.1, 1e-60, 0.1])), "lr[1]=1e-60 rounds to 0 in float32"),
     (dict(init_scale=1e39), "init_scale=1e+39 overflows to inf in float32"),
+    (dict(momentum=1e39), "momentum=1e+39 overflows to inf in float32"),
+    (dict(weight_decay=np.array([0.0, 1e39, 0.0])), "weight_decay[1]=1e+39 overflows to inf in float32"),
+    (dict(optimizer="adam", eps=1e-50), "eps=1e-50 rounds to 0 in float32"),
+    (dict(dampening=1.5, momentum=0.9), "dampening must be a finite number in [0.0, 1.0], got 1.5"),
     (dict(lr=1e-50, dtype="float64"), None),  # representable in float64: fine
     (dict(dtype=None), "dtype must be one of"),
     (dict(lr=np.array(["a", "b", "c"])), "got an array of <U1"),
