@@ -29,6 +29,7 @@ import numpy as np
 from .shards import (PER_NETWORK, RunStats, plan, prepare_out, run_shard, shard_path, shard_stats,  # noqa: F401
                      write_run_file)
 from .stats import Stats
+from .validate import check_int
 
 try:
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
@@ -93,6 +94,9 @@ def local_cluster(workers=None, threads=None, cache_dir=None):
     from distributed import LocalCluster
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers is not None and check_int("workers", workers, 1) > cores:
+        raise ValueError(f"workers must be in [1, {cores}] for a local cluster (the cores this process may "
+                         f"use), got {workers}; for more, start a cluster and pass its client or scheduler file")
     workers = workers or max(1, min(cores, 2))
     threads = threads or max(1, cores // workers)
     env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}

@@ -169,3 +169,16 @@ def test_cli_workers_and_merge_print_what_one_process_prints(tmp_path):
     p = subprocess.run([sys.executable, "-m", "fastxor.cli", "train", *common, "--workers", "2", "--out", "run",
                         "--lr", "0.5"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "holds another run" in p.stderr
+
+
+def test_a_local_cluster_is_refused_more_workers_than_cores(capsys):
+    """``--workers 1000`` on a small machine would spawn 1 000 processes: one
+    line naming the range, before any worker starts."""
+    import os
+
+    from fastxor import cli
+
+    cores = len(os.sched_getaffinity(0))
+    rc = cli.main(["train", "--networks", "100", "--epochs", "5", "--workers", str(cores + 1), "--progress", "off"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"workers must be in [1, {cores}] for a local cluster" in err and len(err.splitlines()) == 1
