@@ -195,3 +195,34 @@ def test_training_loop_compiles_to_simd(hidden, dtype, options):
     # a packed divide fills at least a 128-bit register (4 float32 or 2 float64
     # lanes on a CPU without AVX; 8-16 with AVX2/AVX-512); a scalar loop has none
     assert lanes and min(lanes) * np.dtype(dtype).itemsize >= 16, f"no vector divide in the training loop: {lanes}"
+
+def test_compiles_run_with_room_for_numba_s_recursion():
+    """Numba's SSA pass recurses once per basic block: H = 32 with Adam died
+    with a RecursionError at Python's default limit (it compiles in ~80 s
+    with the limit raised: too slow for this suite). The limit is raised while
+    a kernel may compile, for concurrent runs too, and restored after."""
+    import sys
+    import threading
+
+    before = sys.getrecursionlimit()
+    seen = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other():
+        with numba_kernel.deep_recursion():
+            inside.set()
+            release.wait(10)
+            seen.append(sys.getrecursionlimit())
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(10)
+    with numba_kernel.deep_recursion():
+        seen.append(sys.getrecursionlimit())
+    seen.append(sys.getrecursionlimit())  # the other run still compiling: not restored yet
+    release.set()
+    t.join()
+    assert seen == [numba_kernel.RECURSION_LIMIT] * 3 and sys.getrecursionlimit() == before
+    fastxor.train(3, epochs=1, backend="numba")  # a run leaves the limit as it found it
+    assert sys.getrecursionlimit() == before

@@ -16,9 +16,12 @@ compilation. The module name carries a hash of the sources it depends on: an
 edit to fastxor never reuses a stale kernel. ``kernel_source(H, dtype)``
 shows the code.
 """
+import contextlib
 import hashlib
 import logging
 import re
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -539,6 +542,31 @@ def _forget(key):
         jit_cache.forget(module)
 
 
+#: Python frames Numba's SSA pass may need: it recurses once per basic block,
+#: and every ``x if c else y`` of the loop body makes blocks (H = 32 with Adam:
+#: about 500 of them, beyond Python's default limit of 1000 frames).
+RECURSION_LIMIT = 50_000
+_deep = {"users": 0, "restore": None, "lock": threading.Lock()}
+
+
+@contextlib.contextmanager
+def deep_recursion():
+    """Python's recursion limit raised to ``RECURSION_LIMIT`` while a kernel
+    may compile, and restored when the last concurrent user leaves."""
+    with _deep["lock"]:
+        if _deep["users"] == 0:
+            _deep["restore"] = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(_deep["restore"], RECURSION_LIMIT))
+        _deep["users"] += 1
+    try:
+        yield
+    finally:
+        with _deep["lock"]:
+            _deep["users"] -= 1
+            if _deep["users"] == 0:
+                sys.setrecursionlimit(_deep["restore"])
+
+
 def _driver(module, n):
     """The module's driver for a run of ``n`` networks: ``train_small`` (one
     lane group, no padding) below one chunk where the kernel has one."""
@@ -638,12 +666,13 @@ def run(state, data, epochs, record_every, recipe, out, final=True, specialise=T
     key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None, recipe)
     history = out.history if record_every else np.empty((1, 1), dtype=dt)
     buffers = state.buffers if state.buffers is not None else np.empty((0, n), dtype=dt)
-    jit_cache.call_repairing(
-        lambda: _driver(get_kernel(*key), n), lambda: _forget(key[:3] + (recipe.kernel_key,)),
-        flat, buffers, state.rate_rows(recipe), recipe.constants(), np.ascontiguousarray(data.X, dtype=dt),
-        np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
-        state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,
-        state.diverged_epoch, state.target_epoch, history,
-    )
+    with deep_recursion():  # the first call compiles the kernel
+        jit_cache.call_repairing(
+            lambda: _driver(get_kernel(*key), n), lambda: _forget(key[:3] + (recipe.kernel_key,)),
+            flat, buffers, state.rate_rows(recipe), recipe.constants(), np.ascontiguousarray(data.X, dtype=dt),
+            np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
+            state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,
+            state.diverged_epoch, state.target_epoch, history,
+        )
     state.epoch += epochs
     return out
