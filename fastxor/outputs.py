@@ -67,19 +67,34 @@ class HeldSignals:
             signal.signal(s, handler)
 
 
+def _atomically(write, path):
+    """``write`` to a temporary file beside ``path`` (same suffix), renamed
+    into place: a failed or cut write never leaves a partial file under the
+    final name, nor destroys the file it was to replace."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def save_safely(write, path, log=None):
-    """``write(path)`` with signals held; on an OSError, ``write`` to a rescue
-    file instead. Returns (the path written, a warning or None)."""
+    """``write(path)`` atomically with signals held; on an OSError, to a
+    rescue file instead. Returns (the path written, a warning or None)."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"saving {path} ...")
     with HeldSignals():
         try:
-            return write(path), None
+            return _atomically(write, path), None
         except OSError as exc:
             rescue = Path(tempfile.gettempdir()) / f"fastxor-rescue-{os.getpid()}{Path(path).suffix}"
             why = exc.strerror or str(exc)
             try:
-                write(rescue)
+                _atomically(write, rescue)
             except OSError as exc2:
                 raise OSError(f"could not save {path} ({why}) nor the rescue file {rescue} "
                               f"({exc2.strerror or exc2})") from None

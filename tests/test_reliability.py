@@ -275,6 +275,32 @@ def test_list_options_say_what_they_expect(argv, words, capsys):
     assert info.value.code == 2 and words in capsys.readouterr().err
 
 
+def test_a_failed_csv_save_keeps_the_old_file_and_rescues_the_new(tmp_path, monkeypatch, capsys):
+    """A disk that fills while ``sweep --out s.csv --force`` writes: the old
+    CSV is left whole (no partial file under its name) and the new table is
+    in the rescue file."""
+    sweep_module = sys.modules["fastxor.sweep"]  # the module (``fastxor.sweep`` is the function)
+    csv = tmp_path / "s.csv"
+    argv = ["sweep", "--networks", "5", "--epochs", "5", "--lr", "0.1,0.2", "--progress", "off", "--out", str(csv)]
+    assert run_cli(argv, capsys)[0] == 0
+    old = csv.read_bytes()
+    write = sweep_module.write_csv
+
+    def full_disk(table, path):
+        if Path(path).parent == tmp_path:  # beside the target: half a file, then the disk is full
+            Path(path).write_text("hidden,lr\n2,0.")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(table, path)
+
+    monkeypatch.setattr(sweep_module, "write_csv", full_disk)
+    rc, out, err = run_cli(argv + ["--lr", "0.3,0.4", "--force"], capsys)
+    assert rc == 0 and "No space left on device" in err
+    assert csv.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]
+    rescue = Path(out.strip().splitlines()[-1].split("saved: ")[1])
+    assert sweep_module.read_csv(rescue)["lr"].tolist() == [0.3, 0.4]
+    rescue.unlink()
+
+
 def test_truncated_sweep_csv_names_the_line(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     csv = tmp_path / "s.csv"
