@@ -301,6 +301,20 @@ def test_a_failed_csv_save_keeps_the_old_file_and_rescues_the_new(tmp_path, monk
     rescue.unlink()
 
 
+@pytest.mark.parametrize("extra, words", [
+    (["--optimizer", "adam,sgd", "--betas", "0.8,0.9"], "betas and eps apply to optimizer='adam' or 'adamw'"),
+    (["--momentum", "0.5", "--weight-decay", "1e39"], "weight_decay[0]=1e+39 overflows to inf in float32"),
+])
+def test_sweep_checks_every_launch_before_the_first_trains(extra, words, monkeypatch, capsys):
+    """A grid whose second launch is invalid fails before the first one
+    trains: one line, no training at all."""
+    launched = []
+    monkeypatch.setattr(training.backends.get("numba"), "run", lambda *a, **k: launched.append(a))
+    rc, _, err = run_cli(["sweep", "--networks", "5", "--epochs", "5", "--progress", "off", *extra], capsys)
+    assert rc == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not launched
+
+
 def test_truncated_sweep_csv_names_the_line(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     csv = tmp_path / "s.csv"
