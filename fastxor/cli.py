@@ -211,7 +211,7 @@ def _numbers(kind):
 
 
 def _sweep(args):
-    from .sweep import sweep, write_csv
+    from .sweep import interrupted, sweep, write_csv
 
     bar = {}
 
@@ -230,7 +230,7 @@ def _sweep(args):
     table = sweep(
         args.lr, args.hidden, args.init_scale, networks=args.networks, epochs=args.epochs,
         seed=args.seed, init=args.init, function=args.function, dtype=args.dtype, backend=args.backend,
-        progress=progress, **{k: getattr(args, k) for k in RECIPE_OPTIONS},
+        progress=progress, interruptible=True, **{k: getattr(args, k) for k in RECIPE_OPTIONS},
     )
     dt = time.perf_counter() - t0
     t = table.to_records(index=False) if hasattr(table, "to_records") else table
@@ -247,14 +247,19 @@ def _sweep(args):
               f"{100 * r['ci95_low']:>7.2f}-{100 * r['ci95_high']:<7.2f} {r['solved_epoch_median']:>13.0f} "
               f"{r['diverged']:>9}"
               + (f" {100 * r['target_rate']:>9.2f} {r['target_epoch_median']:>13.0f}" if target else ""))
-    cells = len(t)
-    print(f"time: {dt:.2f} s including compilation, {cells * args.networks * args.epochs / dt:.3g} network-epochs/s")
+    done = sum(int(e) for e in t["epochs"]) * args.networks
+    print(f"time: {dt:.2f} s including compilation, {done / dt:.3g} network-epochs/s")
+    grid = len(args.hidden) * len(args.optimizer) * len(args.loss) * len(args.activation) * per_launch // args.networks
+    stopped = interrupted(table, args.epochs, grid)
+    if stopped:
+        print(f"fastxor: interrupted: {len(t)} of {grid} cells, those of the last launch at the epoch it reached "
+              "(the epochs column)", file=sys.stderr)
     if args.out:
         where, warning = save_safely(lambda p: write_csv(table, p), args.out)
         if warning:
             print(f"fastxor: warning: {warning}", file=sys.stderr)
         print(f"saved: {where}")
-    return 0
+    return 130 if stopped else 0
 
 
 def _plot(args):

@@ -8,12 +8,14 @@ kernel, so each combination of them is its own batch). Every cell uses
 the same seeds (network i of each cell starts from the same draw, scaled):
 common random numbers, so differences between cells are not seed noise.
 """
+import contextlib
 import csv
 
 import numpy as np
 
 from . import config
 from .inits import initial_parameters
+from .outputs import HeldSignals
 from .params import Params
 from .stats import Stats, loss_bin_centres
 from .validate import check_dtype, check_in_dtype, check_int, check_real, check_recipe
@@ -42,7 +44,7 @@ def sweep(
     init="philox", function=None, X=None, y=None, dtype="float32", backend="auto", progress=None,
     optimizer=("sgd",), loss=("mse",), activation=("sigmoid",), momentum=(0.0,), weight_decay=(0.0,),
     dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, target_loss=None, client=None,
-    shard_networks="auto",
+    shard_networks="auto", interruptible=False,
 ):
     """Train ``networks`` seeds at every grid point of hidden x optimizer x
     loss x activation x lr x init_scale x momentum x weight_decay (each a
@@ -58,10 +60,15 @@ def sweep(
     rows as here. Returns one row per cell, columns ``COLUMNS`` (target columns
     NaN without ``target_loss``): a pandas DataFrame when pandas is
     installed, else a NumPy structured array.
+
+    ``interruptible``: Ctrl-C or SIGTERM ends the sweep at the end of the
+    running segment; the table then holds the finished launches' rows, the
+    interrupted launch's at the epoch it reached (its ``epochs`` column), and
+    none for launches not started (``interrupted(table, epochs)`` tells).
     """
     from . import backends
     from .state import ACTIVATIONS, LOSSES, OPTIMIZERS, Recipe, n_params
-    from .training import check_memory, train
+    from .training import check_memory
     from .validate import check_choice
 
     lrs = _values("lr", lr, lambda n, v: check_real(n, v, low=0.0, low_open=True))
@@ -97,24 +104,45 @@ def sweep(
             epochs=epochs, seed=seed, init=init, function=function, X=X, y=y, dtype=dtype, backend=backend,
             dampening=dampening, nesterov=nesterov, betas=betas, eps=eps, target_loss=target_loss)))
     rows = []
-    for h, o, lo, ac in launches:
-        starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt)[0]
-                  for s in scales}  # every cell: the same seeds, scaled
-        p = Params.from_flat(np.concatenate([starts[c[1]] for c in cells], axis=1), h)
-        per_net = [np.repeat([c[i] for c in cells], networks) for i in (0, 2, 3)]
-        label = f"hidden={h} {o}/{lo}/{ac}"
-        cb = (lambda d, t, label=label: progress(label, d, t)) if progress else None
-        r = train(init=p, epochs=epochs, lr=per_net[0], momentum=per_net[1], weight_decay=per_net[2],
-                  function=function, X=X, y=y, dtype=dtype, backend=backend, progress=cb, optimizer=o, loss=lo,
-                  activation=ac, dampening=dampening, nesterov=nesterov, betas=betas, eps=eps,
-                  target_loss=target_loss)
-        for c, (a, s, m, w) in enumerate(cells):
-            sl = slice(c * networks, (c + 1) * networks)
-            st = Stats.of_arrays(dict(r.config, lr=a, momentum=m, weight_decay=w), r.solved[sl], r.diverged[sl],
-                                 r.solved_epoch[sl], r.loss[sl], r.predictions[sl],
-                                 None if r.target_epoch is None else r.target_epoch[sl])
-            rows.append(row(st, h, a, s, m, w))
+    held = HeldSignals() if interruptible else contextlib.nullcontext()
+    with held:  # a signal between launches (while one is set up) stops before the next
+        for launch in launches:
+            if interruptible and held.hit:
+                break
+            r = _launch(launch, cells, scales, networks, init, seed, dt, progress, interruptible, dict(
+                epochs=epochs, function=function, X=X, y=y, dtype=dtype, backend=backend, dampening=dampening,
+                nesterov=nesterov, betas=betas, eps=eps, target_loss=target_loss))
+            for c, (a, s, m, w) in enumerate(cells):
+                sl = slice(c * networks, (c + 1) * networks)
+                st = Stats.of_arrays(dict(r.config, lr=a, momentum=m, weight_decay=w), r.solved[sl],
+                                     r.diverged[sl], r.solved_epoch[sl], r.loss[sl], r.predictions[sl],
+                                     None if r.target_epoch is None else r.target_epoch[sl])
+                rows.append(row(st, launch[0], a, s, m, w))
+            if r.config.get("interrupted"):
+                break
     return _table(rows)
+
+
+def interrupted(table, epochs, cells):
+    """Whether a sweep's table stops short of its grid of ``cells`` cells
+    trained ``epochs`` epochs each (an interrupted sweep)."""
+    records = table.to_records(index=False) if hasattr(table, "to_records") else table
+    return len(records) < cells or bool((np.asarray(records["epochs"]) < epochs).any())
+
+
+def _launch(launch, cells, scales, networks, init, seed, dt, progress, interruptible, options):
+    """One launch of the grid: every cell's networks in one ``train`` call,
+    every cell starting from the same seeds, scaled."""
+    from .training import train
+
+    h, o, lo, ac = launch
+    starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt)[0] for s in scales}
+    p = Params.from_flat(np.concatenate([starts[c[1]] for c in cells], axis=1), h)
+    per_net = [np.repeat([c[i] for c in cells], networks) for i in (0, 2, 3)]
+    label = f"hidden={h} {o}/{lo}/{ac}"
+    cb = (lambda d, t: progress(label, d, t)) if progress else None
+    return train(init=p, lr=per_net[0], momentum=per_net[1], weight_decay=per_net[2], progress=cb, optimizer=o,
+                 loss=lo, activation=ac, interruptible=interruptible, **options)
 
 
 def _sweep_on_cluster(client, shard_networks, launches, cells, networks, common):

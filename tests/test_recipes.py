@@ -169,7 +169,7 @@ def test_target_epoch_is_the_first_recorded_loss_below_target(rng):
     (dict(weight_decay=-1e-3), ValueError, "weight_decay must be"),
     (dict(nesterov=True), ValueError, "nesterov=True needs momentum > 0"),
     (dict(nesterov=True, momentum=0.9, dampening=0.1), ValueError, "dampening=0"),
-    (dict(dampening=1.5, momentum=0.9), ValueError, "dampening must be a finite number in [0.0, 1.0)"),
+    (dict(dampening=1.5, momentum=0.9), ValueError, "dampening must be a finite number in [0.0, 1.0]"),
     (dict(optimizer="adam", betas=(0.9, 1.0)), ValueError, "betas[1] must be in [0, 1)"),
     (dict(optimizer="adam", betas=(-0.1, 0.9)), ValueError, "betas[0]"),
     (dict(optimizer="adam", betas=0.9), ValueError, "betas must be a pair"),
