@@ -147,7 +147,7 @@ def _train(args):
     print(r.summary())
     print(f"time: {dt:.2f} s including compilation, {n * ran / dt:.3g} network-epochs/s")
     if out:
-        where, warning = save_safely(r.save, out)
+        where, warning = save_safely(r.save, out, replace=args.force or out == args.resume)
         if warning:
             print(f"fastxor: warning: {warning}", file=sys.stderr)
         print(f"saved: {where}" + (" (resume with: fastxor train --resume " + str(where) + " --epochs N)"
@@ -255,7 +255,7 @@ def _sweep(args):
         print(f"fastxor: interrupted: {len(t)} of {grid} cells, those of the last launch at the epoch it reached "
               "(the epochs column)", file=sys.stderr)
     if args.out:
-        where, warning = save_safely(lambda p: write_csv(table, p), args.out)
+        where, warning = save_safely(lambda p: write_csv(table, p), args.out, replace=args.force)
         if warning:
             print(f"fastxor: warning: {warning}", file=sys.stderr)
         print(f"saved: {where}")

@@ -6,6 +6,7 @@ checked before any work starts (``check_path``), and saving (``save_safely``)
 holds SIGINT/SIGTERM while it writes, says that it is saving, and falls back
 to a rescue file in the temporary directory when the chosen place fails.
 """
+import errno
 import os
 import signal
 import sys
@@ -67,29 +68,48 @@ class HeldSignals:
             signal.signal(s, handler)
 
 
-def _atomically(write, path):
+def _atomically(write, path, replace=True):
     """``write`` to a temporary file beside ``path`` (same suffix), renamed
     into place: a failed or cut write never leaves a partial file under the
-    final name, nor destroys the file it was to replace."""
+    final name, nor destroys the file it was to replace. ``replace=False``:
+    a file that exists at ``path`` by now is kept (``FileExistsError``)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # atomic, and never over an existing file
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links
+                if path.exists():
+                    raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+                os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
 
 
-def save_safely(write, path, log=None):
+def save_safely(write, path, log=None, replace=True):
     """``write(path)`` atomically with signals held; on an OSError, to a
-    rescue file instead. Returns (the path written, a warning or None)."""
+    rescue file instead. ``replace=False`` (no ``--force``): a file that
+    appeared at ``path`` during the run (another job's) is kept and this one
+    is saved beside it. Returns (the path written, a warning or None)."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"saving {path} ...")
     with HeldSignals():
         try:
-            return _atomically(write, path), None
+            return _atomically(write, path, replace), None
+        except FileExistsError:
+            path = Path(path)
+            other = path.with_name(f"{path.stem}-{os.getpid()}{path.suffix}")
+            return (_atomically(write, other, False),
+                    f"{path} appeared while this run trained and is kept (add --force to replace it); "
+                    f"saved to {other}")
         except OSError as exc:
             rescue = Path(tempfile.gettempdir()) / f"fastxor-rescue-{os.getpid()}{Path(path).suffix}"
             why = exc.strerror or str(exc)

@@ -90,6 +90,32 @@ def test_zero_epochs_change_nothing_through_the_command(tmp_path, capsys):
         assert_same_result(r, fastxor.train(70, epochs=0, record_every=5, seed=4))
 
 
+@pytest.mark.parametrize("verb, name", [("train", "r.npz"), ("sweep", "s.csv")])
+def test_an_out_file_that_appears_during_the_run_is_kept(verb, name, tmp_path, monkeypatch, capsys):
+    """Another job writes the same --out while this one trains: without
+    --force its file is kept and this run is saved beside it, with a warning."""
+    out = tmp_path / name
+    real = training.train
+
+    def other_job_meanwhile(*args, **kwargs):
+        r = real(*args, **kwargs)
+        if not out.exists():
+            out.write_text("the other job's results")
+        return r
+
+    monkeypatch.setattr(training, "train", other_job_meanwhile)
+    monkeypatch.setattr(cli, "train", other_job_meanwhile, raising=False)
+    rc, text, err = run_cli([verb, "--networks", "8", "--epochs", "3", "--progress", "off", "--out", str(out)],
+                            capsys)
+    assert rc == 0 and out.read_text() == "the other job's results"
+    beside = tmp_path / f"{out.stem}-{os.getpid()}{out.suffix}"
+    assert f"saved: {beside}" in text and "appeared while this run trained" in err
+    if verb == "train":
+        assert fastxor.load(beside).n_networks == 8
+    else:
+        assert len(sys.modules["fastxor.sweep"].read_csv(beside)) == 1
+
+
 def test_resume_refuses_options_that_conflict_with_the_saved_run(tmp_path, capsys):
     out = tmp_path / "r.npz"
     assert run_cli(["train", "--networks", "20", "--epochs", "30", "--lr", "0.5", "--hidden", "3",

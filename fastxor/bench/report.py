@@ -93,7 +93,7 @@ def main(args):
 
     for path, write in ((args.json, write_json), (args.plot, lambda p: plot_report(report, p))):
         if path:
-            where, warning = save_safely(write, path)
+            where, warning = save_safely(write, path, replace=getattr(args, "force", False))
             if warning:
                 print(f"fastxor: warning: {warning}", file=sys.stderr)
             print(f"saved: {where}")
