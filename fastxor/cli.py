@@ -74,7 +74,8 @@ def _distributed(args):
     try:
         r = distributed.train(
             n, client=args.scheduler, workers=args.workers, scheduler_file=args.scheduler_file,
-            shard_networks=args.shard_networks or "auto", out=args.out, progress=args.progress != "off",
+            shard_networks="auto" if args.shard_networks is None else args.shard_networks,  # 0 is refused
+            out=args.out, progress=args.progress != "off",
             epochs=args.epochs, backend=args.backend, **opts)
     except KeyboardInterrupt:
         if args.out:

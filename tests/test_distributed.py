@@ -182,3 +182,12 @@ def test_a_local_cluster_is_refused_more_workers_than_cores(capsys):
     rc = cli.main(["train", "--networks", "100", "--epochs", "5", "--workers", str(cores + 1), "--progress", "off"])
     err = capsys.readouterr().err
     assert rc == 2 and f"workers must be in [1, {cores}] for a local cluster" in err and len(err.splitlines()) == 1
+
+
+def test_shard_networks_0_is_refused_not_taken_for_auto(capsys):
+    from fastxor import cli
+
+    rc = cli.main(["train", "--networks", "100", "--epochs", "5", "--workers", "1", "--shard-networks", "0",
+                   "--progress", "off"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "shard_networks must be in [1, 100], got 0" in err
