@@ -316,9 +316,9 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
         result = TrainResult.load(result)
     if not isinstance(result, TrainResult):
         raise TypeError(f"result must be a TrainResult or a results-file path, got {type(result).__name__}")
-    more = check_int("epochs", epochs, 0, config.EPOCHS_MAX)
     c = result.config
-    done = check_int("result.config['epochs']", c["epochs"], 0)
+    done = check_int("result.config['epochs']", c["epochs"], 0, config.EPOCHS_MAX)
+    more = check_int("epochs", epochs, 0, config.EPOCHS_MAX - done)  # the kernels count epochs in 32 bits
     n = result.n_networks
     k = c.get("record_every", 0)
     rates = check_per_network("lr", c["lr"], n, low=0.0, low_open=True)

@@ -116,6 +116,15 @@ def test_an_out_file_that_appears_during_the_run_is_kept(verb, name, tmp_path, m
         assert len(sys.modules["fastxor.sweep"].read_csv(beside)) == 1
 
 
+def test_resume_refuses_to_pass_the_epoch_limit():
+    from fastxor import config
+
+    r = fastxor.train(3, epochs=2)
+    r.config["epochs"] = config.EPOCHS_MAX - 5  # a run near the limit of the kernels' 32-bit epoch counter
+    with pytest.raises(ValueError, match=r"epochs must be in \[0, 5\], got 10"):
+        fastxor.resume(r, 10)
+
+
 def test_resume_refuses_options_that_conflict_with_the_saved_run(tmp_path, capsys):
     out = tmp_path / "r.npz"
     assert run_cli(["train", "--networks", "20", "--epochs", "30", "--lr", "0.5", "--hidden", "3",
