@@ -172,7 +172,7 @@ def group_cells(cells, counts, side, tol):
 RANGES = ("lr", "momentum", "weight_decay")
 #: The configuration keys the summary shows; shards merge only when these agree.
 HEADER = ("hidden", "epochs", "dtype", "function", "X", "y", "optimizer", "dampening", "nesterov", "betas", "eps",
-          "loss", "activation", "target_loss", "fast_math")
+          "loss", "activation", "target_loss", "fast_math", "init", "seed")
 
 
 def header_of(config):
@@ -186,6 +186,10 @@ def header_of(config):
     h["backend"] = config.get("backend")
     h["interrupted"] = bool(config.get("interrupted", False))
     h["epochs_requested"] = config.get("epochs_requested")
+    start, n = config.get("start"), config.get("n_networks")
+    # which networks of the seed these are, so that a merge never counts one twice
+    # (unknown for given initial parameters)
+    h["networks_at"] = [(int(start), int(start) + int(n))] if None not in (start, n, config.get("seed")) else None
     return h
 
 
@@ -195,11 +199,28 @@ def _merge_headers(a, b):
         k = bad[0]
         raise ValueError(f"cannot merge the statistics of different runs: {k} {a.get(k)!r} vs {b.get(k)!r}")
     h = dict(a)
+    h["networks_at"] = _merge_ranges(a.get("networks_at"), b.get("networks_at"), a.get("seed"))
     for k in RANGES:
         h[k] = (min(a[k][0], b[k][0]), max(a[k][1], b[k][1]))
     h["backend"] = "+".join(sorted(set(str(a["backend"]).split("+")) | set(str(b["backend"]).split("+"))))
     h["interrupted"] = a["interrupted"] or b["interrupted"]
     return h
+
+
+def _merge_ranges(a, b, seed):
+    """The union of two lists of network ranges [start, end) of one seed,
+    refused where they overlap (a network counted twice); None if either is unknown."""
+    if a is None or b is None:
+        return None
+    merged = sorted(map(tuple, a + b))
+    for (s0, e0), (s1, e1) in zip(merged, merged[1:]):
+        if s1 < e0:
+            raise ValueError(f"cannot merge these statistics: networks {s1}..{min(e0, e1) - 1} of seed {seed} "
+                             "would be counted twice")
+    out = [merged[0]]
+    for s, e in merged[1:]:
+        out[-1:] = [(out[-1][0], e)] if s == out[-1][1] else [out[-1], (s, e)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -252,11 +273,14 @@ class Stats:
         if target_epoch is not None:
             te = to_host(target_epoch)
             target = Counts.of(te[te >= 0])
+        header = header_of(config)
+        if len(solved) != config.get("n_networks"):  # a slice of the run: which networks is not known
+            header["networks_at"] = None
         return cls(
             networks=int(len(solved) if n is None else n), solved=int(solved.sum()), diverged=int(diverged.sum()),
             solved_epochs=Counts.of(solved_epoch[solved_epoch >= 0]), losses=Counts.of(all_bins[finite]),
             nonfinite_losses=int((~finite).sum()), cells=cells, cell_sums=sums, cell_losses=pair,
-            target_epochs=target, config=header_of(config),
+            target_epochs=target, config=header,
         )
 
     def __add__(self, other):

@@ -91,3 +91,15 @@ def test_different_runs_are_not_merged(run):
     no_target = fastxor.train(100, epochs=1500).statistics()
     with pytest.raises(ValueError, match="target_loss"):
         run.statistics() + no_target
+
+
+def test_a_merge_never_counts_a_network_twice_nor_mixes_seeds():
+    a = fastxor.train(40, epochs=20, seed=3)
+    b = fastxor.train(40, epochs=20, seed=3, start=40)
+    whole = fastxor.train(80, epochs=20, seed=3)
+    merged = Stats.of(b) + Stats.of(a)
+    assert merged.config["networks_at"] == [(0, 80)] and merged.summary() == whole.statistics().summary()
+    with pytest.raises(ValueError, match="networks 0..39 of seed 3 would be counted twice"):
+        Stats.of(a) + Stats.of(a)
+    with pytest.raises(ValueError, match="seed 3 vs 4"):
+        Stats.of(a) + Stats.of(fastxor.train(40, epochs=20, seed=4, start=40))
