@@ -34,9 +34,11 @@ def _torch_loss(torch, H, X, y, loss, activation):
 @pytest.mark.parametrize("hidden", [1, 2, 3, 6])
 def test_hessian_matches_torch_autograd(hidden, rng):
     """torch.autograd.functional.hessian (float64) on fresh random networks,
-    every loss and activation: agreement to 1e-8 relative (measured: 1e-15
-    for MSE and BCE-with-logits; 1e-10 for BCE, whose double backward torch
-    computes through its clamped denominator)."""
+    every loss and activation: agreement to 1e-8 relative (measured: 1e-14).
+    For BCE, torch's double backward runs through its clamped denominator
+    o(1 - o) and loses up to 2e-8 (seen at o(1 - o) = 0.007); with 0/1 targets
+    and no clamp active it is the same function of z as BCE-with-logits, whose
+    Hessian is the tight reference, and BCELoss's own is held to 1e-6."""
     torch = pytest.importorskip("torch")
     X, y = boolean_function(str(rng.choice(["xor", "and", "nand"])))
     for loss, activation in RECIPES:
@@ -44,10 +46,13 @@ def test_hessian_matches_torch_autograd(hidden, rng):
                         dtype="float64")
         g, H, value = gradient_and_hessian(p.to_flat(), hidden, X, y, loss, activation)
         f = _torch_loss(torch, hidden, X, y, loss, activation)
+        tight = _torch_loss(torch, hidden, X, y, "bce_logits" if loss == "bce" else loss, activation)
         for i in range(3):
             t = torch.tensor(p.to_flat()[:, i], dtype=torch.float64)
             Ht = torch.autograd.functional.hessian(f, t).numpy()
             gt = torch.autograd.functional.jacobian(f, t).numpy()
+            assert np.abs(H[i] - Ht).max() <= 1e-6 * np.abs(Ht).max(), (loss, activation)
+            Ht = torch.autograd.functional.hessian(tight, t).numpy()
             assert np.abs(H[i] - Ht).max() <= 1e-8 * np.abs(Ht).max(), (loss, activation)
             assert np.abs(g[i] - gt).max() <= 1e-8 * max(np.abs(gt).max(), 1e-12), (loss, activation)
             np.testing.assert_allclose(value[i], f(t).item(), rtol=1e-12)
