@@ -126,7 +126,7 @@ def _train(args):
                              "--backend, --out and --progress apply to a resumed run)")
     out = args.out or args.resume
     if out:
-        check_path(out, ".npz", "--out", force=args.force, own=args.resume)
+        check_path(out, ".npz", "--out" if args.out else "--resume", force=args.force, own=args.resume)
     t0 = time.perf_counter()
     if args.resume:
         n, epoch0 = old.n_networks, old.config["epochs"]
@@ -286,7 +286,7 @@ def _analyse(args):
     if args.plot:
         from .plots import output_dir
 
-        output_dir(args.plot)  # a bad --plot fails before the analysis, not after
+        output_dir(args.plot, "--plot")  # a bad --plot fails before the analysis, not after
     land = analyse(TrainResult.load(args.path), probe_epochs=args.probe_epochs, backend=args.backend)
     print(land.summary())
     if args.plot:
@@ -311,8 +311,15 @@ def _common(p, networks):
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (argparse prints the whole usage, 12-14 lines)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser():
-    ap = argparse.ArgumentParser(prog="fastxor", description="Train millions of XOR networks at once.")
+    ap = _Parser(prog="fastxor", description="Train millions of XOR networks at once.")
     ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train N networks and print success statistics")

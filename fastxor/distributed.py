@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .shards import (PER_NETWORK, RunStats, plan, prepare_out, run_shard, shard_path, shard_stats,  # noqa: F401
-                     write_run_file)
+from .shards import (PER_NETWORK, RUN_FILE, RunStats, plan, prepare_out, read_run_file, run_shard,  # noqa: F401
+                     shard_path, shard_stats, write_run_file)
 from .stats import Stats
 from .validate import check_int
 
@@ -207,8 +207,13 @@ def train(n_networks, *, client=None, workers=None, shard_networks="auto", out=N
         from .validate import check_int
 
         shard_networks = check_int("shard_networks", shard_networks, 1, n)
+    done = {}
     if out is not None:  # refused before a cluster starts; a finished run fixes the shard size
         shard_networks = prepare_out(out, n, shard_networks, options, resume) or shard_networks
+        if shard_networks != "auto" and (Path(out) / RUN_FILE).exists():  # its finished shards, each checked
+            run = read_run_file(out)
+            done = {i: shard_stats(out, i, run) for i in range(len(plan(n, shard_networks)))
+                    if shard_path(out, i).exists()}
     cl, close = connect(client, workers, scheduler_file, threads, cache_dir)
     try:
         n_workers = _n_workers(cl)
@@ -218,8 +223,6 @@ def train(n_networks, *, client=None, workers=None, shard_networks="auto", out=N
         if out is not None:
             write_run_file(out, n, shard_networks, options)
         shards = plan(n, shard_networks)
-        done = {i: shard_stats(shard_path(out, i)) for i in range(len(shards))
-                if out is not None and shard_path(out, i).exists()}
         jobs = [(i, options, lo, m, None if out is None else str(shard_path(out, i)))
                 for i, (lo, m) in enumerate(shards) if i not in done]
         bar = _bar(progress, len(shards), len(done), n * options.get("epochs", 100_000) / len(shards))

@@ -98,7 +98,7 @@ class Landscape:
         return landscape_figures(self, out_dir, sample=sample, seed=seed)
 
 
-def analyse(result, *, probe_epochs=None, probe_points=11, grad_tol=1e-5, eig_tol=1e-6, growth_tol=1e-3,
+def analyse(result, *, probe_epochs=None, probe_points=None, grad_tol=1e-5, eig_tol=1e-6, growth_tol=1e-3,
             loss_tol=1e-2, backend="auto", tol=0.05, max_groups=5):
     """The landscape at every network's end point (see the module docstring).
 
@@ -107,7 +107,7 @@ def analyse(result, *, probe_epochs=None, probe_points=11, grad_tol=1e-5, eig_to
         network, with its own recipe and optimizer state, for
         ``probe_epochs`` more epochs (default: a tenth of the run, between
         1 000 and 10 000), its weight norm taken at ``probe_points`` evenly
-        spaced epochs. Solved networks need no probe (their norms are NaN).
+        spaced epochs (default 11, at most one per probe epoch and the start). Solved networks need no probe (their norms are NaN).
     grad_tol : at finite weights, a gradient norm at or below it is zero.
     eig_tol : eigenvalues within +-eig_tol * max(1, |largest|) count as
         zero: a local minimum needs all above, a saddle one below.
@@ -125,6 +125,8 @@ def analyse(result, *, probe_epochs=None, probe_points=11, grad_tol=1e-5, eig_to
     if probe_epochs is None:
         probe_epochs = int(min(10_000, max(1_000, c.get("epochs", 0) // 10)))
     probe_epochs = check_int("probe_epochs", probe_epochs, 1, config.EPOCHS_MAX)
+    if probe_points is None:  # 11, or one per epoch of a shorter probe
+        probe_points = min(11, probe_epochs + 1)
     probe_points = check_int("probe_points", probe_points, 2, probe_epochs + 1)
     for name, value in (("grad_tol", grad_tol), ("eig_tol", eig_tol), ("growth_tol", growth_tol),
                         ("loss_tol", loss_tol)):

@@ -119,11 +119,12 @@ def _forward_on(p, points, activation="sigmoid"):
     return h[0], out[0]
 
 
-def output_dir(out_dir):
-    """``out_dir`` created if needed; a clear error when it is a file or cannot be made."""
+def output_dir(out_dir, option="--out"):
+    """``out_dir`` created if needed; a clear error, naming ``option``, when it
+    is a file or cannot be made."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file: the plots go into a directory; name another one")
+        raise ValueError(f"{option} {out} is a file: the plots go into a directory; name another one")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

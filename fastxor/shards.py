@@ -74,10 +74,33 @@ def run_shard(options, lo, n, path=None, threads=None):
     return r.statistics()
 
 
-def shard_stats(path):
+def load_shard(out, index, run):
+    """Shard ``index`` of the run directory ``out`` (``run``: its run file),
+    checked against its run: the planned networks, and every option both
+    record as a single value. A shard from another run (copied in, or left by
+    an edited command) is an error naming it, never merged."""
     from .result import TrainResult
 
-    return TrainResult.load(path).statistics()
+    path = shard_path(out, index)
+    try:
+        r = TrainResult.load(path)
+    except ValueError as exc:  # truncated or foreign
+        raise ValueError(f"{exc}; remove {path} and rerun the same command to train that shard again") from None
+    lo, n = plan(run["n_networks"], run["shard_networks"])[index]
+    expect = dict(run["options"], n_networks=n, start=run["options"].get("start", 0) + lo)
+    for key, want in expect.items():
+        got = r.config.get(key)
+        if (got is None or want is None or np.ndim(got) or isinstance(want, (list, dict))
+                or (isinstance(want, str) and key in PER_NETWORK)):
+            continue  # not recorded by both as one value (per-network arrays are fingerprinted whole)
+        if got != want:
+            raise ValueError(f"{path} does not belong to the run in {out}: its {key} is {got!r}, the run's "
+                             f"{want!r}; remove it and rerun the same command to train it again")
+    return r
+
+
+def shard_stats(out, index, run):
+    return load_shard(out, index, run).statistics()
 
 
 def fingerprint(n, shard_networks, options):
@@ -155,12 +178,12 @@ def load(out):
                          f"{shard_path(out, missing[0]).name}); rerun the same command to finish them")
     from .machine import require_memory
 
-    first = TrainResult.load(shard_path(out, 0))
+    first = load_shard(out, 0, run)
     arrays = [*first.params.arrays(), *(getattr(first, k) for k in _ARRAYS + _OPTIONAL)]
     per_network = sum(a.nbytes for a in arrays if a is not None) / first.n_networks
     require_memory(2 * per_network * run["n_networks"], f"fastxor.load({str(out)!r}) of {run['n_networks']} "
                    "networks (fastxor merge gives its statistics without loading it)")
-    parts = [first] + [TrainResult.load(shard_path(out, i)) for i in range(1, len(shards))]
+    parts = [first] + [load_shard(out, i, run) for i in range(1, len(shards))]
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
     params = Params(*(np.concatenate([getattr(p.params, k) for p in parts]) for k in PARAM_FIELDS))
     config = dict(parts[0].config, n_networks=run["n_networks"], start=parts[0].config.get("start"))
@@ -190,7 +213,7 @@ def merge(out):
     found = [i for i in range(len(shards)) if shard_path(out, i).exists()]
     if not found:
         raise ValueError(f"{out}: no finished shard yet (0 of {len(shards)})")
-    merged = sum(shard_stats(shard_path(out, i)) for i in found)
+    merged = sum(shard_stats(out, i, run) for i in found)
     fields = {f: getattr(merged, f) for f in Stats.__dataclass_fields__}
     return RunStats(**fields, shards=len(shards), shards_run=0, out=str(out)), len(found)
 

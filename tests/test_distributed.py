@@ -191,3 +191,19 @@ def test_shard_networks_0_is_refused_not_taken_for_auto(capsys):
                    "--progress", "off"])
     err = capsys.readouterr().err
     assert rc == 2 and "shard_networks must be in [1, 100], got 0" in err
+
+
+def test_the_rerun_checks_its_finished_shards_before_a_cluster_starts(tmp_path, monkeypatch):
+    """A truncated shard in the run directory: the resuming rerun fails at
+    once, naming the file and what to do, without starting a cluster."""
+    from fastxor import shards
+
+    out = tmp_path / "run"
+    options = dict(epochs=20, lr=0.1, seed=1)
+    shards.write_run_file(out, 96, 32, options)
+    shards.run_shard(options, 0, 32, shards.shard_path(out, 0))
+    path = shards.shard_path(out, 0)
+    path.write_bytes(path.read_bytes()[:300])
+    monkeypatch.setattr(fd, "connect", lambda *a, **k: pytest.fail("a cluster was started"))
+    with pytest.raises(ValueError, match=f"remove {path} and rerun the same command"):
+        fd.train(96, out=out, shard_networks=32, **options)

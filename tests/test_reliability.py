@@ -372,6 +372,27 @@ def test_sweep_checks_every_launch_before_the_first_trains(extra, words, monkeyp
     assert not launched
 
 
+def test_messages_name_the_option_the_user_gave(tmp_path, capsys):
+    """A usage error is one line; a directory given to --resume, or a file to
+    analyse --plot, is reported under that option; a short probe needs no
+    probe_points of its own."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--epochs", "x"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert "argument --epochs: invalid int value: 'x' (see fastxor train --help)" in err
+    _run_directory(tmp_path / "run", 8, 4, epochs=2, seed=1)
+    rc, _, err = run_cli(["train", "--resume", str(tmp_path / "run"), "--epochs", "1"], capsys)
+    assert rc == 2 and f"--resume {tmp_path / 'run'} is a directory" in err
+    r = fastxor.train(20, epochs=30, seed=1)
+    path = r.save(tmp_path / "r.npz")
+    (tmp_path / "p.png").write_text("")
+    rc, _, err = run_cli(["analyse", str(path), "--plot", str(tmp_path / "p.png")], capsys)
+    assert rc == 2 and "--plot " in err and "is a file" in err
+    land = fastxor.analyse(r, probe_epochs=5)
+    assert land.probe_epochs.tolist() == [0, 1, 2, 3, 4, 5]
+
+
 def test_truncated_sweep_csv_names_the_line(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     csv = tmp_path / "s.csv"
@@ -456,3 +477,40 @@ def test_a_genuine_error_leaves_the_kernel_cache_alone():
                                  None, None, 0, 1)
     assert "caching" not in str(info.value)
     assert sorted((d / "__pycache__").glob(f"{module.__name__}.*")) == files
+
+
+def _run_directory(out, n, shard, **options):
+    """A run directory made as a cluster makes it (no cluster needed)."""
+    from fastxor import shards
+
+    shards.write_run_file(out, n, shard, options)
+    for i, (lo, m) in enumerate(shards.plan(n, shard)):
+        shards.run_shard(options, lo, m, shards.shard_path(out, i))
+
+
+@pytest.mark.parametrize("intruder", ["another run", "wrong size", "truncated"])
+def test_a_shard_from_elsewhere_is_never_merged(intruder, tmp_path, capsys):
+    """A shard file copied in from another run (lr 5 in a run of lr 0.1), one
+    of the wrong size, or a truncated one: load, merge and the resuming rerun
+    refuse it, naming the file and what to do."""
+    from fastxor import shards
+
+    run_dir, other = tmp_path / "run", tmp_path / "other"
+    _run_directory(run_dir, 96, 32, epochs=20, lr=0.1, seed=1)
+    if intruder == "another run":
+        _run_directory(other, 96, 32, epochs=20, lr=5.0, seed=1)
+        shards.shard_path(other, 1).replace(shards.shard_path(run_dir, 1))
+        words = "its lr is 5.0, the run's 0.1"
+    elif intruder == "wrong size":
+        fastxor.train(10, epochs=20, lr=0.1, seed=1, start=32).save(shards.shard_path(run_dir, 1))
+        words = "its n_networks is 10, the run's 32"
+    else:
+        path = shards.shard_path(run_dir, 1)
+        path.write_bytes(path.read_bytes()[:300])
+        words = "not a"
+    bad = str(shards.shard_path(run_dir, 1))
+    with pytest.raises(ValueError, match="rerun the same command") as info:
+        fastxor.load(run_dir)
+    assert bad in str(info.value) and words in str(info.value)
+    rc, _, err = run_cli(["merge", str(run_dir)], capsys)
+    assert rc == 2 and bad in err and words in err and len(err.strip().splitlines()) == 1
