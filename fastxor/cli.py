@@ -2,6 +2,7 @@
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -405,8 +406,15 @@ def main(argv=None):
         print(f"fastxor: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting: no traceback
         print("fastxor: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, or a case not foreseen: still one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"fastxor: error: {type(exc).__name__}: {_one_line(exc)} (unexpected: `fastxor --debug "
+              f"{args.command} ...` shows where; please report it)", file=sys.stderr)
+        return 1
 
 
 def _one_line(exc):

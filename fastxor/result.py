@@ -10,6 +10,8 @@ from .stats import Counts, Stats, cell_keys, group_cells, key_cells
 
 _ARRAYS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 _OPTIONAL = ("loss_history", "target_epoch", "optimizer_state")
+#: The config entries that resume, analyse and the statistics read without a default.
+_CONFIG_NEEDED = ("n_networks", "epochs", "lr", "dtype", "X", "y")
 
 
 @dataclass
@@ -142,6 +144,15 @@ class TrainResult:
                              f"{', '.join(missing) or 'config'})")
         cfg = dict(meta["config"])
         cfg.update({k[len("config."):]: v for k, v in arrays.items() if k.startswith("config.")})
+        missing = [k for k in _CONFIG_NEEDED if k not in cfg]
+        if missing:
+            raise ValueError(f"{path} is not a complete fastxor results file (its config lacks: {', '.join(missing)})")
+        n = len(arrays[PARAM_FIELDS[0]])
+        uneven = [k for k in (*PARAM_FIELDS, *_ARRAYS, *_OPTIONAL) if k in arrays and k != "optimizer_state"
+                  and len(arrays[k]) != n]
+        if uneven or cfg.get("n_networks", n) != n:
+            raise ValueError(f"{path} is not a consistent fastxor results file ({', '.join(uneven) or 'n_networks'} "
+                             f"not of its {n} networks)")
         return cls(
             params=Params(*(arrays[k] for k in PARAM_FIELDS)),
             **{k: arrays.get(k) for k in _OPTIONAL},

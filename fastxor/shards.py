@@ -135,7 +135,7 @@ def prepare_out(out, n, shard_networks, options, resume):
         raise ValueError(f"out {out}: the directory {out.parent} does not exist")
     run_file = out / RUN_FILE
     if run_file.exists():
-        saved = json.loads(run_file.read_text())
+        saved = read_run_file(out)
         if shard_networks == "auto":
             shard_networks = saved.get("shard_networks")
         mine = fingerprint(n, shard_networks, options)
@@ -227,6 +227,8 @@ def read_run_file(out):
     try:
         run = json.loads(run_file.read_text())
         int(run["n_networks"]), int(run["shard_networks"])
-    except (ValueError, KeyError, TypeError):
+        if not isinstance(run["options"], dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ValueError(f"{run_file} is not a readable fastxor run file") from None
     return run

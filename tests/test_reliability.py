@@ -514,3 +514,58 @@ def test_a_shard_from_elsewhere_is_never_merged(intruder, tmp_path, capsys):
     assert bad in str(info.value) and words in str(info.value)
     rc, _, err = run_cli(["merge", str(run_dir)], capsys)
     assert rc == 2 and bad in err and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_foreign_or_inconsistent_files_are_one_line_errors(tmp_path, capsys):
+    """A results file without the config keys resume and analyse read, one
+    whose arrays disagree in length, and a run.json written by something
+    else: one line each, no traceback."""
+    import json
+
+    from fastxor import results_file
+
+    r = fastxor.train(6, epochs=3, seed=2)
+    arrays = {k: getattr(r, k) for k in ("loss", "predictions", "solved", "solved_epoch", "diverged",
+                                         "diverged_epoch")}
+    arrays.update(zip(("W1", "b1", "W2", "b2"), r.params.arrays()))
+    config = {k: v for k, v in r.config.items() if not isinstance(v, np.ndarray)}
+    results_file.write(tmp_path / "noconfig.npz", arrays, dict(config={"epochs": 3}))
+    results_file.write(tmp_path / "uneven.npz", dict(arrays, loss=arrays["loss"][:4]), dict(config=config))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"n_networks": 8, "shard_networks": 4, "options": 3}))
+    for argv, words in ((["analyse", str(tmp_path / "noconfig.npz")], "its config lacks: n_networks, lr, dtype"),
+                        (["train", "--resume", str(tmp_path / "noconfig.npz"), "--epochs", "1"], "config lacks"),
+                        (["analyse", str(tmp_path / "uneven.npz")], "loss not of its 6 networks"),
+                        (["merge", str(tmp_path / "run")], "is not a readable fastxor run file")):
+        rc, _, err = run_cli(argv, capsys)
+        assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_an_unexpected_error_is_one_line_and_the_traceback_is_behind_debug(monkeypatch, capsys):
+    def bug(*args, **kwargs):
+        raise KeyError("something unforeseen")
+
+    monkeypatch.setattr(training, "train", bug)
+    rc, _, err = run_cli(["train", "--networks", "3", "--epochs", "1", "--progress", "off"], capsys)
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "KeyError" in err and "--debug" in err
+    with pytest.raises(KeyError):
+        cli.main(["--debug", "train", "--networks", "3", "--epochs", "1", "--progress", "off"])
+
+
+def test_ctrl_c_ends_analyse_promptly_without_a_traceback(tmp_path):
+    """Ctrl-C (twice) during a long probe of ``fastxor analyse``: it stops
+    within a segment, says so in one line, exits 130."""
+    path = fastxor.train(2000, epochs=50, seed=3).save(tmp_path / "r.npz")
+    proc = subprocess.Popen([sys.executable, "-m", "fastxor", "analyse", str(path), "--probe-epochs", "100000000"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)  # the Hessians are done and the probe is training
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # never left running when the check fails
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
