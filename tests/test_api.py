@@ -21,7 +21,9 @@ def test_result_fields_are_consistent(rng):
     np.testing.assert_allclose(r.predictions, y_hat, atol=1e-6)
     np.testing.assert_allclose(r.loss, reference.loss_of(y_hat, y), atol=1e-6)
     np.testing.assert_array_equal(r.solved, solved_by(y_hat, target_sides(y)))
-    assert (r.solved == (r.solved_epoch >= 0)).all()
+    # solved at the end => solved at some epoch (not the converse: at lr 1 a network
+    # can solve and leave again, seen at seed 4294059386: solved at 1292, not at 1500)
+    assert (r.solved_epoch[r.solved] >= 0).all()
     # lr 1, 1500 epochs: some solve, some do not (152-175 of 200 over 40 seeds; at
     # 3000 epochs one seed in 30 solved all 200 and failed this line)
     assert 0 < r.solved.sum() < 200
