@@ -64,7 +64,7 @@ def sweep(
     ``interruptible``: Ctrl-C or SIGTERM ends the sweep at the end of the
     running segment; the table then holds the finished launches' rows, the
     interrupted launch's at the epoch it reached (its ``epochs`` column), and
-    none for launches not started (``interrupted(table, epochs)`` tells).
+    none for launches not started (``interrupted(table, epochs, cells)`` tells).
     """
     from . import backends
     from .state import ACTIVATIONS, LOSSES, OPTIMIZERS, Recipe, n_params
