@@ -19,6 +19,7 @@ layer aborts on concurrent calls, numba#8563); workers are spawned, never
 forked after a kernel ran; the ``WarmKernel`` plugin compiles the run's
 kernel once per worker, cached on disk (``cache_dir`` sets FASTXOR_CACHE_DIR).
 """
+import json
 import os
 import time
 import uuid
@@ -123,6 +124,14 @@ def connect(client=None, workers=None, scheduler_file=None, threads=None, cache_
     if scheduler_file is not None:
         if not Path(scheduler_file).is_file():
             raise ValueError(f"scheduler_file {scheduler_file}: no such file")
+        try:  # what dask-scheduler --scheduler-file writes: a JSON object with the address
+            info = json.loads(Path(scheduler_file).read_text())
+            ok = isinstance(info, dict) and isinstance(info.get("address"), str)
+        except (ValueError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"scheduler_file {scheduler_file} is not a Dask scheduler file (a JSON object with "
+                             "the scheduler's \"address\", as `dask scheduler --scheduler-file` writes)")
         c = Client(scheduler_file=str(scheduler_file), timeout="30s")
         return c, c.close
     if isinstance(client, str):

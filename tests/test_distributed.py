@@ -207,3 +207,14 @@ def test_the_rerun_checks_its_finished_shards_before_a_cluster_starts(tmp_path, 
     monkeypatch.setattr(fd, "connect", lambda *a, **k: pytest.fail("a cluster was started"))
     with pytest.raises(ValueError, match=f"remove {path} and rerun the same command"):
         fd.train(96, out=out, shard_networks=32, **options)
+
+
+@pytest.mark.parametrize("text", ["not json", "{}", '{"address": 3}'])
+def test_a_malformed_scheduler_file_is_one_line(text, tmp_path, capsys):
+    from fastxor import cli
+
+    f = tmp_path / "scheduler.json"
+    f.write_text(text)
+    rc = cli.main(["train", "--networks", "10", "--epochs", "1", "--scheduler-file", str(f), "--progress", "off"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"scheduler_file {f} is not a Dask scheduler file" in err and len(err.splitlines()) == 1
