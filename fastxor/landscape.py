@@ -107,7 +107,8 @@ def analyse(result, *, probe_epochs=None, probe_points=None, grad_tol=1e-5, eig_
         network, with its own recipe and optimizer state, for
         ``probe_epochs`` more epochs (default: a tenth of the run, between
         1 000 and 10 000), its weight norm taken at ``probe_points`` evenly
-        spaced epochs (default 11, at most one per probe epoch and the start). Solved networks need no probe (their norms are NaN).
+        spaced epochs (default 11, at most one per probe epoch and the
+        start). Solved networks need no probe (their norms are NaN).
     grad_tol : at finite weights, a gradient norm at or below it is zero.
     eig_tol : eigenvalues within +-eig_tol * max(1, |largest|) count as
         zero: a local minimum needs all above, a saddle one below.

@@ -87,16 +87,15 @@ def sweep(
     cells = [(a, s, m, w) for s in scales for a in lrs for m in moms for w in wds]
     total = networks * len(cells)
     launches = [(h, o, lo, ac) for h in widths for o in opts for lo in losses for ac in acts]
-    for name, values in (("lr", lrs), ("init_scale", scales), ("momentum", moms), ("weight_decay", wds),
-                         ("eps", [eps])):
-        check_in_dtype(name, np.array(values, dtype=float), dt, nonzero=name in ("lr", "eps"))
+    for name, values in (("lr", lrs), ("init_scale", scales)):  # momentum, weight decay, eps: check_recipe
+        check_in_dtype(name, np.array(values, dtype=float), dt, nonzero=name == "lr")
     for h, o, lo, ac in launches:  # every launch's options refused before the first launch trains, not after
         if o != "sgd" and any(moms):
             raise ValueError(f"momentum applies to optimizer='sgd'; the grid has optimizer {o!r} with "
                              f"momentum {max(moms):g} (sweep SGD and Adam separately)")
         for m in moms:
             for w in wds:
-                check_recipe(1, o, m, dampening, nesterov, w, betas, eps, lo, ac, target_loss)
+                check_recipe(1, o, m, dampening, nesterov, w, betas, eps, lo, ac, target_loss, dt)
         check_memory(backends.choose(backend, total), total, Recipe(h, np.dtype(dt), optimizer=o, momentum=any(moms)), epochs, 0,
                      extra=total * n_params(h) * 8 * 2)  # each cell's start and the grid's concatenation
     if client is not None:

@@ -221,10 +221,7 @@ def train(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
     recipe_options, mom, wd = check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay,
-                                           betas, eps, loss, activation, target_loss)
-    for name, value in (("momentum", mom), ("weight_decay", wd), ("eps", recipe_options["eps"])):
-        if value is not None:  # as lr: finite, and the kernel's non-zero eps not rounded to 0, in dtype
-            check_in_dtype(name, value, dt, nonzero=name == "eps")
+                                           betas, eps, loss, activation, target_loss, dt)
     recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), **recipe_options)
     chosen = _backend_for(backend, n, recipe)
     if (fast_math or device_arrays) and chosen.NAME != "cupy":
@@ -327,7 +324,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     options, mom, wd = check_recipe(
         n, c.get("optimizer", "sgd"), c.get("momentum", 0.0), c.get("dampening", 0.0), c.get("nesterov", False),
         c.get("weight_decay", 0.0), tuple(c.get("betas", (0.9, 0.999))), c.get("eps", 1e-8), c.get("loss", "mse"),
-        c.get("activation", "sigmoid"), c.get("target_loss"))
+        c.get("activation", "sigmoid"), c.get("target_loss"), p.dtype)
     recipe = Recipe(p.hidden, p.dtype, bool(c.get("fast_math", False)), **options)
     chosen = _backend_for(backend, n, recipe)
     recipe = dataclasses.replace(recipe, fast_math=recipe.fast_math and chosen.NAME == "cupy")

@@ -99,10 +99,11 @@ def check_choice(name, value, allowed):
 
 
 def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, betas, eps, loss, activation,
-                 target_loss):
+                 target_loss, dtype):
     """The training-recipe arguments of ``fastxor.train`` checked as torch.optim
     checks them, plus what torch would silently ignore (an option of another
-    optimizer). Returns (options for ``state.Recipe``, momentum, weight decay):
+    optimizer), and momentum, weight decay and eps still finite (eps non-zero)
+    in the training ``dtype``. Returns (options for ``state.Recipe``, momentum, weight decay):
     each None where all zero, else a number or an (N,) array (a number is
     expanded by ``training``, after the memory guard)."""
     from .state import ACTIVATIONS, LOSSES, OPTIMIZERS
@@ -139,6 +140,8 @@ def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, beta
         if np.any(mom) or dampening or nesterov:
             raise ValueError(f"momentum, dampening and nesterov apply to optimizer='sgd'; {optimizer!r} "
                              "takes betas=(beta1, beta2)")
+    for name, value in (("momentum", mom), ("weight_decay", wd), ("eps", eps)):
+        check_in_dtype(name, value, dtype, nonzero=name == "eps")  # as lr: 1e39 is inf, 1e-50 is 0 in float32
     options = dict(optimizer=optimizer, loss=loss, activation=activation, momentum=bool(np.any(mom)),
                    nesterov=bool(nesterov), dampening=dampening, weight_decay=bool(np.any(wd)),
                    betas=(b1, b2), eps=eps, target_loss=target_loss)

@@ -360,7 +360,7 @@ def test_a_failed_csv_save_keeps_the_old_file_and_rescues_the_new(tmp_path, monk
 
 @pytest.mark.parametrize("extra, words", [
     (["--optimizer", "adam,sgd", "--betas", "0.8,0.9"], "betas and eps apply to optimizer='adam' or 'adamw'"),
-    (["--momentum", "0.5", "--weight-decay", "1e39"], "weight_decay[0]=1e+39 overflows to inf in float32"),
+    (["--momentum", "0.5", "--weight-decay", "1e39"], "weight_decay=1e+39 overflows to inf in float32"),
 ])
 def test_sweep_checks_every_launch_before_the_first_trains(extra, words, monkeypatch, capsys):
     """A grid whose second launch is invalid fails before the first one
