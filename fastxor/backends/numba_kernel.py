@@ -594,6 +594,10 @@ class _Threaded:
         import numba
 
         n_chunks = -(-args[0].shape[1] // config.NUMBA_CHUNK)
+        # an empty chunk range first, in this thread: the kernel is compiled or loaded
+        # before any state changes (a cache repair's retry never trains twice) and
+        # never by two threads at once
+        self.dispatcher(*args, 0, 0)
         threads = min(numba.get_num_threads(), n_chunks)
         if threads <= 1:
             return self.dispatcher(*args, 0, n_chunks)
