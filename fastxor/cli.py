@@ -119,6 +119,10 @@ def _train(args):
     if args.workers is not None or args.scheduler or args.scheduler_file:
         return _distributed(args)
     if args.resume:
+        if os.path.isdir(args.resume) and not args.out:
+            raise ValueError(f"--resume {args.resume} is a directory (a distributed run's?): it is saved back to a "
+                             "single .npz file, so give one with --out (or rerun the distributed run's command to "
+                             "finish that run)")
         old = TrainResult.load(args.resume)
         bad = _conflicts(args, old.config)
         if bad:

@@ -20,15 +20,18 @@ forked after a kernel ran; the ``WarmKernel`` plugin compiles the run's
 kernel once per worker, cached on disk (``cache_dir`` sets FASTXOR_CACHE_DIR).
 """
 import json
+import logging
 import os
 import time
 import uuid
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .shards import (PER_NETWORK, RUN_FILE, RunStats, plan, prepare_out, read_run_file, run_shard,  # noqa: F401
-                     shard_path, shard_stats, write_run_file)
+from .shards import (PER_NETWORK, RUN_FILE, RunStats, ShardNotSaved, plan, prepare_out,  # noqa: F401
+                     read_run_file, run_shard, shard_path, shard_stats, write_run_file)
 from .stats import Stats
 from .validate import check_int
 
@@ -45,6 +48,9 @@ SHARD_SECONDS = 120.0
 IN_FLIGHT_PER_WORKER = 10
 #: train() options a distributed run cannot take: the shards run in the workers, in one piece each.
 TRAIN_ONLY = ("progress", "interruptible", "device_arrays")
+#: Starts of a local cluster before giving up: a worker process that dies while
+#: starting (killed, out of memory) aborts Dask's start, and a new start replaces it.
+START_TRIES = 3
 
 
 def _scalar_options(options):
@@ -103,9 +109,17 @@ def local_cluster(workers=None, threads=None, cache_dir=None):
     env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}
     if cache_dir:
         env["FASTXOR_CACHE_DIR"] = str(cache_dir)
-    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env,
-                            dashboard_address=None)
+    for _ in range(START_TRIES):
+        try:
+            with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}), warnings.catch_warnings():
+                # no dashboard; the scheduler's health server moves off a busy port 8787 (another cluster's)
+                warnings.filterwarnings("ignore", "Port 8787 is already in use", UserWarning)
+                return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env,
+                                    dashboard_address=None, silence_logs=logging.ERROR)
+        except RuntimeError as exc:  # "Nanny failed to start.": LocalCluster has closed what it started
+            failure = exc
+    raise RuntimeError(f"a local Dask cluster of {workers} worker processes failed to start {START_TRIES} times "
+                       f"(a worker process died while starting: {failure}); see the workers' messages above")
 
 
 def connect(client=None, workers=None, scheduler_file=None, threads=None, cache_dir=None):
@@ -169,6 +183,17 @@ def _validated(n_networks, train_options):
     return n, opts
 
 
+def _warm(client, options, threads, cache_dir):
+    """Register ``WarmKernel``. A worker that dies while warming (its comm
+    closes) costs nothing: the scheduler keeps the plugin for the worker that
+    replaces it, and the run goes on with the others."""
+    try:
+        client.register_plugin(WarmKernel(options, threads, cache_dir))
+    except OSError as exc:  # distributed's CommClosedError
+        logging.getLogger("fastxor").info("a Dask worker died while compiling the kernel (%s); the run goes on "
+                                          "without it", exc)
+
+
 def _n_workers(client):
     try:
         info = client.scheduler_info(n_workers=-1)
@@ -226,7 +251,7 @@ def train(n_networks, *, client=None, workers=None, shard_networks="auto", out=N
     cl, close = connect(client, workers, scheduler_file, threads, cache_dir)
     try:
         n_workers = _n_workers(cl)
-        cl.register_plugin(WarmKernel(options, threads, cache_dir))
+        _warm(cl, options, threads, cache_dir)
         if shard_networks == "auto":
             shard_networks = _auto_shard(cl, n, options, n_workers, threads)
         if out is not None:
@@ -297,13 +322,17 @@ def _run(client, jobs, threads, n_workers, bar):
     pending = as_completed([submit(queue.pop(0)) for _ in range(min(limit, len(queue)))])
     try:
         for f in pending:
-            (i, _, lo, m, _), _ = index.pop(f.key)
+            (i, _, lo, m, path), _ = index.pop(f.key)
             try:
                 results[i] = f.result()
             except Exception as exc:  # noqa: BLE001 - reported with the shard it belongs to
                 what = (f"it killed every worker that ran it ({exc})" if type(exc).__name__ == "KilledWorker"
                         else f"{type(exc).__name__}: {exc}")
                 raise RuntimeError(f"shard {i} (networks {lo}..{lo + m - 1}) failed: {what}") from None
+            if isinstance(results[i], NotSaved):
+                raise OSError(f"shard {i} (networks {lo}..{lo + m - 1}) could not be saved: {results[i].error}; "
+                              f"the shards saved in {Path(path).parent} are kept: make room there (or restore the "
+                              "directory) and rerun the same command")
             if bar:
                 bar()
             if queue:
@@ -315,7 +344,21 @@ def _run(client, jobs, threads, n_workers, bar):
     return results
 
 
-_task = run_shard  # what a worker runs for one shard (a test replaces it to crash a worker)
+@dataclass(frozen=True)
+class NotSaved:
+    """A shard trained but its file could not be written (a full disk, the
+    ``out`` directory removed): returned, not raised, so the client reports
+    one line and no worker logs an error with its traceback."""
+
+    error: str
+
+
+def _task(options, lo, m, path, threads):
+    """What a worker runs for one shard (a test replaces it to crash a worker)."""
+    try:
+        return run_shard(options, lo, m, path, threads)
+    except ShardNotSaved as exc:
+        return NotSaved(str(exc))
 
 
 def _bar(progress, total, already, ne_per_shard):

@@ -70,8 +70,16 @@ def run_shard(options, lo, n, path=None, threads=None):
         numba.set_num_threads(max(1, min(threads or limit, limit)))
         r = train(n, **opts)
     if path is not None:
-        r.save(path)
+        try:
+            r.save(path)
+        except OSError as exc:
+            raise ShardNotSaved(f"{exc.strerror or exc}: {exc.filename or path}") from exc
     return r.statistics()
+
+
+class ShardNotSaved(OSError):
+    """A shard trained, but its file could not be written (a full disk, the
+    run directory removed)."""
 
 
 def load_shard(out, index, run):

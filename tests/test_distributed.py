@@ -218,3 +218,69 @@ def test_a_malformed_scheduler_file_is_one_line(text, tmp_path, capsys):
     rc = cli.main(["train", "--networks", "10", "--epochs", "1", "--scheduler-file", str(f), "--progress", "off"])
     err = capsys.readouterr().err
     assert rc == 2 and f"scheduler_file {f} is not a Dask scheduler file" in err and len(err.splitlines()) == 1
+
+
+def test_a_worker_that_dies_while_it_starts_is_replaced(rng, tmp_path):
+    """A worker process killed while it starts (before it joins the cluster):
+    the local cluster starts again, and the run prints what one process
+    prints."""
+    import dask
+
+    marker = tmp_path / "died"
+    preload = tmp_path / "die_once.py"  # a Dask worker preload: runs inside each worker process as it starts
+    preload.write_text(f"import os\ntry:\n    os.close(os.open({str(marker)!r}, os.O_CREAT | os.O_EXCL))\n"
+                       "except FileExistsError:\n    pass\nelse:\n    os._exit(1)\n")
+    n, opts = int(rng.integers(500, 1500)), dict(epochs=300, seed=int(rng.integers(0, 2**32)))
+    with dask.config.set({"distributed.worker.preload": [str(preload)]}):
+        r = fd.train(n, workers=2, threads=1, shard_networks=256, progress=False, **opts)
+    assert marker.exists()  # a worker did die
+    assert r.summary() == fastxor.train(n, **opts).summary() and r.workers == 2
+
+
+class _DiesWhileWarming(fd.WarmKernel):
+    """The warm-up plugin of a worker killed while it compiles: the first
+    worker to set it up dies (``marker`` travels with the instance)."""
+
+    marker = None
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.marker = str(type(self).marker)
+
+    async def setup(self, worker):
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return await super().setup(worker)
+        os._exit(1)
+
+
+def test_a_worker_that_dies_while_it_compiles_costs_nothing(client, rng, tmp_path, monkeypatch):
+    """Dask's plugin registration raised CommClosedError when a worker died
+    in it, and the run was lost; the run now goes on with the others."""
+    monkeypatch.setattr(_DiesWhileWarming, "marker", tmp_path / "died")
+    monkeypatch.setattr(fd, "WarmKernel", _DiesWhileWarming)
+    n, opts = int(rng.integers(500, 1500)), dict(epochs=300, seed=int(rng.integers(0, 2**32)))
+    r = fd.train(n, client=client, shard_networks=256, progress=False, **opts)
+    assert (tmp_path / "died").exists()
+    assert r.summary() == fastxor.train(n, **opts).summary()
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_a_shard_that_cannot_be_saved_is_one_line(tmp_path):
+    """A full disk (here: a file size limit) while a worker saves its shard:
+    one line naming the shard, the error and what to do; no worker's error
+    log, no traceback."""
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # run.json fits, a shard file does not
+
+    p = subprocess.run([sys.executable, "-m", "fastxor.cli", "train", "--networks", "3000", "--epochs", "20",
+                        "--workers", "1", "--shard-networks", "1500", "--out", "run", "--progress", "off"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path, preexec_fn=small_files)
+    errors = [line for line in p.stderr.splitlines() if "error" in line.lower()]
+    assert p.returncode == 2, p.stderr
+    assert len(errors) == 1 and errors[0].startswith("fastxor: error: shard 0 (networks 0..1499) could not be "
+                                                     "saved: File too large"), p.stderr
+    assert "Traceback" not in p.stderr and "rerun the same command" in errors[0]

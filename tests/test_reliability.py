@@ -383,7 +383,7 @@ def test_messages_name_the_option_the_user_gave(tmp_path, capsys):
     assert "argument --epochs: invalid int value: 'x' (see fastxor train --help)" in err
     _run_directory(tmp_path / "run", 8, 4, epochs=2, seed=1)
     rc, _, err = run_cli(["train", "--resume", str(tmp_path / "run"), "--epochs", "1"], capsys)
-    assert rc == 2 and f"--resume {tmp_path / 'run'} is a directory" in err
+    assert rc == 2 and f"--resume {tmp_path / 'run'} is a directory" in err and "give one with --out" in err
     r = fastxor.train(20, epochs=30, seed=1)
     path = r.save(tmp_path / "r.npz")
     (tmp_path / "p.png").write_text("")
