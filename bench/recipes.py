@@ -44,7 +44,7 @@ def run_once(name, n, epochs, p, data):
     state = State.fresh(p.copy(), np.full(n, lr, np.float32), recipe=recipe,
                         momentum=None if mom is None else np.full(n, mom),
                         weight_decay=None if wd is None else np.full(n, wd))
-    out = KernelOutput.empty(n, np.float32)
+    out = KernelOutput.empty(n, recipe)
     _, t = timed(backends.get("numba").run, state, data, epochs, 0, recipe, out)
     return t
 

@@ -45,12 +45,12 @@ def pieces(n, epochs):
     """The parts of one train call, timed apart (no progress, one segment)."""
     X, y = boolean_function("xor")
     recipe = Recipe(2, np.dtype(np.float32))
-    spec = InitSpec(n, 2, 0, 0, np.ones(n), np.float32)
+    spec = InitSpec(n, 2, 0, 0, np.ones(n), np.float32, recipe.inputs)
     flat, t_init = timed(spec.make_flat)
     state = State.fresh(flat, np.full(n, 0.1, np.float32))
-    out = KernelOutput.empty(n, np.float32)
+    out = KernelOutput.empty(n, recipe)
     _, t_train = timed(backends.get("numba").run, state, Data(X, y, target_sides(y)), epochs, 0, recipe, out)
-    _, t_pack = timed(Params.from_flat, state.params, 2)
+    _, t_pack = timed(Params.from_flat, state.params, 2, recipe.inputs)
     return dict(init_s=t_init, train_s=t_train, package_s=t_pack,
                 init_networks_per_s=n / t_init, kernel_ne_per_s=n * epochs / t_train)
 

@@ -7,7 +7,7 @@ import sys
 import time
 
 from . import config
-from .data import FUNCTIONS
+from .data import TWO_INPUT
 from .outputs import check_path, save_safely
 
 #: What a user's mistake raises: one line, no traceback (``--debug`` shows it).
@@ -310,7 +310,8 @@ def _common(p, networks):
     p.add_argument("--dtype", default=None if networks is None else "float32", choices=sorted(config.DTYPES))
     p.add_argument("--backend", default="auto", choices=config.BACKENDS)
     p.add_argument("--function", default=None if networks is None else "xor",
-                   help=f"boolean function ({', '.join(FUNCTIONS)}) or a truth table like 0110")
+                   help=f"boolean function: {', '.join(TWO_INPUT)}; parity2..parity8, majority3/5/7, mux6; or a "
+                        "truth table of 2^D digits like 0110 or 01101001 (inputs in binary counting order)")
     p.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                    help="progress bar on stderr (auto: on a terminal, for runs over a second)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")

@@ -3,7 +3,7 @@
 Why forward mode over backpropagation: the gradient is the reference's
 backpropagation (``backends.numpy_reference.gradients``: every loss and
 activation of the training recipes, torch's BCE clamp included), and its
-derivative along each of the P = 4H + 1 parameter directions is one
+derivative along each of the P = (D + 2)H + 1 parameter directions is one
 tangent pass through the same steps -- exact (no finite differences),
 vectorised over networks and directions, no Python loop per network. The
 Hessian of network n is then ``H[n, :, k]`` = d gradient / d parameter k.
@@ -59,19 +59,19 @@ def gradient_and_hessian(flat, hidden, X, y, loss="mse", activation="sigmoid"):
 
 
 def _batch(flat, H, X, y, loss, activation):
-    p = Params.from_flat(flat, H)
-    S = X.shape[0]
+    S, D = X.shape
+    p = Params.from_flat(flat, H, D)
     z1, h, z2, o = forward(p, X, activation)  # (N,S,H), (N,S,H), (N,S), (N,S)
     g = gradients(p, X, y, z1, h, z2, o, loss, activation).to_flat().T  # (N, P)
     value = loss_of(o, y, loss, z2)
-    rows = {name: sl for name, (sl, _) in param_rows(H).items()}
+    rows = {name: sl for name, (sl, _) in param_rows(H, D).items()}
     P = flat.shape[0]
     V = np.eye(P)  # direction k: the unit vector of parameter k
-    vW1 = V[:, rows["W1"]].reshape(P, H, 2)
+    vW1 = V[:, rows["W1"]].reshape(P, H, D)
     vb1, vW2, vb2 = V[:, rows["b1"]], V[:, rows["W2"]], V[:, rows["b2"]][:, 0]
     W2 = p.W2[:, 0, :]  # (N, H)
     # tangents, shape (P directions, N, S[, H])
-    dz1 = (vW1[:, None, :, 0] * X[:, 0, None] + vW1[:, None, :, 1] * X[:, 1, None] + vb1[:, None, :])[:, None]
+    dz1 = (sum(vW1[:, None, :, i] * X[:, i, None] for i in range(D)) + vb1[:, None, :])[:, None]
     s1, s2 = _activation_slopes(activation, z1, h)
     dh = s1 * dz1  # (P, N, S, H)
     dz2 = (vW2[:, None, None, :] * h).sum(-1) + (W2[None, :, None, :] * dh).sum(-1) + vb2[:, None, None]
@@ -88,9 +88,9 @@ def _batch(flat, H, X, y, loss, activation):
     hess = np.empty((flat.shape[1], P, P))
     gW2 = (dd2[..., None] * h + d2[None, ..., None] * dh).sum(2)  # (P, N, H)
     gb2 = dd2.sum(2)  # (P, N)
-    gW1 = np.stack([(dd1 * X[None, None, :, i, None]).sum(2) for i in range(2)], axis=-1)  # (P, N, H, 2)
+    gW1 = np.stack([(dd1 * X[None, None, :, i, None]).sum(2) for i in range(D)], axis=-1)  # (P, N, H, D)
     gb1 = dd1.sum(2)  # (P, N, H)
-    hess[:, rows["W1"], :] = gW1.reshape(P, -1, 2 * H).transpose(1, 2, 0)
+    hess[:, rows["W1"], :] = gW1.reshape(P, -1, D * H).transpose(1, 2, 0)
     hess[:, rows["b1"], :] = gb1.transpose(1, 2, 0)
     hess[:, rows["W2"], :] = gW2.transpose(1, 2, 0)
     hess[:, rows["b2"], :] = gb2.T[:, None, :]

@@ -8,7 +8,7 @@ from .params import InitSpec
 from .torch_compat import torch_init
 
 
-def initial_parameters(init, n, hidden, seed, start, scales, dtype, lazy=False):
+def initial_parameters(init, n, hidden, seed, start, scales, dtype, inputs, lazy=False):
     """The flat (P, N) initial parameters of ``train(init=...)``, as ``(flat, None)``;
     with ``lazy`` and the Philox init, ``(None, spec)``: a GPU makes them in registers.
 
@@ -18,6 +18,6 @@ def initial_parameters(init, n, hidden, seed, start, scales, dtype, lazy=False):
     for ``train``, ``sweep`` and the command line.
     """
     if init == "philox":
-        spec = InitSpec(n, hidden, seed, start, scales, dtype)
+        spec = InitSpec(n, hidden, seed, start, scales, dtype, inputs)
         return (None, spec) if lazy else (spec.make_flat(), None)
-    return torch_init(range(seed + start, seed + start + n), hidden, scales).astype(dtype).to_flat(), None
+    return torch_init(range(seed + start, seed + start + n), hidden, scales, inputs).astype(dtype).to_flat(), None

@@ -12,17 +12,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import config
+from .data import INPUTS_MAX, X_BOOL
 from .state import PARAM_FIELDS, fan_in, n_params, param_rows
 from .validate import check_dtype, check_int, check_per_network
 
 
 @dataclass(frozen=True)
 class Params:
-    """Parameters of N 2-H-1 networks.
+    """Parameters of N D-H-1 networks.
 
     Attributes
     ----------
-    W1 : (N, H, 2) hidden weights   b1 : (N, H) hidden biases
+    W1 : (N, H, D) hidden weights   b1 : (N, H) hidden biases
     W2 : (N, 1, H) output weights   b2 : (N, 1) output bias
     """
 
@@ -38,6 +39,10 @@ class Params:
     @property
     def hidden(self):
         return self.W1.shape[1]
+
+    @property
+    def inputs(self):
+        return self.W1.shape[2]
 
     @property
     def dtype(self):
@@ -63,19 +68,19 @@ class Params:
         return tuple(getattr(self, f) for f in PARAM_FIELDS)
 
     def to_flat(self):
-        """A new (P, N) array, P = 4H + 1, rows in ``state.param_rows`` order."""
-        n, h = self.n_networks, self.hidden
-        flat = np.empty((n_params(h), n), dtype=self.dtype)
-        for field, (rows, _) in param_rows(h).items():
+        """A new (P, N) array, P = (D + 2)H + 1, rows in ``state.param_rows`` order."""
+        n, h, d = self.n_networks, self.hidden, self.inputs
+        flat = np.empty((n_params(h, d), n), dtype=self.dtype)
+        for field, (rows, _) in param_rows(h, d).items():
             flat[rows] = getattr(self, field).reshape(n, -1).T
         return flat
 
     @classmethod
-    def from_flat(cls, flat, hidden):
+    def from_flat(cls, flat, hidden, inputs):
         """Views of a (P, N) array (no copy: a run's result costs no second
         copy of its parameters); a CuPy array stays on its device."""
         n = flat.shape[1]
-        return cls(*(flat[rows].T.reshape((n,) + shape) for rows, shape in param_rows(hidden).values()))
+        return cls(*(flat[rows].T.reshape((n,) + shape) for rows, shape in param_rows(hidden, inputs).values()))
 
     def validated(self, dtype=None, name="init"):
         """Return self as float arrays of ``dtype``, or raise naming ``name``."""
@@ -86,8 +91,9 @@ class Params:
                 raise TypeError(f"{name}.{field} must be a real numeric array, got dtype {a.dtype}")
             arrays.append(a)
         W1, b1, W2, b2 = arrays
-        if W1.ndim != 3 or W1.shape[2] != 2 or W1.shape[0] < 1:
-            raise ValueError(f"{name}.W1 must have shape (N, H, 2) with N >= 1, got {W1.shape}")
+        if W1.ndim != 3 or W1.shape[0] < 1 or not 1 <= W1.shape[2] <= INPUTS_MAX:
+            raise ValueError(f"{name}.W1 must have shape (N, H, D) with N >= 1 and D in [1, {INPUTS_MAX}], "
+                             f"got {W1.shape}")
         n, h = W1.shape[:2]
         if not config.HIDDEN_MIN <= h <= config.HIDDEN_MAX:
             raise ValueError(
@@ -106,22 +112,22 @@ class Params:
         return Params(*(np.ascontiguousarray(a, dtype=dtype) for a in arrays))
 
 
-def init_scales(hidden, init_scale=1.0):
+def init_scales(hidden, inputs, init_scale=1.0):
     """Per-parameter half-widths of the uniform init, in flat order (float64).
 
     ``nn.Linear``'s default draws weights and biases from U(-1/sqrt(fan_in),
-    +1/sqrt(fan_in)): fan_in is 2 for the hidden layer, H for the output.
+    +1/sqrt(fan_in)): fan_in is D for the hidden layer, H for the output.
     ``init_scale``: a number, giving shape (P,), or (N,) per network, (N, P).
     """
-    return np.asarray(init_scale, dtype=np.float64)[..., None] / np.sqrt(fan_in(hidden))
+    return np.asarray(init_scale, dtype=np.float64)[..., None] / np.sqrt(fan_in(hidden, inputs))
 
 
-def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="float32"):
+def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="float32", inputs=X_BOOL.shape[1]):
     """Initial parameters of networks start..start+n-1 of ``seed``.
 
     A pure function of (seed, network index): ``init_params(10, seed=s)`` equals
     the first 10 of ``init_params(10**6, seed=s)``. Network i takes the first
-    4H+1 words of its Philox4x32-10 stream (see ``philox.network_words``), in
+    P = (D + 2)H + 1 words of its Philox4x32-10 stream (see ``philox.network_words``), in
     flat order W1 (row-major), b1, W2, b2, and maps each word w to
 
         value = dtype( double(((w >> 8) - 2**23) * 2**-23) * double(scale) )
@@ -130,19 +136,20 @@ def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="fl
     distribution. ``init_scale`` >= 0 may be one number or an (N,) array (a
     scale per network, for sweeps).
     """
-    return Params.from_flat(_init_spec(n_networks, hidden, seed, start, init_scale, dtype).make_flat(), hidden)
+    spec = _init_spec(n_networks, hidden, seed, start, init_scale, dtype, inputs)
+    return Params.from_flat(spec.make_flat(), spec.hidden, spec.inputs)
 
 
-def _init_spec(n_networks, hidden, seed, start, init_scale, dtype):
+def _init_spec(n_networks, hidden, seed, start, init_scale, dtype, inputs):
     from .machine import require_memory
 
     n = check_int("n_networks", n_networks, 1, 2**40)
-    require_memory(n * n_params(check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)) * 8,
-                   f"init_params for n_networks={n}")
+    hidden = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
+    inputs = check_int("inputs", inputs, 1, INPUTS_MAX)
+    require_memory(n * n_params(hidden, inputs) * 8, f"init_params for n_networks={n}")
     return InitSpec(
-        n, check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX),
-        check_int("seed", seed, 0, config.SEED_MAX), check_int("start", start, 0, 2**64 - 1 - n),
-        check_per_network("init_scale", init_scale, n, low=0.0), check_dtype(dtype),
+        n, hidden, check_int("seed", seed, 0, config.SEED_MAX), check_int("start", start, 0, 2**64 - 1 - n),
+        check_per_network("init_scale", init_scale, n, low=0.0), check_dtype(dtype), inputs,
     )
 
 
@@ -158,8 +165,9 @@ class InitSpec:
     start: int
     scales: np.ndarray  # (N,) float64 init_scale per network
     dtype: object
+    inputs: int  # D
 
     def make_flat(self):
         from .philox import init_flat
 
-        return init_flat(self.seed, self.start, self.scales, fan_in(self.hidden), np.dtype(self.dtype))
+        return init_flat(self.seed, self.start, self.scales, fan_in(self.hidden, self.inputs), np.dtype(self.dtype))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import to_host
 from .backends.numpy_reference import forward
 
 
@@ -83,8 +84,8 @@ def decision_surfaces(result, path, per_kind=3):
     g = np.linspace(-0.25, 1.25, 121)
     gx, gy = np.meshgrid(g, g)
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    X = np.asarray(result.config.get("X", [[0, 0], [0, 1], [1, 0], [1, 1]]), dtype=np.float64)
-    y = np.asarray(result.config.get("y", [0, 1, 1, 0]), dtype=np.float64)
+    X = np.asarray(result.config["X"], dtype=np.float64)
+    y = np.asarray(result.config["y"], dtype=np.float64)
     im = None
     for row, (label, idx) in enumerate(kinds):
         for col in range(cols):
@@ -141,9 +142,35 @@ def plot_result(result, out_dir):
     paths += [
         solved_epochs(result, out / "solved_epochs.png"),
         final_losses(result, out / "final_losses.png"),
-        decision_surfaces(result, out / "decision_surfaces.png"),
     ]
+    if np.shape(result.config["X"])[1] == 2:  # a plane to draw
+        paths.append(decision_surfaces(result, out / "decision_surfaces.png"))
+    else:
+        paths.append(sample_outputs(result, out / "sample_outputs.png"))
     return paths
+
+
+def sample_outputs(result, path, per_kind=3):
+    """Each sample's output for a few solved and a few unsolved networks,
+    beside its target: the view of a network on D != 2 inputs."""
+    plt = _pyplot()
+    y = np.asarray(result.config["y"], dtype=np.float64)
+    pred = to_host(result.predictions)
+    kinds = [("solved", np.flatnonzero(to_host(result.solved))[:per_kind]),
+             ("not solved", np.flatnonzero(~to_host(result.solved) & ~to_host(result.diverged))[:per_kind])]
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.12 * len(y) + 3), 6.4), squeeze=False)
+    samples = np.arange(len(y))
+    for ax, (label, idx) in zip(axes[:, 0], kinds):
+        ax.plot(samples, y, "ks", ms=5, label="target")
+        for i in idx:
+            ax.plot(samples, pred[i], "o-", ms=3, lw=0.8, label=f"#{int(i)}")
+        ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
+        ax.set(ylim=(-0.05, 1.05), xlabel="sample (row of X)", ylabel="output", title=label)
+        ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    fig.clf()
+    return Path(path)
 
 
 def success_heatmap(table, path):
@@ -199,7 +226,7 @@ def landscape_figures(land, out_dir, sample=20, seed=0):
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xticks(range(len(groups)), [g for g, _ in groups], rotation=20, fontsize=7)
     ax.set_ylabel("Hessian eigenvalues at the end point")
-    ax.set_title("stuck groups (outputs for the 4 inputs): spectra, negative in red")
+    ax.set_title("stuck groups (outputs for the samples): spectra, negative in red")
     paths = [_save(fig, out / "hessian_spectra.png")]
     fig, ax = plt.subplots(figsize=(6, 4))
     for x, (name, mask) in enumerate(groups):

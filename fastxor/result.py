@@ -6,7 +6,7 @@ import numpy as np
 from .arrays import to_host
 from .params import Params
 from .state import PARAM_FIELDS
-from .stats import Counts, Stats, cell_keys, group_cells, key_cells
+from .stats import Stats, cell_coords, group_cells, unique_cells
 
 _ARRAYS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 _OPTIONAL = ("loss_history", "target_epoch", "optimizer_state")
@@ -22,8 +22,8 @@ class TrainResult:
     ----------
     params : Params, the final parameters.
     loss : (N,) loss of the final parameters.
-    predictions : (N, 4) outputs of the final parameters.
-    solved : (N,) bool, all 4 final predictions on their target's side of 0.5.
+    predictions : (N, S) outputs of the final parameters, one per sample.
+    solved : (N,) bool, all S final predictions on their target's side of 0.5.
     solved_epoch : (N,) first epoch whose forward pass solved it (``epochs``
         for the final parameters), -1 if none.
     diverged : (N,) bool, an update would have made a parameter NaN/inf;
@@ -67,7 +67,7 @@ class TrainResult:
     def stuck_groups(self, tol=0.05, max_groups=5):
         """The unsolved (not diverged) networks, grouped by where they ended.
 
-        Networks whose 4 outputs agree within ``tol`` (max-norm) share a
+        Networks whose S outputs agree within ``tol`` (max-norm) share a
         group: a local minimum or plateau of the loss, e.g. outputs
         (0.05, 0.66, 0.66, 0.67) for XOR. Returns up to ``max_groups`` dicts,
         largest first: ``outputs`` (mean), ``count``, ``fraction`` (of all
@@ -89,12 +89,10 @@ class TrainResult:
             return labels, []
         loss = to_host(self.loss)[stuck]
         side = tol / 2
-        keys = cell_keys(pred, side)
-        cells = Counts.of(keys)
-        group = group_cells(key_cells(cells.values, side), cells.counts, side, tol)[
-            np.searchsorted(cells.values, keys)]
+        cells, index, counts = unique_cells(cell_coords(pred, side), side)
+        group = group_cells(cells, counts, side, tol)[index]
         sizes = np.bincount(group)
-        means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(4)], axis=1) / sizes[:, None]
+        means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(pred.shape[1])], axis=1) / sizes[:, None]
         ranked = np.argsort(-sizes, kind="stable")
         rank = np.empty_like(ranked)
         rank[ranked] = np.arange(len(ranked))

@@ -21,42 +21,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .data import X_BOOL
+
 #: Parameter arrays in flat order, with their shapes for N networks of width H.
 PARAM_FIELDS = ("W1", "b1", "W2", "b2")
 
 
-def n_params(hidden):
-    """Scalar parameters of one 2-H-1 network: 2H + H + H + 1."""
-    return 4 * hidden + 1
+def n_params(hidden, inputs):
+    """Scalar parameters of one D-H-1 network: DH + H + H + 1 = (D + 2)H + 1."""
+    return (inputs + 2) * hidden + 1
 
 
-def param_rows(hidden):
+def param_rows(hidden, inputs):
     """Field -> (slice of flat rows, shape of one network's array).
 
-    W1 (H, 2) row-major: W1[j, i] is row 2j + i; then b1 (H,), W2 (1, H), b2 (1,).
+    W1 (H, D) row-major: W1[j, i] is row Dj + i; then b1 (H,), W2 (1, H), b2 (1,).
     """
-    h = hidden
+    h, w = hidden, inputs * hidden
     return {
-        "W1": (slice(0, 2 * h), (h, 2)),
-        "b1": (slice(2 * h, 3 * h), (h,)),
-        "W2": (slice(3 * h, 4 * h), (1, h)),
-        "b2": (slice(4 * h, 4 * h + 1), (1,)),
+        "W1": (slice(0, w), (h, inputs)),
+        "b1": (slice(w, w + h), (h,)),
+        "W2": (slice(w + h, w + 2 * h), (1, h)),
+        "b2": (slice(w + 2 * h, w + 2 * h + 1), (1,)),
     }
 
 
-def param_names(hidden):
+def param_names(hidden, inputs):
     """Scalar names in flat order: w1_{j}_{i}, b1_{j}, w2_{j}, b2 (the kernels' locals)."""
     return (
-        [f"w1_{j}_{i}" for j in range(hidden) for i in range(2)]
+        [f"w1_{j}_{i}" for j in range(hidden) for i in range(inputs)]
         + [f"b1_{j}" for j in range(hidden)]
         + [f"w2_{j}" for j in range(hidden)]
         + ["b2"]
     )
 
 
-def fan_in(hidden):
-    """nn.Linear's fan-in of each flat row: 2 for the hidden layer, H for the output."""
-    return np.array([2.0] * (3 * hidden) + [float(hidden)] * (hidden + 1))
+def fan_in(hidden, inputs):
+    """nn.Linear's fan-in of each flat row: D for the hidden layer, H for the output."""
+    return np.array([float(inputs)] * ((inputs + 1) * hidden) + [float(hidden)] * (hidden + 1))
 
 
 #: The recipe names a user may choose (``fastxor.train``'s arguments).
@@ -69,6 +71,8 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu")
 class Recipe:
     """What every network of one run shares: the kernel is compiled for it.
 
+    hidden, inputs, samples : the network's H and D, the data's S (the
+        seed's XOR when not given).
     optimizer, loss, activation : names from OPTIMIZERS, LOSSES, ACTIVATIONS
         (the output unit is always a sigmoid).
     momentum, weight_decay : whether some network has a non-zero value (the
@@ -82,6 +86,8 @@ class Recipe:
     hidden: int
     dtype: np.dtype
     fast_math: bool = False
+    inputs: int = X_BOOL.shape[1]
+    samples: int = X_BOOL.shape[0]
     optimizer: str = "sgd"
     loss: str = "mse"
     activation: str = "sigmoid"
@@ -95,7 +101,7 @@ class Recipe:
 
     @property
     def n_params(self):
-        return n_params(self.hidden)
+        return n_params(self.hidden, self.inputs)
 
     @property
     def n_buffers(self):
@@ -120,12 +126,12 @@ class Recipe:
         """What a compiled kernel depends on (the scalars are run-time arguments)."""
         return (self.hidden, np.dtype(self.dtype).name, self.fast_math, self.optimizer, self.loss,
                 self.activation, self.momentum, self.nesterov, self.weight_decay,
-                self.target_loss is not None, self.momentum and self.dampening != 0)
+                self.target_loss is not None, self.momentum and self.dampening != 0, self.inputs, self.samples)
 
     @property
     def is_seed(self):
-        """The seed's recipe: sigmoid, MSE, plain SGD, no target."""
-        return self.kernel_key[3:] == ("sgd", "mse", "sigmoid", False, False, False, False, False)
+        """The seed's recipe: sigmoid, MSE, plain SGD, no target (on any data)."""
+        return self.kernel_key[3:11] == ("sgd", "mse", "sigmoid", False, False, False, False, False)
 
     def constants(self):
         """The run-time scalars as float64: beta1, beta2, eps, target loss (inf: none)."""
@@ -209,18 +215,18 @@ class State:
 
 @dataclass(frozen=True)
 class Data:
-    """The 4 training samples and each target's side of 0.5 (see ``data.target_sides``)."""
+    """The S training samples and each target's side of 0.5 (see ``data.target_sides``)."""
 
-    X: np.ndarray  # (4, 2) float64
-    y: np.ndarray  # (4,) float64
-    sides: np.ndarray  # (4,) float64 in {-1, 0, 1}
+    X: np.ndarray  # (S, D) float64
+    y: np.ndarray  # (S,) float64
+    sides: np.ndarray  # (S,) float64 in {-1, 0, 1}
 
 
 @dataclass
 class KernelOutput:
     """Buffers a segment fills: allocated once per run and reused by every segment.
 
-    loss : (N,) and predictions : (N, 4) of the parameters after the segment.
+    loss : (N,) and predictions : (N, S) of the parameters after the segment.
     history : (N, R) loss of the forward pass of every epoch e with
         e % record_every == 0, in column e // record_every; None without
         recording. Written in place, so segments need no merging.
@@ -231,10 +237,11 @@ class KernelOutput:
     history: object = None
 
     @classmethod
-    def empty(cls, n, dtype, rows=None, xp=np):
+    def empty(cls, n, recipe, rows=None, xp=np):
         """Uninitialised buffers; ``xp``: numpy, or cupy to keep results on a GPU."""
+        dtype = recipe.dtype
         history = None if rows is None else xp.empty((n, rows), dtype=dtype)
-        return cls(xp.empty(n, dtype=dtype), xp.empty((n, 4), dtype=dtype), history)
+        return cls(xp.empty(n, dtype=dtype), xp.empty((n, recipe.samples), dtype=dtype), history)
 
 
 def history_rows(epochs, record_every):
@@ -252,7 +259,7 @@ def run_bytes(n, recipe, rows):
         2 * p * item  # flat state + the result's Params
         + recipe.n_buffers * item + 3 * 8  # optimizer buffers, momentum, weight decay, target epoch
         + 3 * 8 + item  # lr and init scale as float64, lr in dtype, solved/diverged epochs
-        + 5 * item + 8  # loss, predictions, solved (bool) and friends
+        + (1 + recipe.samples) * item + 8  # loss, predictions, solved (bool) and friends
         + rows * item  # history
     )
     return n * per_net

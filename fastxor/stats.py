@@ -26,7 +26,8 @@ STUCK_TOL = 0.05  # the summary's stuck groups: outputs within 0.05 (max-norm) s
 MAX_GROUPS = 5
 LOSS_BINS_PER_DECADE = 1000
 ZERO_LOSS_BIN = -(2**40)  # a loss of exactly 0 (its own bin: log10 is -inf)
-_LOSS_KEY = 2**41  # (cell, loss bin) pairs as one int64: cell * _LOSS_KEY + bin - ZERO_LOSS_BIN
+_LOSS_KEY = 2**21  # (cell, loss bin) pairs as one int64: cell * _LOSS_KEY + _pair_bin(bin)
+_BIN_OFFSET = 2**20  # finite bins lie in +-(324 decades * LOSS_BINS_PER_DECADE) < 2**19
 
 
 def wilson_interval(successes, trials, z=Z95):
@@ -127,26 +128,55 @@ def loss_bin_centres(bins):
     return np.where(bins == ZERO_LOSS_BIN, 0.0, 10.0 ** ((bins + 0.5) / LOSS_BINS_PER_DECADE))
 
 
-def cell_keys(pred, side):
-    """Each row's cell in output space as an int64 key: round(pred / side) per
-    output (outputs are in [0, 1]: clipped there, NaN counted at 0.5), mixed
-    radix, so keys increase in the cells' lexicographic order. In blocks: the
-    float64 temporaries stay in cache (10^7 rows in about 0.3 s)."""
+def cell_coords(pred, side):
+    """Each row's cell in output space: round(pred / side) per output (outputs
+    are in [0, 1]: clipped there, NaN counted at 0.5), an (N, S) int16 array.
+    In blocks: the float64 temporaries stay in cache."""
     top = int(np.round(1.0 / side))
-    base = top + 1
-    keys = np.empty(len(pred), dtype=np.int64)
+    out = np.empty(pred.shape, dtype=np.int16)
     for a in range(0, len(pred), 65536):
         c = np.asarray(pred[a:a + 65536], dtype=np.float64) / side
         np.round(c, out=c)
         np.clip(c, 0, top, out=c)
         c[np.isnan(c)] = np.round(0.5 / side)
-        keys[a:a + 65536] = ((c[:, 0] * base + c[:, 1]) * base + c[:, 2]) * base + c[:, 3]  # exact in float64
-    return keys
+        out[a:a + 65536] = c
+    return out
 
 
-def key_cells(keys, side):
+def unique_cells(coords, side):
+    """(cells (C, S) in lexicographic order, each row's cell index (N,), counts (C,)).
+
+    Where the S outputs' mixed-radix number fits an int64 (S <= 11 at the
+    summary's STUCK_TOL) the rows are sorted as those numbers (10^7 rows in
+    about a second), else as rows; the result is the same either way."""
+    n, s = coords.shape
     base = int(np.round(1.0 / side)) + 1
-    return np.stack([keys // base ** (3 - i) % base for i in range(4)], axis=1)
+    if base**s < 2**63:
+        keys = np.zeros(n, dtype=np.int64)
+        for i in range(s):
+            keys *= base
+            keys += coords[:, i]
+        counts = Counts.of(keys)
+        index = np.searchsorted(counts.values, keys)
+        digits = counts.values[:, None] // base ** np.arange(s - 1, -1, -1, dtype=np.int64)[None, :] % base
+        return digits.astype(np.int16), index, counts.counts
+    cells, index, counts = np.unique(coords, axis=0, return_inverse=True, return_counts=True)
+    return cells, index.reshape(-1), counts.astype(np.int64)
+
+
+def _pair_bin(bins):
+    """A loss bin as the low part of a (cell, bin) pair key: 0 for ZERO_LOSS_BIN."""
+    return np.where(bins == ZERO_LOSS_BIN, 0, bins + _BIN_OFFSET)
+
+
+def _bin_of_pair(low):
+    return np.where(low == 0, ZERO_LOSS_BIN, low - _BIN_OFFSET)
+
+
+def _renumbered(pairs, new_index):
+    """(cell, bin) pairs with each cell index i replaced by new_index[i]."""
+    v = pairs.values
+    return Counts(new_index[v // _LOSS_KEY] * _LOSS_KEY + v % _LOSS_KEY, pairs.counts)
 
 
 def group_cells(cells, counts, side, tol):
@@ -154,7 +184,7 @@ def group_cells(cells, counts, side, tol):
     the biggest cell seeds a group, each next cell joins the first group whose
     centre is within ``tol`` (max-norm), else starts one. (C,) group index."""
     order = np.argsort(-np.asarray(counts), kind="stable")
-    centres = np.empty((len(cells), 4))
+    centres = np.empty(cells.shape)
     n_centres = 0
     cell_group = np.empty(len(cells), dtype=np.int64)
     for c in order:
@@ -234,9 +264,10 @@ class Stats:
     solved_epochs: Counts
     losses: Counts  # finite final losses, binned (``loss_bins``)
     nonfinite_losses: int
-    cells: Counts  # the unsolved, not diverged networks' output cells (``cell_keys``)
-    cell_sums: np.ndarray  # (C, 4) their summed outputs, rows aligned with cells.values
-    cell_losses: Counts  # (cell, loss bin) pairs: cell * _LOSS_KEY + bin - ZERO_LOSS_BIN
+    cells: np.ndarray  # (C, S) the unsolved, not diverged networks' output cells (``cell_coords``), sorted
+    cell_counts: np.ndarray  # (C,) networks per cell
+    cell_sums: np.ndarray  # (C, S) their summed outputs
+    cell_losses: Counts  # (cell index, loss bin) pairs: index * _LOSS_KEY + _pair_bin(bin)
     target_epochs: Counts = None  # epochs at which networks reached target_loss; None without a target
     config: dict = field(default_factory=dict)  # ``header_of(config)``
 
@@ -257,18 +288,11 @@ class Stats:
         stuck = ~solved & ~diverged
         side = STUCK_TOL / 2
         pred = pred[stuck]
-        keys = cell_keys(pred, side)
-        cells = Counts.of(keys)
-        index = np.searchsorted(cells.values, keys)
-        sums = np.stack([np.bincount(index, weights=pred[:, i], minlength=len(cells.values)) for i in range(4)],
-                        axis=1) if len(keys) else np.zeros((0, 4))
+        cells, index, counts = unique_cells(cell_coords(pred, side), side)
+        sums = np.stack([np.bincount(index, weights=pred[:, i], minlength=len(cells)) for i in range(pred.shape[1])],
+                        axis=1) if len(index) else np.zeros((0, pred.shape[1]))
         ok = finite[stuck]
-        bins = all_bins[stuck][ok]
-        low = int(bins.min()) if bins.size else 0
-        width = int(bins.max()) - low + 1 if bins.size else 1
-        local = Counts.of(index[ok] * width + (bins - low))  # (cell, bin) pairs in a compact range: no sort
-        pair = Counts(cells.values[local.values // width] * _LOSS_KEY + (local.values % width + low - ZERO_LOSS_BIN),
-                      local.counts)
+        pair = Counts.of(index[ok] * _LOSS_KEY + _pair_bin(all_bins[stuck][ok]))
         target = None
         if target_epoch is not None:
             te = to_host(target_epoch)
@@ -279,7 +303,7 @@ class Stats:
         return cls(
             networks=int(len(solved) if n is None else n), solved=int(solved.sum()), diverged=int(diverged.sum()),
             solved_epochs=Counts.of(solved_epoch[solved_epoch >= 0]), losses=Counts.of(all_bins[finite]),
-            nonfinite_losses=int((~finite).sum()), cells=cells, cell_sums=sums, cell_losses=pair,
+            nonfinite_losses=int((~finite).sum()), cells=cells, cell_counts=counts, cell_sums=sums, cell_losses=pair,
             target_epochs=target, config=header,
         )
 
@@ -290,15 +314,22 @@ class Stats:
             return NotImplemented
         if (self.target_epochs is None) != (other.target_epochs is None):
             raise ValueError("cannot merge the statistics of a run with a target_loss and one without")
-        cells = self.cells + other.cells
-        sums = np.zeros((len(cells.values), 4))
-        for s in (self, other):
-            np.add.at(sums, np.searchsorted(cells.values, s.cells.values), s.cell_sums)
+        if self.cells.shape[1] != other.cells.shape[1] and len(self.cells) and len(other.cells):
+            raise ValueError("cannot merge the statistics of runs with different sample counts")
+        both = np.concatenate([self.cells, other.cells]).reshape(-1, max(self.cells.shape[1], other.cells.shape[1]))
+        cells, index = np.unique(both, axis=0, return_inverse=True) if len(both) else (both, np.zeros(0, np.int64))
+        index = index.reshape(-1)
+        ours, theirs = index[:len(self.cells)], index[len(self.cells):]
+        counts = np.bincount(index, weights=np.concatenate([self.cell_counts, other.cell_counts]),
+                             minlength=len(cells)).astype(np.int64)
+        sums = np.zeros((len(cells), cells.shape[1]))
+        np.add.at(sums, index, np.concatenate([self.cell_sums, other.cell_sums]).reshape(-1, cells.shape[1]))
         return Stats(
             networks=self.networks + other.networks, solved=self.solved + other.solved,
             diverged=self.diverged + other.diverged, solved_epochs=self.solved_epochs + other.solved_epochs,
             losses=self.losses + other.losses, nonfinite_losses=self.nonfinite_losses + other.nonfinite_losses,
-            cells=cells, cell_sums=sums, cell_losses=self.cell_losses + other.cell_losses,
+            cells=cells, cell_counts=counts, cell_sums=sums,
+            cell_losses=_renumbered(self.cell_losses, ours) + _renumbered(other.cell_losses, theirs),
             target_epochs=None if self.target_epochs is None else self.target_epochs + other.target_epochs,
             config=_merge_headers(self.config, other.config),
         )
@@ -317,15 +348,14 @@ class Stats:
         """The unsolved (not diverged) networks grouped by where they ended
         (outputs within ``STUCK_TOL``): up to ``max_groups`` dicts, largest
         first, as ``TrainResult.stuck_groups``."""
-        if not len(self.cells.values):
+        if not len(self.cells):
             return []
         side = STUCK_TOL / 2
-        group = group_cells(key_cells(self.cells.values, side), self.cells.counts, side, STUCK_TOL)
-        sizes = np.bincount(group, weights=self.cells.counts).astype(np.int64)
-        sums = np.stack([np.bincount(group, weights=self.cell_sums[:, i]) for i in range(4)], axis=1)
-        pair_cell = self.cell_losses.values // _LOSS_KEY
-        pair_group = group[np.searchsorted(self.cells.values, pair_cell)]
-        pair_bin = self.cell_losses.values % _LOSS_KEY + ZERO_LOSS_BIN
+        group = group_cells(self.cells, self.cell_counts, side, STUCK_TOL)
+        sizes = np.bincount(group, weights=self.cell_counts).astype(np.int64)
+        sums = np.stack([np.bincount(group, weights=self.cell_sums[:, i]) for i in range(self.cells.shape[1])], axis=1)
+        pair_group = group[self.cell_losses.values // _LOSS_KEY]
+        pair_bin = _bin_of_pair(self.cell_losses.values % _LOSS_KEY)
         out = []
         for g in np.argsort(-sizes, kind="stable")[:max_groups]:
             mine = pair_group == g
@@ -390,12 +420,33 @@ class Stats:
             lines.append(f"INTERRUPTED after {c['epochs']} of {c['epochs_requested']} epochs")
         groups = self.stuck_groups()
         if groups:
-            lines.append("unsolved networks by where they ended (outputs for the 4 inputs):")
+            n = len(groups[0]["outputs"])
+            if n <= PRINTED_OUTPUTS:
+                lines.append(f"unsolved networks by where they ended (outputs for the {n} samples):")
+            else:
+                lines.append(f"unsolved networks by where they ended ({n} outputs each: the samples on the wrong "
+                             "side of 0.5, and the outputs' range):")
+            sides = None if c.get("y") is None else np.sign(np.asarray(c["y"], dtype=np.float64) - 0.5)
             for g in groups:
-                outs = ", ".join(f"{v:.2f}" for v in g["outputs"])
-                lines.append(f"  ({outs}): {g['count']} ({100 * g['fraction']:.2f} %), "
-                             f"median loss {g['median_loss']:.3g}")
+                lines.append(f"  {_describe_outputs(g['outputs'], sides)}: {g['count']} "
+                             f"({100 * g['fraction']:.2f} %), median loss {g['median_loss']:.3g}")
         return "\n".join(lines)
+
+
+#: Stuck groups of up to this many samples print every output; larger ones a summary.
+PRINTED_OUTPUTS = 8
+
+
+def _describe_outputs(outputs, sides):
+    """A stuck group's mean outputs: all of them for a few samples, else
+    which samples are on the wrong side of 0.5 (indices from 0) and the range."""
+    o = np.asarray(outputs)
+    if len(o) <= PRINTED_OUTPUTS:
+        return "(" + ", ".join(f"{v:.2f}" for v in o) + ")"
+    wrong = np.flatnonzero(sides * (o - 0.5) <= 0) if sides is not None and len(sides) == len(o) else None
+    shown = "?" if wrong is None else (", ".join(str(i) for i in wrong[:10]) + (", ..." if len(wrong) > 10 else ""))
+    count = "?" if wrong is None else len(wrong)
+    return f"{count} wrong [{shown}], outputs {o.min():.2f}..{o.max():.2f}"
 
 
 def _describe_range(r):

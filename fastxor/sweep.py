@@ -68,7 +68,7 @@ def sweep(
     """
     from . import backends
     from .state import ACTIVATIONS, LOSSES, OPTIMIZERS, Recipe, n_params
-    from .training import check_memory
+    from .training import _training_data, check_memory
     from .validate import check_choice
 
     lrs = _values("lr", lr, lambda n, v: check_real(n, v, low=0.0, low_open=True))
@@ -84,6 +84,8 @@ def sweep(
     dt = check_dtype(dtype)
     if init not in ("philox", "torch"):
         raise ValueError(f"init must be 'philox' or 'torch', got {init!r}")
+    data_X, data_y, _ = _training_data(function, X, y)
+    inputs = data_X.shape[1]
     cells = [(a, s, m, w) for s in scales for a in lrs for m in moms for w in wds]
     total = networks * len(cells)
     launches = [(h, o, lo, ac) for h in widths for o in opts for lo in losses for ac in acts]
@@ -96,8 +98,9 @@ def sweep(
         for m in moms:
             for w in wds:
                 check_recipe(1, o, m, dampening, nesterov, w, betas, eps, lo, ac, target_loss, dt)
-        check_memory(backends.choose(backend, total), total, Recipe(h, np.dtype(dt), optimizer=o, momentum=any(moms)), epochs, 0,
-                     extra=total * n_params(h) * 8 * 2)  # each cell's start and the grid's concatenation
+        recipe = Recipe(h, np.dtype(dt), inputs=inputs, samples=len(data_y), optimizer=o, momentum=any(moms))
+        check_memory(backends.choose(backend, total, recipe), total, recipe, epochs, 0,
+                     extra=total * n_params(h, inputs) * 8 * 2)  # each cell's start and the grid's concatenation
     if client is not None:
         return _table(_sweep_on_cluster(client, shard_networks, launches, cells, networks, dict(
             epochs=epochs, seed=seed, init=init, function=function, X=X, y=y, dtype=dtype, backend=backend,
@@ -108,7 +111,7 @@ def sweep(
         for launch in launches:
             if interruptible and held.hit:
                 break
-            r = _launch(launch, cells, scales, networks, init, seed, dt, progress, interruptible, dict(
+            r = _launch(launch, cells, scales, networks, init, seed, dt, inputs, progress, interruptible, dict(
                 epochs=epochs, function=function, X=X, y=y, dtype=dtype, backend=backend, dampening=dampening,
                 nesterov=nesterov, betas=betas, eps=eps, target_loss=target_loss))
             for c, (a, s, m, w) in enumerate(cells):
@@ -129,14 +132,14 @@ def interrupted(table, epochs, cells):
     return len(records) < cells or bool((np.asarray(records["epochs"]) < epochs).any())
 
 
-def _launch(launch, cells, scales, networks, init, seed, dt, progress, interruptible, options):
+def _launch(launch, cells, scales, networks, init, seed, dt, inputs, progress, interruptible, options):
     """One launch of the grid: every cell's networks in one ``train`` call,
     every cell starting from the same seeds, scaled."""
     from .training import train
 
     h, o, lo, ac = launch
-    starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt)[0] for s in scales}
-    p = Params.from_flat(np.concatenate([starts[c[1]] for c in cells], axis=1), h)
+    starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt, inputs)[0] for s in scales}
+    p = Params.from_flat(np.concatenate([starts[c[1]] for c in cells], axis=1), h, inputs)
     per_net = [np.repeat([c[i] for c in cells], networks) for i in (0, 2, 3)]
     label = f"hidden={h} {o}/{lo}/{ac}"
     cb = (lambda d, t: progress(label, d, t)) if progress else None

@@ -6,6 +6,7 @@ imported by ``import fastxor``, and every entry point says how to install it.
 import numpy as np
 
 from . import config
+from .data import INPUTS_MAX, X_BOOL
 from .params import Params
 from .validate import check_int, check_per_network
 
@@ -54,24 +55,25 @@ def _seed_list(seeds):
     return seeds
 
 
-def torch_init(seeds, hidden=2, init_scale=1.0):
-    """Bit-for-bit the parameters ``torch.manual_seed(s); XORNeuralNetwork(2, hidden, 1)``
+def torch_init(seeds, hidden=2, init_scale=1.0, inputs=X_BOOL.shape[1]):
+    """Bit-for-bit the parameters ``torch.manual_seed(s); XORNeuralNetwork(inputs, hidden, 1)``
     creates, for each seed s, as a float32 ``Params`` (network axis = seeds).
     ``init_scale`` != 1 (a number, or one per seed) multiplies them (in
     float64, rounded to float32)."""
     torch = _torch()
     hidden = check_int("hidden", hidden, config.HIDDEN_MIN, config.HIDDEN_MAX)
+    inputs = check_int("inputs", inputs, 1, INPUTS_MAX)
     seeds = _seed_list(seeds)
     from .machine import require_memory
     from .state import n_params
 
-    require_memory(len(seeds) * n_params(hidden) * 4 * 3, f"torch_init of {len(seeds)} seeds")
+    require_memory(len(seeds) * n_params(hidden, inputs) * 4 * 3, f"torch_init of {len(seeds)} seeds")
     scale = check_per_network("init_scale", init_scale, len(seeds), low=0.0)
     cls = xor_network_class()
     layers = []
     for s in seeds:
         torch.manual_seed(s)
-        m = cls(2, hidden, 1)
+        m = cls(inputs, hidden, 1)
         layers.append([t.detach().numpy().copy() for t in (
             m.hidden_layer.weight, m.hidden_layer.bias, m.output_layer.weight, m.output_layer.bias)])
     p = Params(*(np.stack(a) for a in zip(*layers)))
@@ -85,7 +87,7 @@ def to_module(params, index=0, activation="sigmoid"):
     """An ``XORNeuralNetwork`` holding network ``index`` of ``params``."""
     torch = _torch()
     p = params[index]
-    m = xor_network_class(activation)(2, p.hidden, 1).to(torch.float64 if p.dtype == np.float64 else torch.float32)
+    m = xor_network_class(activation)(p.inputs, p.hidden, 1).to(torch.float64 if p.dtype == np.float64 else torch.float32)
     with torch.no_grad():
         for t, a in zip(
             (m.hidden_layer.weight, m.hidden_layer.bias, m.output_layer.weight, m.output_layer.bias),
@@ -118,7 +120,7 @@ def train_torch(params, X, y, epochs, lr=0.1, record_every=0, index=0, *, loss="
     tdt = torch.float64 if params.dtype == np.float64 else torch.float32
     model = to_module(params, index, activation)
     Xt = torch.tensor(np.asarray(X), dtype=tdt)
-    yt = torch.tensor(np.asarray(y).reshape(4, 1), dtype=tdt)
+    yt = torch.tensor(np.asarray(y).reshape(-1, 1), dtype=tdt)
     criterion = {"mse": torch.nn.MSELoss, "bce": torch.nn.BCELoss,
                  "bce_logits": torch.nn.BCEWithLogitsLoss}[loss]()
     optimizer = make_optimizer(model.parameters(), lr=lr, **optimizer_options)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from . import backends, config
-from .data import check_data, function_of, solved_by, target_sides
+from .data import check_data, check_targets, function_of, solved_by, target_sides
 from .machine import require_memory
 from .outputs import HeldSignals
 from .inits import initial_parameters
@@ -106,7 +106,7 @@ def _run(backend, state, data, epochs, record_every, recipe, out, progress, inte
 def _package(state, out, data, recipe, cfg):
     """The result, with its Params built once from the flat state."""
     rows = history_rows(state.epoch, cfg["record_every"])
-    params = Params.from_flat(state.params, recipe.hidden)
+    params = Params.from_flat(state.params, recipe.hidden, recipe.inputs)
     state.params = None  # the flat copy is not needed any more
     return TrainResult(
         params=params,
@@ -133,12 +133,12 @@ def _per_network_value(values):
     return float(values[0]) if np.all(values == values[0]) else values
 
 
-def _outputs(n, dtype, rows, device_arrays):
+def _outputs(n, recipe, rows, device_arrays):
     if not device_arrays:
-        return KernelOutput.empty(n, dtype, rows)
+        return KernelOutput.empty(n, recipe, rows)
     import cupy
 
-    return KernelOutput.empty(n, dtype, rows, xp=cupy)
+    return KernelOutput.empty(n, recipe, rows, xp=cupy)
 
 
 def train(
@@ -148,8 +148,9 @@ def train(
     momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8,
     loss="mse", activation="sigmoid", target_loss=None,
 ):
-    """Train many 2-H-1 networks, full batch: by default the seed's recipe
-    (sigmoid hidden units, MSE, plain SGD), or any recipe below.
+    """Train many D-H-1 networks, full batch: by default the seed's XOR
+    network and recipe (2 inputs, sigmoid hidden units, MSE, plain SGD), or
+    any data and recipe below.
 
     Parameters
     ----------
@@ -162,8 +163,10 @@ def train(
     init : "philox" (fastxor's deterministic init, see ``init_params``),
         "torch" (exactly PyTorch's nn.Linear init of seeds seed+start, ...;
         needs torch), or a Params to start from.
-    function : a boolean function's name ("xor", "and", ...) or truth table
-        ("0110"); or give ``X`` (4, 2) and ``y`` (4,) instead. XOR by default.
+    function : a boolean function's name ("xor", "parity3", "majority5",
+        "mux6", ...) or truth table of 2^D digits ("0110"); or give ``X``
+        (S, D) and ``y`` (S,) instead, any real data (D <= 8, S <= 256).
+        XOR by default. D is the network's input count.
     dtype : "float32" (the seed's) or "float64".
     backend : "auto" (fastest here), "numba", "numpy" (the reference) or "cupy".
     record_every : int >= 0; k > 0 records the loss at epochs 0, k, 2k, ...
@@ -198,6 +201,7 @@ def train(
     given = isinstance(init, Params)
     if given:
         init = init.validated(dt)
+        _check_inputs(init, X, "init")
         if n_networks is not None and check_int("n_networks", n_networks, 1) != init.n_networks:
             raise ValueError(
                 f"n_networks={n_networks} does not match init, which holds {init.n_networks} networks"
@@ -222,7 +226,8 @@ def train(
         raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
     recipe_options, mom, wd = check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay,
                                            betas, eps, loss, activation, target_loss, dt)
-    recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), **recipe_options)
+    check_targets(y, recipe_options["loss"])
+    recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), X.shape[1], len(y), **recipe_options)
     chosen = _backend_for(backend, n, recipe)
     if (fast_math or device_arrays) and chosen.NAME != "cupy":
         raise ValueError(f"fast_math and device_arrays need backend='cupy', not {chosen.NAME!r}")
@@ -239,8 +244,8 @@ def train(
     if scales is not None:
         check_in_dtype("init_scale", scales, dt)
     flat, spec = (init.to_flat(), None) if given else initial_parameters(
-        init, n, hidden, seed, start, scales, dt, lazy=chosen.NAME == "cupy")
-    out = _outputs(n, dt, rows, device_arrays)
+        init, n, hidden, seed, start, scales, dt, recipe.inputs, lazy=chosen.NAME == "cupy")
+    out = _outputs(n, recipe, rows, device_arrays)
     state = State.fresh(flat, lr_cast, spec, recipe, _expand(mom, n), _expand(wd, n))
     if device_arrays:
         import cupy
@@ -283,10 +288,17 @@ def _recipe_config(recipe, momentum, weight_decay):
 
 def _backend_for(backend, n, recipe):
     """``backends.choose``; the GPU's fast-math sigmoid exists for float32 only."""
-    chosen = backends.choose(backend, n)
+    chosen = backends.choose(backend, n, recipe)
     if recipe.fast_math and np.dtype(recipe.dtype) != np.float32:
         raise ValueError("fast_math=True is a float32 option (the GPU's tanh.approx sigmoid)")
     return chosen
+
+
+def _check_inputs(params, X, name):
+    """The parameters' D (W1's last axis) must be the data's (X's columns)."""
+    if params.inputs != X.shape[1]:
+        raise ValueError(f"{name} has networks of D={params.inputs} inputs (W1 of shape {params.W1.shape}), but "
+                         f"the data has {X.shape[1]} (X of shape {X.shape})")
 
 
 def _training_data(function, X, y):
@@ -321,11 +333,13 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     rates = check_per_network("lr", c["lr"], n, low=0.0, low_open=True)
     X, y = check_data(np.array(c["X"]), np.array(c["y"]))
     p = result.params.validated(check_dtype(c["dtype"]), "result.params")
+    _check_inputs(p, X, "result.params")
     options, mom, wd = check_recipe(
         n, c.get("optimizer", "sgd"), c.get("momentum", 0.0), c.get("dampening", 0.0), c.get("nesterov", False),
         c.get("weight_decay", 0.0), tuple(c.get("betas", (0.9, 0.999))), c.get("eps", 1e-8), c.get("loss", "mse"),
         c.get("activation", "sigmoid"), c.get("target_loss"), p.dtype)
-    recipe = Recipe(p.hidden, p.dtype, bool(c.get("fast_math", False)), **options)
+    check_targets(y, options["loss"])
+    recipe = Recipe(p.hidden, p.dtype, bool(c.get("fast_math", False)), X.shape[1], len(y), **options)
     chosen = _backend_for(backend, n, recipe)
     recipe = dataclasses.replace(recipe, fast_math=recipe.fast_math and chosen.NAME == "cupy")
     rows = history_rows(done + more, k) if k else None
@@ -343,7 +357,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
             raise ValueError(f"result has no optimizer state of shape {state.buffers.shape} for its "
                              f"{recipe.optimizer} recipe: it cannot be resumed exactly")
         state.buffers[...] = saved
-    out = KernelOutput.empty(n, p.dtype, rows)
+    out = KernelOutput.empty(n, recipe, rows)
     if k:
         old = result.loss_history
         out.history[:, :old.shape[1]] = old

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastxor import backends, config
-from fastxor.data import FUNCTIONS, boolean_function, target_sides
+from fastxor.data import TWO_INPUT, boolean_function, target_sides
 from fastxor.params import Params, init_params
 from fastxor.state import Data, KernelOutput, Recipe, State, history_rows
 
@@ -20,7 +20,7 @@ FIELDS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged
 def random_config(rng, hidden, boolean):
     """(X, y, n, epochs, lr, record_every, init_scale, seed): a fresh random training case."""
     if boolean:
-        X, y = boolean_function(str(rng.choice(list(FUNCTIONS))))
+        X, y = boolean_function(str(rng.choice(list(TWO_INPUT))))
     else:
         X, y = rng.uniform(-2, 2, (4, 2)), rng.uniform(0, 1, 4)
     n = int(rng.choice([1, 3, config.NUMBA_CHUNK - 1, config.NUMBA_CHUNK + 1, 150]))
@@ -41,14 +41,14 @@ def with_diverging_network(p):
     return Params(W1, b1, W2, b2)
 
 
-def make_recipe(hidden, dtype, momentum=None, weight_decay=None, **options):
+def make_recipe(hidden, dtype, momentum=None, weight_decay=None, inputs=2, samples=4, **options):
     """(Recipe, momentum, weight_decay): ``options`` as Recipe's fields; the
     per-network momentum / weight decay arrays (or None) set its flags."""
     def per_net(v):
         return None if v is None or not np.any(v) else np.asarray(v, dtype=np.float64)
 
     momentum, weight_decay = per_net(momentum), per_net(weight_decay)
-    recipe = Recipe(hidden, np.dtype(dtype), momentum=momentum is not None,
+    recipe = Recipe(hidden, np.dtype(dtype), inputs=inputs, samples=samples, momentum=momentum is not None,
                     weight_decay=weight_decay is not None, **options)
     return recipe, momentum, weight_decay
 
@@ -62,17 +62,17 @@ def run_backend(name, p, X, y, epochs, lr, record_every=0, *, momentum=None, wei
     (or None), and the trained ``state`` (pass it back as ``state`` to go on)."""
     dt = p.dtype
     n = p.n_networks
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
     recipe, mom, wd = make_recipe(p.hidden, dt, np.broadcast_to(momentum, n) if momentum is not None else None,
                                   np.broadcast_to(weight_decay, n) if weight_decay is not None else None,
-                                  **(recipe_options or {}))
+                                  inputs=X.shape[1], samples=len(y), **(recipe_options or {}))
     if state is None:
         state = State.fresh(p.to_flat(), np.asarray(lr, dtype=np.float64).astype(dt), recipe=recipe,
                             momentum=mom, weight_decay=wd)
     rows = history_rows(state.epoch + epochs, record_every) if record_every else None
-    out = KernelOutput.empty(n, dt, rows)
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    out = KernelOutput.empty(n, recipe, rows)
     backends.get(name).run(state, Data(X, y, target_sides(y)), epochs, record_every, recipe, out, **kw)
-    return dict(params=Params.from_flat(state.params, p.hidden), loss=out.loss,
+    return dict(params=Params.from_flat(state.params, p.hidden, p.inputs), loss=out.loss,
                 predictions=out.predictions, solved_epoch=state.solved_epoch,
                 diverged_epoch=state.diverged_epoch, target_epoch=state.target_epoch,
                 loss_history=out.history, state=state)
@@ -126,7 +126,20 @@ def random_recipe(rng, n):
     return opts, mom, wd, lr
 
 
-def assert_random_recipes_match_reference(backend, rng):
+def random_data(rng):
+    """(X, y): a random one of the named boolean functions of 2-4 inputs or
+    a truth table, or a few real-valued points (targets in [0, 1])."""
+    kind = rng.integers(0, 3)
+    if kind == 0:
+        return boolean_function(str(rng.choice(["parity2", "parity3", "parity4", "majority3"])))
+    if kind == 1:
+        d = int(rng.integers(1, 5))
+        return boolean_function("".join(str(b) for b in rng.integers(0, 2, 2**d)))
+    s, d = int(rng.integers(1, 13)), int(rng.integers(1, 5))
+    return rng.normal(0, 1.5, (s, d)), rng.uniform(0, 1, s)
+
+
+def assert_random_recipes_match_reference(backend, rng, data=None):
     """``backend`` against the reference: float64, 70 networks (for numba a
     full and a partial SIMD chunk), fresh random recipes.
 
@@ -140,9 +153,9 @@ def assert_random_recipes_match_reference(backend, rng):
     and loss histories."""
     for _ in range(3):
         hidden = int(rng.integers(1, 4))
-        X, y = boolean_function(str(rng.choice(["xor", "nand", "or"])))
+        X, y = data(rng) if data else boolean_function(str(rng.choice(["xor", "nand", "or"])))
         opts, mom, wd, lr = random_recipe(rng, 70)
-        p = init_params(70, hidden, int(rng.integers(0, 2**32)), dtype="float64")
+        p = init_params(70, hidden, int(rng.integers(0, 2**32)), dtype="float64", inputs=X.shape[1])
         rec = int(rng.choice([0, 1, 7]))
         kw = dict(recipe_options=opts, momentum=mom, weight_decay=wd)
         k = run_backend(backend, p, X, y, 300, lr, rec, **kw)

@@ -151,7 +151,7 @@ def test_diverging_network_is_flagged_and_the_others_go_on(backend, dtype, rng):
 def test_kernel_source_is_generated_per_width():
     src = numba_kernel.kernel_source(3, "float32")
     assert "w1_2_1" in src and "w1_3_0" not in src
-    assert "x00 = X[0, 0]" in src  # generic kernel reads X at run time
+    assert "x0_0 = X[0, 0]" in src  # generic kernel reads X at run time
     xor = numba_kernel.kernel_source(3, "float32", numba_kernel.boolean_inputs(boolean_function("xor")[0]))
     assert "* x" not in xor and "sig((w1_0_0 + w1_0_1) + b1_0)" in xor
 

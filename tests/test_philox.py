@@ -58,7 +58,7 @@ def test_init_follows_the_documented_mapping(rng):
     seed, h = int(rng.integers(0, 2**40)), 3
     p = fastxor.init_params(5, hidden=h, seed=seed, start=123, init_scale=0.7, dtype="float64")
     words = network_words(seed, 123, 5, 4 * h + 1)
-    expect = uniform_pm1(words) * init_scales(h, 0.7)
+    expect = uniform_pm1(words) * init_scales(h, 2, 0.7)
     assert np.array_equal(p.to_flat().T, expect)
     # network 123's first block by hand: counter (0, 123, 0, 0), key (seed lo, seed hi)
     block = philox([0, 123, 0, 0], [seed & 0xFFFFFFFF, seed >> 32])
@@ -88,5 +88,5 @@ def test_numba_init_is_bit_identical_to_the_numpy_definition(dtype, rng):
     start = int(rng.choice([0, 2**32 - 5000, int(rng.integers(0, 2**60))]))
     scales = rng.uniform(0, 3, n)
     p = fastxor.init_params(n, hidden=h, seed=seed, start=start, init_scale=scales, dtype=dtype)
-    expect = (uniform_pm1(network_words(seed, start, n, 4 * h + 1)) * init_scales(h, scales)).astype(dtype)
+    expect = (uniform_pm1(network_words(seed, start, n, 4 * h + 1)) * init_scales(h, 2, scales)).astype(dtype)
     assert np.array_equal(p.to_flat().T, expect)

@@ -243,7 +243,7 @@ def test_cli_train_save_resume_plot_sweep(tmp_path, capsys, rng):
 @pytest.mark.parametrize("argv, match", [
     (["train", "--networks", "0"], r"n_networks must be in \[1,"),
     (["train", "--networks", "5", "--lr", "nan"], "lr must be a finite number"),
-    (["train", "--networks", "5", "--function", "0120"], "truth table of four 0/1 digits"),
+    (["train", "--networks", "5", "--function", "0120"], r"a truth table of 2\^D 0/1 digits"),
     (["train", "--resume", "/nonexistent/r.npz"], "/nonexistent/r.npz: no such file"),
 ])
 def test_cli_errors_name_the_argument(argv, match, capsys):

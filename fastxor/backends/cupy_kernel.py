@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
+from ..data import X_BOOL
 from ..arrays import array_module
 from ..state import history_rows
 
@@ -86,6 +87,14 @@ NAME = "cupy"
 #: their results do not depend on the machine). Not yet measured on a GPU:
 #: conservative.
 MIN_NETWORKS = config.GPU_MIN_NETWORKS
+
+
+def cannot_train(recipe):
+    """The CUDA kernel is written for the seed's data shape so far."""
+    if (recipe.inputs, recipe.samples) != (X_BOOL.shape[1], X_BOOL.shape[0]):
+        return (f"its CUDA kernel trains networks of {X_BOOL.shape[1]} inputs on {X_BOOL.shape[0]} samples so "
+                f"far, not D={recipe.inputs} inputs on S={recipe.samples}; use backend='numba'")
+    return None
 
 
 @functools.lru_cache(maxsize=None)

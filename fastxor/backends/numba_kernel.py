@@ -41,7 +41,7 @@ def _times_x(name, n, i, Xc):
     so results equal the generic kernel's to rounding, not bit for bit.)
     """
     if Xc is None:
-        return f"{name} * x{n}{i}"
+        return f"{name} * x{n}_{i}"
     return {0.0: None, 1.0: name}[Xc[n][i]]
 
 
@@ -49,6 +49,29 @@ def _sum(terms):
     terms = [t for t in terms if t is not None]
     return " + ".join(terms) if terms else "ZERO"
 
+
+def _numpy_sum(terms):
+    """``terms`` summed in the order of NumPy's pairwise sum over a contiguous
+    axis (what the reference's ``sum``/``mean`` over samples does): left to
+    right below 8 terms, eight running sums up to 128, halves above."""
+    n = len(terms)
+    if n < 8:
+        return "(" + " + ".join(terms) + ")" if n > 1 else terms[0]
+    if n > 128:
+        half = n // 2 - (n // 2) % 8
+        return f"({_numpy_sum(terms[:half])} + {_numpy_sum(terms[half:])})"
+    r = list(terms[:8])
+    for i in range(8, n - n % 8, 8):
+        r = [f"({r[j]} + {terms[i + j]})" for j in range(8)]
+    out = f"((({r[0]} + {r[1]}) + ({r[2]} + {r[3]})) + (({r[4]} + {r[5]}) + ({r[6]} + {r[7]})))"
+    for t in terms[n - n % 8:]:
+        out = f"({out} + {t})"
+    return out
+
+
+def _over_samples(expr, S):
+    """``expr / S`` as the reference divides: a product with 1/S when that is exact."""
+    return f"({expr}) * INV_S" if S & (S - 1) == 0 else f"({expr}) / FS"
 
 #: Per-network coefficient rows (``Recipe.rate_names``) -> the kernel's local name.
 _RATE_LOCALS = {"lr": "rate", "momentum": "mom", "gain": "gain", "weight_decay": "wd", "decay": "decay"}
@@ -60,45 +83,47 @@ def _hidden(activation, z):
 
 def _emit_forward(H, ind, Xc, recipe, with_loss=True):
     """Lines computing h{n}_{j}, z{n}, o{n}, d{n} = o - y, the margin and
-    (``with_loss``) the loss, for the 4 samples from the locals."""
+    (``with_loss``) the loss, for the S samples from the locals."""
+    S, D = recipe.samples, recipe.inputs
     lines = []
-    for n in range(4):
+    for n in range(S):
         for j in range(H):
-            affine = _sum([_times_x(f"w1_{j}_{i}", n, i, Xc) for i in range(2)])
+            affine = _sum([_times_x(f"w1_{j}_{i}", n, i, Xc) for i in range(D)])
             lines.append(f"h{n}_{j} = " + _hidden(recipe.activation, f"({affine}) + b1_{j}"))
         dot = " + ".join(f"w2_{j} * h{n}_{j}" for j in range(H))
         if recipe.loss == "bce_logits":
             lines += [f"z{n} = ({dot}) + b2", f"o{n} = sig(z{n})"]
         else:
             lines.append(f"o{n} = sig(({dot}) + b2)")
-    lines += [f"d{n} = o{n} - y{n}" for n in range(4)]
+    lines += [f"d{n} = o{n} - y{n}" for n in range(S)]
     if with_loss:
         if recipe.loss == "mse":
-            lines += [f"t{n} = d{n} * d{n}" for n in range(4)]
+            lines += [f"t{n} = d{n} * d{n}" for n in range(S)]
         elif recipe.loss == "bce":  # torch: (y - 1) max(log1p(-o), -100) - y max(log(o), -100)
-            for n in range(4):
+            for n in range(S):
                 lines += [f"la{n} = lg1p(-o{n})", f"lb{n} = lg(o{n})",
                           f"t{n} = (y{n} - ONE) * (LOGMIN if la{n} < LOGMIN else la{n})"
                           f" - y{n} * (LOGMIN if lb{n} < LOGMIN else lb{n})"]
         else:  # (1 - y) z - log_sigmoid(z), log_sigmoid(z) = min(z, 0) - log1p(exp(-|z|))
-            for n in range(4):
+            for n in range(S):
                 lines += [f"ab{n} = z{n} if z{n} >= ZERO else -z{n}",
                           f"t{n} = (ONE - y{n}) * z{n} - ((z{n} if z{n} < ZERO else ZERO) - lg1p(ex(-ab{n})))"]
-        lines.append("loss = (((t0 + t1) + t2) + t3) * QUARTER")
-    lines += [f"m{n} = s{n} * (o{n} - HALF)" for n in range(4)]
-    lines.append("margin = m0 if m0 < m1 else m1")
-    lines += [f"margin = margin if margin < m{n} else m{n}" for n in (2, 3)]
+        lines.append("loss = " + _over_samples(_numpy_sum([f"t{n}" for n in range(S)]), S))
+    lines += [f"m{n} = s{n} * (o{n} - HALF)" for n in range(S)]
+    lines.append("margin = m0" if S == 1 else "margin = m0 if m0 < m1 else m1")
+    lines += [f"margin = margin if margin < m{n} else m{n}" for n in range(2, S)]
     return [ind + s for s in lines]
 
 
-def _output_gradient(n, loss):
+def _output_gradient(n, loss, S):
     """d loss / d z2 of sample n: the criterion's backward, then the sigmoid's."""
-    if loss == "mse":  # 2/4 (o - y) o (1 - o)
-        return f"g{n} = (d{n} * HALF) * o{n} * (ONE - o{n})"
-    if loss == "bce":  # 1/4 (o - y) / max(o (1 - o), 1e-12), then o (1 - o), as torch
+    if loss == "mse":  # 2 (o - y) / S, then o (1 - o)
+        two_d = f"d{n} * TWO_OVER_S" if S & (S - 1) == 0 else f"(d{n} * TWO) / FS"
+        return f"g{n} = ({two_d}) * o{n} * (ONE - o{n})"
+    if loss == "bce":  # 1/S (o - y) / max(o (1 - o), 1e-12), then o (1 - o), as torch
         return (f"q{n} = (ONE - o{n}) * o{n}\n"
-                f"g{n} = ((QUARTER * d{n}) / (BCE_EPS if q{n} < BCE_EPS else q{n})) * (ONE - o{n}) * o{n}")
-    return f"g{n} = d{n} * QUARTER"  # BCEWithLogits: (sigmoid(z) - y) / 4
+                f"g{n} = ((INV_S * d{n}) / (BCE_EPS if q{n} < BCE_EPS else q{n})) * (ONE - o{n}) * o{n}")
+    return f"g{n} = d{n} * INV_S"  # BCEWithLogits: (sigmoid(z) - y) / S
 
 
 def _hidden_gradient(n, j, activation):
@@ -149,20 +174,21 @@ def _buffer_locals(recipe, names):
 def _emit_backward_update(H, ind, Xc, at, recipe, rows):
     """Backpropagation (the seed's steps 1-5) and the guarded optimizer step;
     ``at(row)`` is the chunk-state element of row ``row``."""
+    S, D = recipe.samples, recipe.inputs
     L = []
-    for n in range(4):
-        L += _output_gradient(n, recipe.loss).split("\n")
+    for n in range(S):
+        L += _output_gradient(n, recipe.loss, S).split("\n")
     for j in range(H):
-        L.append(f"gw2_{j} = " + " + ".join(f"g{n} * h{n}_{j}" for n in range(4)))
-    L.append("gb2 = g0 + g1 + g2 + g3")
-    for n in range(4):
+        L.append(f"gw2_{j} = " + " + ".join(f"g{n} * h{n}_{j}" for n in range(S)))
+    L.append("gb2 = " + _numpy_sum([f"g{n}" for n in range(S)]))
+    for n in range(S):
         for j in range(H):
             L.append(_hidden_gradient(n, j, recipe.activation))
     for j in range(H):
-        for i in range(2):
-            L.append(f"gw1_{j}_{i} = " + _sum([_times_x(f"e{n}_{j}", n, i, Xc) for n in range(4)]))
-        L.append(f"gb1_{j} = " + " + ".join(f"e{n}_{j}" for n in range(4)))
-    names = param_names(H)
+        for i in range(D):
+            L.append(f"gw1_{j}_{i} = " + _sum([_times_x(f"e{n}_{j}", n, i, Xc) for n in range(S)]))
+        L.append(f"gb1_{j} = " + " + ".join(f"e{n}_{j}" for n in range(S)))
+    names = param_names(H, D)
     buffers = _buffer_locals(recipe, names)
     L += [f"{b} = {at(rows['buffers'] + q)}" for q, b in enumerate(buffers)]
     news = []
@@ -239,7 +265,7 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, recipe, doc):
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
         f"def {name}(a, consts, X, y, sides, epoch0, epochs, record_every, lo, m, history):",
         f'    """{doc}"""',
-        *_emit_data(),
+        *_emit_data(recipe),
         *_emit_constants(recipe),
         "    for epoch in range(epochs):",
         "        ep = as_float(I(epoch0 + epoch))  # the global epoch's bits, stored in the float state",
@@ -262,17 +288,18 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, recipe, doc):
     return src
 
 
-def _emit_data():
-    """The inputs, targets and target sides as scalar locals x{n}{i}, y{n}, s{n}."""
+def _emit_data(recipe):
+    """The inputs, targets and target sides as scalar locals x{n}_{i}, y{n}, s{n}."""
+    S = recipe.samples
     return (
-        [f"    x{n}{i} = X[{n}, {i}]" for n in range(4) for i in range(2)]
-        + [f"    y{n} = y[{n}]" for n in range(4)]
-        + [f"    s{n} = sides[{n}]" for n in range(4)]
+        [f"    x{n}_{i} = X[{n}, {i}]" for n in range(S) for i in range(recipe.inputs)]
+        + [f"    y{n} = y[{n}]" for n in range(S)]
+        + [f"    s{n} = sides[{n}]" for n in range(S)]
     )
 
 
-def _emit_load(H, ind, at):
-    return [ind + f"{p} = {at(q)}" for q, p in enumerate(param_names(H))]
+def _emit_load(recipe, ind, at):
+    return [ind + f"{p} = {at(q)}" for q, p in enumerate(param_names(recipe.hidden, recipe.inputs))]
 
 
 def _tree_sum(terms):
@@ -302,20 +329,19 @@ def lane_groups(hidden, recipe=None):
     return 2 if hidden <= config.NUMBA_INTERLEAVE_MAX_HIDDEN else 1
 
 
-#: Identifiers the lane groups share; every other local of the loop body
-#: gets a per-group suffix.
+#: Identifiers the lane groups share, besides the data locals (``_DATA``);
+#: every other local of the loop body gets a per-group suffix.
 _SHARED = {"a", "k", "ep", "sig", "th", "relu", "lg", "lg1p", "ex", "sqrt", "as_int", "ZERO", "HALF",
-           "ONE", "QUARTER", "LOGMIN", "BCE_EPS", "TARGET", "first", "C1", "C2", "BETA2", "W2", "EPS",
-           "LERP_LOW", "LERP_C", "if", "else"}
-_SHARED |= {f"x{n}{i}" for n in range(4) for i in range(2)}
-_SHARED |= {f"y{n}" for n in range(4)} | {f"s{n}" for n in range(4)}
+           "ONE", "TWO", "INV_S", "TWO_OVER_S", "FS", "LOGMIN", "BCE_EPS", "TARGET", "first", "C1", "C2", "BETA2",
+           "W2", "EPS", "LERP_LOW", "LERP_C", "if", "else"}
+_DATA = re.compile(r"x\d+_\d+|[ys]\d+")
 
 
 def _for_group(line, g):
     """``line`` of the loop body rewritten for lane group ``g``: its locals renamed."""
     return re.sub(
         r"\b[A-Za-z_]\w*\b",
-        lambda t: t.group(0) if t.group(0) in _SHARED else f"{t.group(0)}_{g}",
+        lambda t: t.group(0) if t.group(0) in _SHARED or _DATA.fullmatch(t.group(0)) else f"{t.group(0)}_{g}",
         line,
     )
 
@@ -356,7 +382,7 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     C = config.NUMBA_CHUNK
     G = lane_groups(H, recipe)
     W = C // G  # lanes per group: iteration k trains lanes k, k+W, ...
-    P = 4 * H + 1
+    P, S = recipe.n_params, recipe.samples
     rows, n_rows = chunk_rows(recipe)
     NB, RT = recipe.n_buffers, rows["rates"]
     tracks_target = recipe.target_loss is not None
@@ -373,7 +399,7 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
         if recipe.optimizer != "sgd":
             lines.append("step = rate * C1")
         lines += [
-            *_emit_load(H, "", at),
+            *_emit_load(recipe, "", at),
             *_emit_forward(H, "", Xc, recipe, with_loss),
             *_emit_backward_update(H, "", Xc, at, recipe, rows),
             f"s_old = {solved}",
@@ -391,7 +417,7 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     lazy_loss = recipe.loss != "mse" and not tracks_target
     no_loss = [body(g, False) for g in range(G)] if lazy_loss else None
     src = [
-        f'"""Generated by fastxor.backends.numba_kernel for H={H}, {dt}, X={Xc},',
+        f'"""Generated by fastxor.backends.numba_kernel for D={recipe.inputs}, H={H}, S={S}, {dt}, X={Xc},',
         f'{recipe.optimizer}, {recipe.loss}, {recipe.activation}, recipe={recipe.kernel_key}. Do not edit."""',
         "import numpy as np",
         "from numba import njit",
@@ -403,7 +429,8 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
         "sig, th, lg, lg1p, ex = _math.sigmoid, _math.tanh, _math.log, _math.log1p, _math.exp",
         "sqrt = np.sqrt",
         "as_int, as_float, I = bitcasts(F)",
-        "ZERO, HALF, ONE, QUARTER = F(0.0), F(0.5), F(1.0), F(0.25)",
+        "ZERO, HALF, ONE, TWO = F(0.0), F(0.5), F(1.0), F(2.0)",
+        f"FS, INV_S, TWO_OVER_S = F({S}), F(1.0 / {S}), F(2.0 / {S})  # S = {S} samples",
         "LOGMIN, BCE_EPS = F(-100.0), F(1e-12)  # torch's clamps in nn.BCELoss",
         "",
         "",
@@ -430,12 +457,12 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
         '    """Forward pass of the final parameters (epoch ``end``): loss, predictions,',
         '    solved and target epochs."""',
     ]
-    src += _emit_data()
+    src += _emit_data(recipe)
     src += ["    TARGET = F(consts[3])", "    for k in range(m):"]
-    src += _emit_load(H, i2, lambda q: lane(q, 0))
+    src += _emit_load(recipe, i2, lambda q: lane(q, 0))
     src += _emit_forward(H, i2, Xc, recipe)
     src += [i2 + "loss_out[lo + k] = loss"]
-    src += [i2 + f"pred_out[lo + k, {n}] = o{n}" for n in range(4)]
+    src += [i2 + f"pred_out[lo + k, {n}] = o{n}" for n in range(S)]
     src += [
         i2 + f"s_old = as_int({lane(rows['solved'], 0)})",
         i2 + "solved_io[lo + k] = end if (s_old < 0) and (margin > ZERO) else s_old",
@@ -512,9 +539,9 @@ def _source_hash():
 
 
 def _module_name(hidden, dt, Xc, recipe):
-    xtag = "x" + "".join(str(int(v)) for row in Xc for v in row) if Xc else "xany"
+    xtag = ("x" + hashlib.sha256(repr(Xc).encode()).hexdigest()[:10]) if Xc else "xany"
     rtag = "seed" if recipe.is_seed else hashlib.sha256(repr(recipe.kernel_key).encode()).hexdigest()[:10]
-    return f"fastxor_cpu_{_source_hash()}_h{hidden}_{dt}_{xtag}_{rtag}"
+    return f"fastxor_cpu_{_source_hash()}_d{recipe.inputs}_h{hidden}_s{recipe.samples}_{dt}_{xtag}_{rtag}"
 
 
 def get_kernel(hidden, dtype, Xc=None, recipe=None):
@@ -667,6 +694,9 @@ def run(state, data, epochs, record_every, recipe, out, final=True, specialise=T
     flat = state.materialise()
     dt = flat.dtype
     n = flat.shape[1]
+    if flat.shape[0] != recipe.n_params or np.shape(data.X) != (recipe.samples, recipe.inputs):  # no bounds checks
+        raise ValueError(f"the state ({flat.shape[0]} parameter rows) and data (X of shape {np.shape(data.X)}) "
+                         f"do not fit the recipe's D={recipe.inputs}, H={recipe.hidden}, S={recipe.samples}")
     key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None, recipe)
     history = out.history if record_every else np.empty((1, 1), dtype=dt)
     buffers = state.buffers if state.buffers is not None else np.empty((0, n), dtype=dt)

@@ -2,18 +2,18 @@
 
 It follows the seed's derivation step by step, vectorised over networks and
 nothing else — no fusion, no approximations, NumPy's own ``exp``/``log``/
-``tanh``. Shapes: N networks, S = 4 samples, H hidden units. The optimizers
+``tanh``. Shapes: N networks, S samples of D inputs, H hidden units. The optimizers
 read like PyTorch's documentation of ``torch.optim.SGD`` and ``Adam``.
 
 Semantics shared by all backends (and tested against PyTorch):
 
 * epoch e: forward pass with the current parameters; the loss (``nn.MSELoss``,
   ``nn.BCELoss`` on the sigmoid output, or ``nn.BCEWithLogitsLoss`` on its
-  pre-activation, mean over the 4 samples); backpropagation; one optimizer
+  pre-activation, mean over the S samples); backpropagation; one optimizer
   step (SGD with momentum, dampening, Nesterov and weight decay; Adam; AdamW).
   The loss recorded for epoch e is the one of that forward pass, before the
   update — what the seed prints.
-* a network is *solved* by a forward pass whose 4 predictions all lie on their
+* a network is *solved* by a forward pass whose S predictions all lie on their
   target's side of 0.5; ``solved_epoch`` is the first such epoch, where the
   parameters after the last update count as epoch ``epochs``. With a
   ``target_loss``, ``target_epoch`` is the first epoch whose loss is <= it.
@@ -62,19 +62,19 @@ def activation_backward(name, d_h, z, h):
 
 def forward(p, X, activation="sigmoid"):
     """(z1, h, z2, y_hat): hidden pre-activations and outputs (N,S,H), the
-    output unit's pre-activation and its sigmoid (N,S)."""
-    z1 = (
-        p.W1[:, None, :, 0] * X[None, :, 0, None]
-        + p.W1[:, None, :, 1] * X[None, :, 1, None]
-        + p.b1[:, None, :]
-    )
+    output unit's pre-activation and its sigmoid (N,S). The hidden sums run
+    over the inputs in order, then add the bias."""
+    z1 = p.W1[:, None, :, 0] * X[None, :, 0, None]
+    for i in range(1, X.shape[1]):
+        z1 = z1 + p.W1[:, None, :, i] * X[None, :, i, None]
+    z1 = z1 + p.b1[:, None, :]
     h = activate(activation, z1)
     z2 = (h * p.W2[:, :, :]).sum(axis=2) + p.b2
     return z1, h, z2, sigmoid(z2)
 
 
 def loss_of(y_hat, y, loss="mse", z2=None):
-    """The loss per network, mean over the 4 samples, as torch's criteria."""
+    """The loss per network, mean over the S samples, as torch's criteria."""
     dt = y_hat.dtype
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         if loss == "mse":
@@ -109,7 +109,7 @@ def gradients(p, X, y, z1, h, z2, y_hat, loss="mse", activation="sigmoid"):
     g_b2 = d_z2.sum(axis=1, keepdims=True)
     # back to the hidden layer: d loss / d h = d_z2 W2, then the activation's slope
     d_z1 = activation_backward(activation, d_z2[:, :, None] * p.W2[:, :, :], z1, h)
-    g_W1 = np.stack([(d_z1 * X[None, :, i, None]).sum(axis=1) for i in range(2)], axis=2)
+    g_W1 = np.stack([(d_z1 * X[None, :, i, None]).sum(axis=1) for i in range(X.shape[1])], axis=2)
     g_b1 = d_z1.sum(axis=1)
     return Params(g_W1, g_b1, g_W2, g_b2)
 
@@ -150,11 +150,11 @@ def problem():
 def memory_bytes(n, recipe, rows):
     """``run_bytes`` plus the reference's per-epoch temporaries: Params views,
     gradients, optimizer temporaries, new parameters and forward activations,
-    a few (N, P) and (N, 4, H) float arrays at a time."""
+    a few (N, P) and (N, S, H) float arrays at a time."""
     from ..state import run_bytes
 
     item = np.dtype(recipe.dtype).itemsize
-    return run_bytes(n, recipe, rows) + n * item * (10 * recipe.n_params + 8 * 4 * recipe.hidden)
+    return run_bytes(n, recipe, rows) + n * item * (10 * recipe.n_params + 8 * recipe.samples * recipe.hidden)
 
 
 def run(state, data, epochs, record_every, recipe, out, final=True):
@@ -165,7 +165,7 @@ def run(state, data, epochs, record_every, recipe, out, final=True):
     train_epochs(state, X, y, recipe, epochs, record_every, out.history)
     if not final:
         return out
-    p = Params.from_flat(flat, recipe.hidden)
+    p = Params.from_flat(flat, recipe.hidden, recipe.inputs)
     _, _, z2, y_hat = forward(p, X, recipe.activation)
     out.loss[...] = loss_of(y_hat, y, recipe.loss, z2)
     out.predictions[...] = y_hat
@@ -198,7 +198,7 @@ def train_epochs(state, X, y, recipe, epochs, record_every, history):
     P = recipe.n_params
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for epoch in range(state.epoch, state.epoch + epochs):
-            p = Params.from_flat(flat, h)
+            p = Params.from_flat(flat, h, recipe.inputs)
             z1, hid, z2, y_hat = forward(p, X, recipe.activation)
             loss = loss_of(y_hat, y, recipe.loss, z2)
             if record_every and epoch % record_every == 0:
