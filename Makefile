@@ -16,7 +16,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install -q ".[test]" torch==2.13.0
 	touch $@
 
-.PHONY: run test bench bench-startup bench-scale bench-recipes bench-landscape bench-dask clean
+.PHONY: run test bench bench-startup bench-scale bench-recipes bench-inputs bench-landscape bench-dask clean
 run: $(VENV)/.installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
@@ -40,6 +40,10 @@ bench-startup: $(VENV)/.test-installed
 # network-epochs/s of every training recipe against the seed's, and compile times (about 5 minutes)
 bench-recipes: $(VENV)/.installed
 	$(PY) bench/recipes.py
+
+# the Numba kernel on XOR, parity3 and parity4: NE/s, sample-epochs/s, fraction of the op-count bound (about 2 minutes)
+bench-inputs: $(VENV)/.installed
+	$(PY) bench/inputs.py
 
 # Dask on this machine: cluster start, task overhead, efficiency against one process (about 2 minutes)
 bench-dask: $(VENV)/.test-installed

@@ -644,14 +644,18 @@ class _Threaded:
 #: 1 FMA + 1 subtract (k), 2 FMA (r), 1 multiply + 5 FMA (polynomial),
 #: 1 FMA + 1 add, 2 integer ops + 1 multiply (2^k), 1 negate, 1 add, 1 divide.
 SIGMOID_OPS = 20
-def ops_per_network_epoch(hidden=2):
-    """Arithmetic vector operations of the fused kernel per network-epoch:
-    counted in the generated loop body (each ``+ - * /``, comparison and
-    select is one, each sigmoid ``SIGMOID_OPS``), divided by the networks
-    one iteration trains."""
+def ops_per_network_epoch(hidden=2, function="xor"):
+    """Arithmetic vector operations of the fused kernel per network-epoch on a
+    boolean function's data (the seed's recipe): counted in the generated
+    loop body (each ``+ - * /``, comparison and select is one, each sigmoid
+    ``SIGMOID_OPS``), divided by the networks one iteration trains."""
     import ast
 
-    tree = ast.parse(kernel_source(hidden, "float32", ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))))
+    from ..data import boolean_function
+
+    X, y = boolean_function(function)
+    recipe = Recipe(hidden, np.dtype(np.float32), inputs=X.shape[1], samples=len(y))
+    tree = ast.parse(kernel_source(hidden, "float32", boolean_inputs(X), recipe))
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_chunk")
     loop = next(n for n in ast.walk(fn) if isinstance(n, ast.For) and ast.unparse(n.target) == "k")
     index_math = {id(n) for sub in ast.walk(loop) if isinstance(sub, ast.Subscript)
@@ -664,7 +668,7 @@ def ops_per_network_epoch(hidden=2):
             ops += 1
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "sig":
             ops += SIGMOID_OPS
-    return ops // lane_groups(hidden)  # the loop body trains that many networks
+    return ops // lane_groups(hidden, recipe)  # the loop body trains that many networks
 
 
 NAME = "numba"

@@ -68,11 +68,11 @@ def cpu_clock_ghz():
 LANE_OPS_PER_CYCLE = 4 * 256 // 32
 
 
-def compute_bound(hidden=2, ghz=None):
+def compute_bound(hidden=2, ghz=None, function="xor"):
     """(NE/s bound, ops per network-epoch, the assumptions) for float32 on this CPU."""
     from ..backends.numba_kernel import ops_per_network_epoch
 
-    ops = ops_per_network_epoch(hidden)
+    ops = ops_per_network_epoch(hidden, function)
     ghz = ghz or cpu_clock_ghz()
     bound = (os.cpu_count() or 1) * ghz * 1e9 * LANE_OPS_PER_CYCLE / ops
     return bound, ops, f"{os.cpu_count()} cores x {ghz} GHz x {LANE_OPS_PER_CYCLE} float32 lane-ops/cycle / {ops} ops"
