@@ -61,6 +61,7 @@ def test_command_line_examples_run(tmp_path, monkeypatch, capsys):
             if argv[0] in ("plot", "analyse"):
                 pytest.importorskip("matplotlib")
             seen.add(argv[0])
-            rc = cli.main([_shrink_arg(t) for t in argv])
+            rc = cli.main([t if before == "--function" else _shrink_arg(t)  # a truth table is not a size
+                           for before, t in zip(["", *argv], argv)])
             assert rc == 0, f"fastxor {' '.join(argv)} exited with {rc}: {capsys.readouterr().err}"
     assert seen == {"train", "sweep", "plot", "bench", "analyse", "merge"}
