@@ -99,7 +99,7 @@ def sweep(
             for w in wds:
                 check_recipe(1, o, m, dampening, nesterov, w, betas, eps, lo, ac, target_loss, dt)
         recipe = Recipe(h, np.dtype(dt), inputs=inputs, samples=len(data_y), optimizer=o, momentum=any(moms))
-        check_memory(backends.choose(backend, total, recipe), total, recipe, epochs, 0,
+        check_memory(backends.choose(backend, total), total, recipe, epochs, 0,
                      extra=total * n_params(h, inputs) * 8 * 2)  # each cell's start and the grid's concatenation
     if client is not None:
         return _table(_sweep_on_cluster(client, shard_networks, launches, cells, networks, dict(

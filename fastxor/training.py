@@ -288,7 +288,7 @@ def _recipe_config(recipe, momentum, weight_decay):
 
 def _backend_for(backend, n, recipe):
     """``backends.choose``; the GPU's fast-math sigmoid exists for float32 only."""
-    chosen = backends.choose(backend, n, recipe)
+    chosen = backends.choose(backend, n)
     if recipe.fast_math and np.dtype(recipe.dtype) != np.float32:
         raise ValueError("fast_math=True is a float32 option (the GPU's tanh.approx sigmoid)")
     return chosen

@@ -1,4 +1,4 @@
-// fastxor GPU kernel: one thread trains one 2-H-1 network on 4 samples, full
+// fastxor GPU kernel: one thread trains one D-H-1 network on S samples, full
 // batch, with a training recipe of fastxor.train (the seed's nn.Linear +
 // sigmoid + MSELoss + optim.SGD, or SGD with momentum/Nesterov/weight decay,
 // Adam, AdamW; MSE, BCE or BCE-with-logits; sigmoid, tanh or ReLU hidden
@@ -17,11 +17,16 @@
 // subnormals (|x| < 2^-126) are 0 on the GPU. Training is unaffected beyond
 // rounding (a subnormal update to a normal parameter is lost to rounding
 // anyway), but the float32 in-kernel init equals fastxor.init_params bit for
-// bit only for init_scale >= 2^-103 sqrt(max(2, H)) (1.4e-31 for H = 2; see
-// cupy_kernel.ftz_init_scale_bound): below it, subnormal initial values are 0.
+// bit only for init_scale >= 2^-103 sqrt(max(D, H)) (1.4e-31 for XOR's 2-2-1;
+// see cupy_kernel.ftz_init_scale_bound): below it, subnormal initial values are 0.
+//
+// The network's data (D inputs, S samples) is compile-time: X, y and the
+// target sides are read once into registers when S <= REGISTER_SAMPLES, and
+// from the (cached, every thread the same address) data array in the sample
+// loop above that.
 //
 // An entry point is instantiated by appending
-//     FASTXOR_ENTRY(NAME, H, T, FAST, OPT, LOSS, ACT, FLAGS)
+//     FASTXOR_ENTRY(NAME, D, H, S, T, FAST, OPT, LOSS, ACT, FLAGS)
 // (fastxor/backends/cupy_kernel.py does this), which defines
 //     extern "C" __global__ void fastxor_train_<NAME>(...)
 
@@ -171,38 +176,91 @@ template <int LOSS, typename M, typename T> __device__ __forceinline__ T loss_te
     }
 }
 
-// d loss / d z2 of one sample (4 samples): the criterion's backward, then the sigmoid's.
-template <int LOSS, typename T> __device__ __forceinline__ T output_gradient(T o, T y) {
+// x / S as the reference divides: a product with 1/S where that is exact.
+template <int S, typename T> __device__ __forceinline__ T over_samples(T x) {
+    if constexpr ((S & (S - 1)) == 0) return x * T(1.0 / S);
+    else return x / T(S);
+}
+
+// d loss / d z2 of one sample (S samples): the criterion's backward, then the sigmoid's.
+template <int LOSS, int S, typename T> __device__ __forceinline__ T output_gradient(T o, T y) {
     const T d = o - y;
     if constexpr (LOSS == MSE) {
-        return (d * T(0.5)) * o * (T(1) - o);  // 2/4 (o - y) o (1 - o)
-    } else if constexpr (LOSS == BCE) {  // 1/4 (o - y) / max(o (1 - o), 1e-12), then o (1 - o)
+        // 2/S (o - y) o (1 - o): one product where 2/S is exact (S = 4: the seed's d * 0.5)
+        const T c = ((S & (S - 1)) == 0) ? d * T(2.0 / S) : (d * T(2)) / T(S);
+        return c * o * (T(1) - o);
+    } else if constexpr (LOSS == BCE) {  // 1/S (o - y) / max(o (1 - o), 1e-12), then o (1 - o)
         const T q = (T(1) - o) * o, eps = T(1e-12);
-        return ((T(0.25) * d) / (q < eps ? eps : q)) * (T(1) - o) * o;
+        return ((T(1.0 / S) * d) / (q < eps ? eps : q)) * (T(1) - o) * o;
     } else {
-        return d * T(0.25);  // BCEWithLogits: (sigmoid(z) - y) / 4
+        return d * T(1.0 / S);  // BCEWithLogits: (sigmoid(z) - y) / S
     }
 }
 
 // ---------------------------------------------------------------- the kernel
 
-// One sample's forward pass: hidden activations h, the output's pre-activation z2, output o.
-template <int H, typename T, bool FAST, int ACT>
-__device__ __forceinline__ T forward_sample(const T (&w)[4 * H + 1], T x0, T x1, T (&h)[H], T& z2) {
+// Samples held in registers at most: above, the sample loop reads X from memory.
+constexpr int REGISTER_SAMPLES = 16;
+
+// One network's parameters in flat order: W1 (H x D, row-major), b1, W2, b2.
+template <int D, int H> struct Layout {
+    static constexpr int P = (D + 2) * H + 1, b1 = D * H, w2 = D * H + H, b2 = D * H + 2 * H;
+};
+
+// One sample's forward pass: hidden activations h, the output's pre-activation z2, output o
+// (the hidden sums over the inputs in order, then the bias, as the reference).
+template <int D, int H, typename T, bool FAST, int ACT>
+__device__ __forceinline__ T forward_sample(const T (&w)[Layout<D, H>::P], const T (&x)[D], T (&h)[H], T& z2) {
     typedef Math<T, FAST> M;
+    typedef Layout<D, H> L;
     T z = 0;
 #pragma unroll
     for (int j = 0; j < H; ++j) {
-        h[j] = activate<ACT, M>((w[2 * j] * x0 + w[2 * j + 1] * x1) + w[2 * H + j]);
-        z = z + w[3 * H + j] * h[j];
+        T a = w[D * j] * x[0];
+#pragma unroll
+        for (int q = 1; q < D; ++q) a = a + w[D * j + q] * x[q];
+        h[j] = activate<ACT, M>(a + w[L::b1 + j]);
+        z = z + w[L::w2 + j] * h[j];
     }
-    z2 = z + w[4 * H];
+    z2 = z + w[L::b2];
     return M::sigmoid(z2);
 }
 
+// Sample s of the data (X row-major S x D, then y, then the target sides):
+// from registers for small S, else from memory.
+template <int D, int S, typename T> struct Samples {
+    static constexpr bool held = S <= REGISTER_SAMPLES;
+    T x[held ? S : 1][D], y[held ? S : 1], side[held ? S : 1];
+    const T* data;
+    __device__ __forceinline__ explicit Samples(const T* __restrict__ d) : data(d) {
+        if constexpr (held) {
+#pragma unroll
+            for (int s = 0; s < S; ++s) {
+#pragma unroll
+                for (int q = 0; q < D; ++q) x[s][q] = d[D * s + q];
+                y[s] = d[D * S + s];
+                side[s] = d[D * S + S + s];
+            }
+        }
+    }
+    __device__ __forceinline__ void get(int s, T (&xs)[D], T& ys, T& sides) const {
+        if constexpr (held) {
+#pragma unroll
+            for (int q = 0; q < D; ++q) xs[q] = x[s][q];
+            ys = y[s];
+            sides = side[s];
+        } else {
+#pragma unroll
+            for (int q = 0; q < D; ++q) xs[q] = data[D * s + q];
+            ys = data[D * S + s];
+            sides = data[D * S + S + s];
+        }
+    }
+};
+
 // Data layout: every per-network array is structure-of-arrays, network i at
 // [row * n + i], so consecutive threads touch consecutive addresses.
-// data: X (4x2, row-major), y (4), side (4): 16 values. rates: the recipe's
+// data: X (S x D, row-major), y (S), side (S). rates: the recipe's
 // coefficient rows. consts: beta1, beta2, eps, target loss (float64). bias:
 // Adam's bias corrections per epoch of this launch (1 / (1 - beta1^t) and
 // (1 - beta2^t)^0.5 in T, computed on the host in float64 as torch does).
@@ -219,7 +277,7 @@ __device__ __forceinline__ T forward_sample(const T (&w)[4 * H + 1], T x0, T x1,
 // (o - 0.5) > 0, NaN counting as not solved), the history a countdown, the
 // divergence guard a select. The final forward pass (loss, predictions,
 // events at the last epoch) runs once after the loop.
-template <int H, typename T, bool FAST, int OPT, int LOSS, int ACT, int FLAGS>
+template <int D, int H, int S, typename T, bool FAST, int OPT, int LOSS, int ACT, int FLAGS>
 __device__ __forceinline__ void train_network(
     const T* __restrict__ init, uint64_t_ seed, uint64_t_ start, const double* __restrict__ scale,
     const T* __restrict__ rates, const double* __restrict__ consts, const T* __restrict__ bias,
@@ -232,7 +290,8 @@ __device__ __forceinline__ void train_network(
     typedef Recipe<OPT, LOSS, ACT, FLAGS> R;
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const int P = 4 * H + 1;  // flat order W1 (row-major), b1, W2, b2
+    typedef Layout<D, H> L;
+    const int P = L::P;  // flat order W1 (row-major), b1, W2, b2
     T w[P];
 
     if (init != 0) {
@@ -241,7 +300,7 @@ __device__ __forceinline__ void train_network(
     } else {
         const uint64_t_ g = start + (uint64_t_)i;
         const double s = scale[i];
-        const double s1 = s / sqrt(2.0), s2 = s / sqrt((double)H);  // nn.Linear: 1/sqrt(fan_in)
+        const double s1 = s / sqrt((double)D), s2 = s / sqrt((double)H);  // nn.Linear: 1/sqrt(fan_in)
 #pragma unroll
         for (int b = 0; b < (P + 3) / 4; ++b) {
             Philox4 r = philox4x32_10((uint32_t_)b, (uint32_t_)g, (uint32_t_)(g >> 32), 0u,
@@ -249,7 +308,7 @@ __device__ __forceinline__ void train_network(
 #pragma unroll
             for (int q = 0; q < 4; ++q) {
                 const int k = 4 * b + q;
-                if (k < P) w[k] = (T)(uniform_pm1(r.v[q]) * (k < 3 * H ? s1 : s2));
+                if (k < P) w[k] = (T)(uniform_pm1(r.v[q]) * (k < L::w2 ? s1 : s2));
             }
         }
     }
@@ -261,14 +320,7 @@ __device__ __forceinline__ void train_network(
         v[k] = R::adam ? buffers[(P + k) * n + i] : T(0);
     }
 
-    T x[4][2], y[4], side[4];
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
-        x[s][0] = data[2 * s];
-        x[s][1] = data[2 * s + 1];
-        y[s] = data[8 + s];
-        side[s] = data[12 + s];
-    }
+    const Samples<D, S, T> samples(data);
     const T rate = rates[i];
     const T mom = R::momentum ? rates[R::row_momentum * n + i] : T(0);
     const T gain = R::dampening ? rates[R::row_gain * n + i] : T(1);
@@ -278,7 +330,7 @@ __device__ __forceinline__ void train_network(
     const T w1 = (T)(1.0 - beta1);  // torch: exp_avg.lerp_(grad, 1 - beta1)
     const bool lerp_low = w1 < T(0.5);  // m + w (g - m) if w < 0.5, else g - (1 - w) (g - m)
     const T lerp_c = lerp_low ? w1 : -(T(1) - w1);
-    const T zero = 0, half = 0.5, quarter = 0.25;
+    const T zero = 0, half = 0.5;
     // First events of this launch, as local epochs in 32 bits (cheaper in the
     // loop); a network with an earlier event starts at 0: no new one is taken.
     const long long solved_in = solved_io[i], diverged_in = diverged_io[i];
@@ -293,30 +345,32 @@ __device__ __forceinline__ void train_network(
         const bool record = --countdown == 0;
         const bool need_loss = LOSS == MSE || R::target || record;
         // Forward pass, sample by sample, accumulating the gradients as we go
-        // (sums over samples in order 0..3, as the reference).
+        // (sums over samples in order 0..S-1; the reference's loss and b2
+        // gradient sum pairwise from S = 8 on: equal to rounding).
         T g[P], loss = zero;
         bool all_right = true;
 #pragma unroll
         for (int k = 0; k < P; ++k) g[k] = zero;
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-            T h[H], z2;
-            const T o = forward_sample<H, T, FAST, ACT>(w, x[s][0], x[s][1], h, z2);
-            if (need_loss) loss = loss + loss_term<LOSS, M>(o, z2, y[s]);
-            all_right = all_right && side[s] * (o - half) > zero;
+#pragma unroll(Samples<D, S, T>::held ? S : 1)
+        for (int s = 0; s < S; ++s) {
+            T h[H], z2, xs[D], ys, sides;
+            samples.get(s, xs, ys, sides);
+            const T o = forward_sample<D, H, T, FAST, ACT>(w, xs, h, z2);
+            if (need_loss) loss = loss + loss_term<LOSS, M>(o, z2, ys);
+            all_right = all_right && sides * (o - half) > zero;
             // Backpropagation, the seed's steps (1)-(5).
-            const T d2 = output_gradient<LOSS>(o, y[s]);
-            g[4 * H] = g[4 * H] + d2;
+            const T d2 = output_gradient<LOSS, S>(o, ys);
+            g[L::b2] = g[L::b2] + d2;
 #pragma unroll
             for (int j = 0; j < H; ++j) {
-                g[3 * H + j] = g[3 * H + j] + d2 * h[j];
-                const T d1 = activation_slope<ACT>(d2 * w[3 * H + j], h[j]);
-                g[2 * j] = g[2 * j] + d1 * x[s][0];
-                g[2 * j + 1] = g[2 * j + 1] + d1 * x[s][1];
-                g[2 * H + j] = g[2 * H + j] + d1;
+                g[L::w2 + j] = g[L::w2 + j] + d2 * h[j];
+                const T d1 = activation_slope<ACT>(d2 * w[L::w2 + j], h[j]);
+#pragma unroll
+                for (int q = 0; q < D; ++q) g[D * j + q] = g[D * j + q] + d1 * xs[q];
+                g[L::b1 + j] = g[L::b1 + j] + d1;
             }
         }
-        loss = loss * quarter;
+        loss = over_samples<S>(loss);
         solved = (solved < 0 && all_right) ? epoch : solved;
         if (R::target) target_epoch = (target_epoch < 0 && loss <= target) ? epoch : target_epoch;
         if (record) {
@@ -372,15 +426,16 @@ __device__ __forceinline__ void train_network(
     // The parameters reached: loss, predictions and events at the last epoch.
     T loss = zero;
     bool all_right = true;
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
-        T h[H], z2;
-        const T o = forward_sample<H, T, FAST, ACT>(w, x[s][0], x[s][1], h, z2);
-        loss = loss + loss_term<LOSS, M>(o, z2, y[s]);
-        all_right = all_right && side[s] * (o - half) > zero;
+#pragma unroll(Samples<D, S, T>::held ? S : 1)
+    for (int s = 0; s < S; ++s) {
+        T h[H], z2, xs[D], ys, sides;
+        samples.get(s, xs, ys, sides);
+        const T o = forward_sample<D, H, T, FAST, ACT>(w, xs, h, z2);
+        loss = loss + loss_term<LOSS, M>(o, z2, ys);
+        all_right = all_right && sides * (o - half) > zero;
         pred_out[s * n + i] = o;
     }
-    loss = loss * quarter;
+    loss = over_samples<S>(loss);
     loss_out[i] = loss;
     solved = (solved < 0 && all_right) ? epochs : solved;
     solved_io[i] = solved_in >= 0 ? solved_in : (solved >= 0 ? epoch0 + solved : -1);
@@ -397,15 +452,15 @@ __device__ __forceinline__ void train_network(
     }
 }
 
-// extern "C" fastxor_train_<NAME>(...): the kernel for one (H, T, fast-math, recipe).
-#define FASTXOR_ENTRY(NAME, H, T, FAST, OPT, LOSS, ACT, FLAGS)                                     \
+// extern "C" fastxor_train_<NAME>(...): the kernel for one (D, H, S, T, fast-math, recipe).
+#define FASTXOR_ENTRY(NAME, D, H, S, T, FAST, OPT, LOSS, ACT, FLAGS)                               \
     extern "C" __global__ void fastxor_train_##NAME(                                              \
         const T* init, uint64_t_ seed, uint64_t_ start, const double* scale, const T* rates,       \
         const double* consts, const T* bias, const T* data, long long epoch0, int epochs,          \
         int record_every,                                                                          \
         long long n, T* params_out, T* buffers, T* loss_out, T* pred_out, long long* solved_io,    \
         long long* diverged_io, long long* target_io, T* history) {                                \
-        train_network<H, T, FAST, OPT, LOSS, ACT, FLAGS>(                                          \
+        train_network<D, H, S, T, FAST, OPT, LOSS, ACT, FLAGS>(                                    \
             init, seed, start, scale, rates, consts, bias, data, epoch0, epochs, record_every, n,  \
             params_out, buffers, loss_out, pred_out, solved_io, diverged_io, target_io, history);  \
     }

@@ -70,14 +70,29 @@ def test_nvcc_compiles_every_recipe_without_spills(arch):
     _check_no_local_memory(arch, recipes)
 
 
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_nvcc_keeps_parity3_and_parity4_in_registers(arch):
+    """3-bit and 4-bit parity (D = 3, S = 8 and D = 4, S = 16) up to H = 8 in
+    float32, the seed's recipe and Adam, without spills; 5-bit parity
+    (S = 32, samples read from memory) compiles too."""
+    f32 = np.dtype(np.float32)
+    recipes = [Recipe(h, f32, inputs=d, samples=2**d) for d in (3, 4) for h in (1, 2, 3, 4, 8)]
+    recipes += [Recipe(h, f32, inputs=d, samples=2**d, optimizer="adam") for d in (3, 4) for h in (3, 4)]
+    recipes += [Recipe(5, f32, inputs=5, samples=32)]
+    report = _check_no_local_memory(arch, recipes)
+    assert "fastxor_train_h3_f32_d3s8" in report
+
+
 def test_loader_source_names_the_real_file():
     src = gpu.module_source(Recipe(3, np.dtype(np.float32)))
     assert src.startswith(f'#line 1 "{gpu.kernel_path().as_posix()}"')
-    assert src.rstrip().endswith("FASTXOR_ENTRY(h3_f32, 3, float, false, 0, 0, 0, 0)")
+    assert src.rstrip().endswith("FASTXOR_ENTRY(h3_f32, 2, 3, 4, float, false, 0, 0, 0, 0)")
     assert gpu.entry_name(Recipe(3, np.dtype(np.float64))) == "fastxor_train_h3_f64"
     adam = Recipe(2, np.dtype(np.float32), True, optimizer="adam", activation="tanh", target_loss=0.1)
     assert gpu.entry_name(adam) == "fastxor_train_h2_f32fast_1_0_1_16"
-    assert gpu.module_source(adam).rstrip().endswith("FASTXOR_ENTRY(h2_f32fast_1_0_1_16, 2, float, true, 1, 0, 1, 16)")
+    assert gpu.module_source(adam).rstrip().endswith("FASTXOR_ENTRY(h2_f32fast_1_0_1_16, 2, 2, 4, float, true, 1, 0, 1, "
+                                                     "16)")
+    assert gpu.entry_name(Recipe(3, np.dtype(np.float32), inputs=3, samples=8)) == "fastxor_train_h3_f32_d3s8"
 
 
 def test_float32_h2_fits_half_occupancy(arch="sm_90"):

@@ -135,17 +135,33 @@ def test_resume_and_save_keep_d_inputs(tmp_path, rng):
     assert more.summary() == whole.summary()
 
 
-def test_the_gpu_backend_says_it_trains_two_inputs_only_so_far():
-    """Until the CUDA kernel is templated on D and S, backend='cupy' refuses
-    another shape by name and 'auto' passes it by."""
-    from fastxor import backends
-    from fastxor.backends import cupy_kernel
-    from fastxor.state import Recipe
+def _data_or_32_samples(rng):
+    """random_data, or a 32-sample function (above the CUDA kernel's REGISTER_SAMPLES: read from memory)."""
+    return random_data(rng) if rng.random() < 0.6 else boolean_function(str(rng.choice(["parity5", "majority5"])))
 
-    recipe = Recipe(3, np.dtype(np.float32), inputs=3, samples=8)
-    assert "not D=3 inputs on S=8" in cupy_kernel.cannot_train(recipe)
-    assert cupy_kernel.cannot_train(Recipe(3, np.dtype(np.float32))) is None
-    assert backends.choose("auto", 10**6, recipe).NAME != "cupy"
+
+@pytest.mark.gpu
+def test_the_gpu_kernel_on_d_inputs_matches_the_reference(cupy_device, rng):
+    """The CUDA kernel templated on D and S, through the real loader (on the
+    strict fake CuPy where no GPU is), against the reference on random data
+    sets and recipes, held to each network's rounding sensitivity as the
+    Numba kernel is (its sums over samples run in order, the reference's
+    pairwise from 8 samples on)."""
+    assert_random_recipes_match_reference("cupy", rng, data=_data_or_32_samples)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_gpu_init_of_d_inputs_is_init_params(dtype, cupy_device, rng):
+    """The Philox init made inside the kernel, with nn.Linear's 1/sqrt(D) for
+    the hidden layer, equals init_params(inputs=D) bit for bit; the result
+    has D inputs and S outputs."""
+    X, y = _data_or_32_samples(rng)
+    n, hidden, seed = int(rng.integers(1, 300)), int(rng.integers(1, 6)), int(rng.integers(0, 2**32))
+    g = fastxor.train(n, X=X, y=y, hidden=hidden, epochs=0, seed=seed, dtype=dtype, backend="cupy")
+    assert g.config["backend"] == "cupy" and g.predictions.shape == (n, len(y))
+    np.testing.assert_array_equal(g.params.to_flat(), fastxor.init_params(n, hidden, seed, dtype=dtype,
+                                                                          inputs=X.shape[1]).to_flat())
 
 
 def test_cli_trains_a_named_function_of_d_inputs(capsys):

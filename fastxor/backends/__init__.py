@@ -24,12 +24,6 @@ Every backend module exposes the same four names:
     on them); an intermediate segment skips that forward pass, which the
     next segment's first epoch repeats anyway.
 
-and may expose
-
-``cannot_train(recipe) -> str | None``
-    why this backend cannot train that recipe (a network shape its kernel
-    does not cover yet), None when it can; ``auto`` then picks another.
-
 ``auto`` picks the first usable entry of ``ORDER`` (see ``choose``).
 """
 import importlib
@@ -61,28 +55,18 @@ def available():
     return [name for name in ORDER if problem(name) is None]
 
 
-def _cannot_train(module, recipe):
-    check = getattr(module, "cannot_train", None)
-    return None if recipe is None or check is None else check(recipe)
-
-
-def choose(name, n_networks=None, recipe=None):
+def choose(name, n_networks=None):
     """The backend module for ``name``; ``"auto"``: the first usable one of
-    ``ORDER`` whose ``min_networks`` (if any) ``n_networks`` reaches and that
-    can train ``recipe`` (a ``state.Recipe``, if given)."""
+    ``ORDER`` whose ``min_networks`` (if any) ``n_networks`` reaches."""
     if not isinstance(name, str) or name not in config.BACKENDS:
         raise ValueError(f"backend must be one of {list(config.BACKENDS)}, got {name!r}")
     if name != "auto":
         why = problem(name)
         if why is not None:
             raise ImportError(f"backend={name!r} cannot run here: {why}")
-        why = _cannot_train(get(name), recipe)
-        if why is not None:
-            raise ValueError(f"backend={name!r} cannot train this network: {why}")
         return get(name)
     for candidate in available():
         module = get(candidate)
-        if (n_networks is None or n_networks >= getattr(module, "MIN_NETWORKS", 1)) and \
-                _cannot_train(module, recipe) is None:
+        if n_networks is None or n_networks >= getattr(module, "MIN_NETWORKS", 1):
             return module
     return get("numpy")

@@ -31,13 +31,13 @@ TOOLKIT = ("CuPy compiles kernels with NVRTC and the CUDA headers: install a CUD
 PROBE = 'extern "C" __global__ void fastxor_probe(int* out) { out[0] = 42; }'
 
 
-def ftz_init_scale_bound(hidden):
+def ftz_init_scale_bound(hidden, inputs=X_BOOL.shape[1]):
     """The smallest ``init_scale`` whose float32 in-kernel init is bit-identical
     to ``init_params``: CuPy compiles with -ftz=true, so a float32 value below
     2^-126 becomes 0 on the GPU. Initial values are k 2^-23 s / sqrt(fan_in)
-    with 1 <= |k| <= 2^23 (or 0), fan_in 2 or H: none is subnormal iff
-    s >= 2^-103 sqrt(max(2, H)) (1.4e-31 for H = 2)."""
-    return 2.0**-103 * np.sqrt(max(2, hidden))
+    with 1 <= |k| <= 2^23 (or 0), fan_in D or H: none is subnormal iff
+    s >= 2^-103 sqrt(max(D, H)) (1.4e-31 for XOR's 2-2-1)."""
+    return 2.0**-103 * np.sqrt(max(inputs, hidden))
 
 
 def kernel_path(name=SOURCE):
@@ -62,9 +62,12 @@ def _template_arguments(recipe):
 
 
 def entry_name(recipe):
-    """``fastxor_train_h2_f32`` for the seed's recipe; other recipes add their
-    template arguments (``..._f32_1_0_1_16``: Adam, MSE, tanh, target)."""
+    """``fastxor_train_h2_f32`` for the seed's recipe on XOR's shape (2 inputs,
+    4 samples); other shapes add ``_d3s8``, other recipes their template
+    arguments (``..._f32_1_0_1_16``: Adam, MSE, tanh, target)."""
     name = f"fastxor_train_h{recipe.hidden}_{SUFFIX[np.dtype(recipe.dtype)]}" + ("fast" if recipe.fast_math else "")
+    if (recipe.inputs, recipe.samples) != X_BOOL.shape[::-1]:
+        name += f"_d{recipe.inputs}s{recipe.samples}"
     return name if recipe.is_seed else name + "_" + "_".join(map(str, _template_arguments(recipe)))
 
 
@@ -76,7 +79,7 @@ def module_source(*recipes):
     for r in recipes:
         t = "float" if np.dtype(r.dtype) == np.float32 else "double"
         args = ", ".join(map(str, _template_arguments(r)))
-        lines.append(f"FASTXOR_ENTRY({entry_name(r)[len('fastxor_train_'):]}, {r.hidden}, {t}, "
+        lines.append(f"FASTXOR_ENTRY({entry_name(r)[len('fastxor_train_'):]}, {r.inputs}, {r.hidden}, {r.samples}, {t}, "
                      f"{'true' if r.fast_math else 'false'}, {args})\n")
     return f'#line 1 "{path.as_posix()}"\n{path.read_text()}\n' + "".join(lines)
 
@@ -87,14 +90,6 @@ NAME = "cupy"
 #: their results do not depend on the machine). Not yet measured on a GPU:
 #: conservative.
 MIN_NETWORKS = config.GPU_MIN_NETWORKS
-
-
-def cannot_train(recipe):
-    """The CUDA kernel is written for the seed's data shape so far."""
-    if (recipe.inputs, recipe.samples) != (X_BOOL.shape[1], X_BOOL.shape[0]):
-        return (f"its CUDA kernel trains networks of {X_BOOL.shape[1]} inputs on {X_BOOL.shape[0]} samples so "
-                f"far, not D={recipe.inputs} inputs on S={recipe.samples}; use backend='numba'")
-    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -167,7 +162,7 @@ def chunk_layout(recipe, rows, given_init):
     are not allocated: the kernel gets a null pointer for them."""
     dt, P = np.dtype(recipe.dtype), recipe.n_params
     return dict(
-        params=(P, dt), loss=(1, dt), pred=(4, dt), history=(rows, dt), init=(P * bool(given_init), dt),
+        params=(P, dt), loss=(1, dt), pred=(recipe.samples, dt), history=(rows, dt), init=(P * bool(given_init), dt),
         rates=(len(recipe.rate_names), dt), buffers=(recipe.n_buffers, dt),
         scale=(0 if given_init else 1, np.dtype(np.float64)), solved=(1, np.dtype(np.int64)),
         diverged=(1, np.dtype(np.int64)), target=(int(recipe.target_loss is not None), np.dtype(np.int64)))
@@ -184,7 +179,7 @@ def device_result_bytes(n, recipe, rows):
     (the solved test on the predictions, the parameters' reshaped views)."""
     item = recipe.dtype.itemsize
     p = recipe.n_params
-    return n * ((2 * p + 1 + 2 * 4 + rows) * item + 2 * 8 + 4 + 2)
+    return n * ((2 * p + 1 + 2 * recipe.samples + rows) * item + 2 * 8 + 4 + 2)
 
 
 def check_device_memory(n, recipe, rows):
