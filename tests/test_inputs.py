@@ -111,6 +111,27 @@ def test_numba_matches_reference_on_d_inputs(rng):
     assert_random_recipes_match_reference("numba", rng, data=random_data)
 
 
+def _many_samples(rng):
+    """More samples than the Numba kernel unrolls: a 5- or 6-input function, or 17-40 real points."""
+    if rng.random() < 0.5:
+        return boolean_function(str(rng.choice(["parity5", "majority5", "mux6"])))
+    s, d = int(rng.integers(17, 41)), int(rng.integers(1, 9))
+    return rng.normal(0, 1.5, (s, d)), rng.uniform(0, 1, s)
+
+
+def test_numba_loops_over_many_samples_and_matches_the_reference(rng):
+    """Above config.NUMBA_UNROLL_SAMPLES the kernel loops over samples (an
+    unrolled 7-bit parity kernel compiled for 5 minutes): the same numbers."""
+    from fastxor import config
+    from fastxor.backends import numba_kernel
+    from fastxor.state import Recipe
+
+    n = config.NUMBA_UNROLL_SAMPLES
+    assert numba_kernel.loops_over_samples(Recipe(2, np.dtype(np.float32), inputs=6, samples=n + 1))
+    assert not numba_kernel.loops_over_samples(Recipe(2, np.dtype(np.float32), inputs=4, samples=n))
+    assert_random_recipes_match_reference("numba", rng, data=_many_samples)
+
+
 def test_the_train_api_on_d_inputs_matches_the_reference(rng):
     """train() end to end (numba, float32, segments, history) against the
     reference backend on a random data set, and the result's shapes."""

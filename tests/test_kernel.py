@@ -156,11 +156,12 @@ def test_kernel_source_is_generated_per_width():
     assert "* x" not in xor and "sig((w1_0_0 + w1_0_1) + b1_0)" in xor
 
 
-@pytest.mark.parametrize("hidden, dtype, options", [
-    (2, "float32", {}), (5, "float32", {}), (3, "float64", {}),
-    (2, "float32", dict(optimizer="adam")), (2, "float32", dict(loss="bce", activation="tanh", momentum=0.9)),
+@pytest.mark.parametrize("hidden, dtype, options, function", [
+    (2, "float32", {}, "xor"), (5, "float32", {}, "xor"), (3, "float64", {}, "xor"),
+    (2, "float32", dict(optimizer="adam"), "xor"), (2, "float32", dict(loss="bce", activation="tanh", momentum=0.9), "xor"),
+    (3, "float32", {}, "parity5"),  # 32 samples: the kernel that loops over samples
 ])
-def test_training_loop_compiles_to_simd(hidden, dtype, options):
+def test_training_loop_compiles_to_simd(hidden, dtype, options, function):
     """A kernel that LLVM leaves scalar is still correct, only ~10x slower, so
     no numeric test notices; the old 2-D chunk layout silently lost SIMD for
     H >= 3. Checked in the machine code Numba cached for the kernel the run
@@ -173,9 +174,12 @@ def test_training_loop_compiles_to_simd(hidden, dtype, options):
 
     if shutil.which("objdump") is None or jit_cache.cache_dir() is None:
         pytest.skip("needs objdump and a writable kernel cache")
-    fastxor.train(2 * config.NUMBA_CHUNK, epochs=2, hidden=hidden, dtype=dtype, backend="numba", **options)
+    fastxor.train(2 * config.NUMBA_CHUNK, epochs=2, hidden=hidden, dtype=dtype, backend="numba", function=function,
+                  **options)
     opts = dict(options)
-    recipe = make_recipe(hidden, dtype, momentum=[opts.pop("momentum")] if "momentum" in opts else None, **opts)[0]
+    X, y = boolean_function(function)
+    recipe = make_recipe(hidden, dtype, momentum=[opts.pop("momentum")] if "momentum" in opts else None,
+                         inputs=X.shape[1], samples=len(y), **opts)[0]
     modules = [m for k, m in numba_kernel._LOADED.items() if k[:2] == (hidden, dtype)
                and k[3] == recipe.kernel_key]
     assert modules

@@ -17,6 +17,7 @@ edit to fastxor never reuses a stale kernel. ``kernel_source(H, dtype)``
 shows the code.
 """
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
@@ -188,7 +189,14 @@ def _emit_backward_update(H, ind, Xc, at, recipe, rows):
         for i in range(D):
             L.append(f"gw1_{j}_{i} = " + _sum([_times_x(f"e{n}_{j}", n, i, Xc) for n in range(S)]))
         L.append(f"gb1_{j} = " + " + ".join(f"e{n}_{j}" for n in range(S)))
-    names = param_names(H, D)
+    return [ind + s for s in L] + _emit_update(ind, at, recipe, rows)
+
+
+def _emit_update(ind, at, recipe, rows):
+    """The guarded optimizer step of every parameter ``p`` from its gradient
+    ``g{p}``, and the stores of the new state."""
+    names = param_names(recipe.hidden, recipe.inputs)
+    L = []
     buffers = _buffer_locals(recipe, names)
     L += [f"{b} = {at(rows['buffers'] + q)}" for q, b in enumerate(buffers)]
     news = []
@@ -324,9 +332,17 @@ def lane_groups(hidden, recipe=None):
     already fill the registers. (SGD with momentum keeps two: measured
     0.75x the seed's kernel with two groups, 0.68x with one.)
     """
-    if recipe is not None and recipe.optimizer != "sgd":
+    if recipe is not None and (recipe.optimizer != "sgd" or loops_over_samples(recipe)):
         return 1
     return 2 if hidden <= config.NUMBA_INTERLEAVE_MAX_HIDDEN else 1
+
+
+def loops_over_samples(recipe):
+    """Whether the kernel loops over the samples instead of unrolling them:
+    an unrolled body grows with S x H x D, and its compile time with it (3-bit
+    parity 6 s, 6-bit parity 62 s, 7-bit parity 307 s at H = 4; looped, 8-bit
+    parity at H = 8 compiles in 13 s)."""
+    return recipe.samples > config.NUMBA_UNROLL_SAMPLES
 
 
 #: Identifiers the lane groups share, besides the data locals (``_DATA``);
@@ -356,6 +372,112 @@ def boolean_inputs(X):
 
 def _seed_recipe(hidden, dtype):
     return Recipe(hidden, np.dtype(dtype))
+
+
+def _emit_one_sample(recipe, ind):
+    """One sample's forward pass and backpropagation (locals x0_{i}, y0, s0):
+    h0_{j}, o0, its loss term t0, margin m0, the gradient terms g0, e0_{j}."""
+    one = dataclasses.replace(recipe, samples=1)
+    lines = [line.strip() for line in _emit_forward(recipe.hidden, "", None, one)]
+    lines = [line for line in lines if not line.startswith(("loss =", "margin ="))]
+    lines += _output_gradient(0, recipe.loss, recipe.samples).split("\n")
+    lines += [_hidden_gradient(0, j, recipe.activation) for j in range(recipe.hidden)]
+    return [ind + line for line in lines]
+
+
+def _emit_looped(rows, C, recipe):
+    """The chunk kernel for many samples: per epoch, a loop over the samples
+    around the SIMD loop over lanes, accumulating each lane's gradient, loss
+    and margin in chunk arrays; then the update, lane by lane (SIMD). Sums
+    over samples run in order 0..S-1 (the reference's loss and b2 gradient
+    sum pairwise: equal to rounding)."""
+    H, D, S, P = recipe.hidden, recipe.inputs, recipe.samples, recipe.n_params
+    names = param_names(H, D)
+    row = {p: q for q, p in enumerate(names)}
+    at = lambda q: f"a[{q * C} + k]"  # noqa: E731
+    i3, i4 = " " * 12, " " * 16
+    grad = [f"G[{row[f'w2_{j}'] * C} + k] += g0 * h0_{j}" for j in range(H)]
+    grad += [f"G[{row['b2'] * C} + k] += g0"]
+    grad += [f"G[{row[f'w1_{j}_{i}'] * C} + k] += e0_{j} * x0_{i}" for j in range(H) for i in range(D)]
+    grad += [f"G[{row[f'b1_{j}'] * C} + k] += e0_{j}" for j in range(H)]
+    src = [
+        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
+        "def train_chunk(a, consts, X, y, sides, epoch0, epochs, record_every, lo, m, history):",
+        f'    """Train the m networks of a chunk ({C} lanes), looping over the {S} samples."""',
+        *_emit_constants(recipe),
+        f"    G = np.empty({P * C}, dtype=F)  # each lane's gradient, row q at q * {C}",
+        f"    LACC = np.empty({C}, dtype=F)  # each lane's summed loss terms",
+        f"    MARG = np.empty({C}, dtype=F)  # each lane's smallest margin",
+        "    for epoch in range(epochs):",
+        "        ep = as_float(I(epoch0 + epoch))",
+        "        record = record_every > 0 and (epoch0 + epoch) % record_every == 0",
+        *_emit_epoch_scalars(recipe),
+        "        G[:] = ZERO",
+        "        LACC[:] = ZERO",
+        "        MARG[:] = INF",
+        f"        for smp in range({S}):",
+        *[f"            x0_{i} = X[smp, {i}]" for i in range(D)],
+        "            y0 = y[smp]",
+        "            s0 = sides[smp]",
+        "            for k in range(m):",
+        *_emit_load(recipe, i4, at),
+        *_emit_one_sample(recipe, i4),
+        *[i4 + line for line in grad],
+        i4 + "LACC[k] += t0",
+        i4 + "MARG[k] = MARG[k] if MARG[k] < m0 else m0",
+        "        for k in range(m):",
+        *[i3 + f"{_RATE_LOCALS[r]} = {at(rows['rates'] + q)}" for q, r in enumerate(recipe.rate_names)],
+        *([i3 + "step = rate * C1"] if recipe.optimizer != "sgd" else []),
+        *_emit_load(recipe, i3, at),
+        *[i3 + f"g{p} = G[{q * C} + k]" for q, p in enumerate(names)],
+        i3 + "loss = " + _over_samples("LACC[k]", S),
+        i3 + "margin = MARG[k]",
+        *_emit_update(i3, at, recipe, rows),
+        i3 + f"s_old = {at(rows['solved'])}",
+        i3 + f"{at(rows['solved'])} = ep if (as_int(s_old) < 0) & (margin > ZERO) else s_old",
+        i3 + f"{at(rows['diverged'])} = ep if (as_int(d_old) < 0) & (~ok) else d_old",
+        i3 + f"{at(rows['loss'])} = loss",
+    ]
+    if recipe.target_loss is not None:
+        src += [i3 + f"e_old = {at(rows['target'])}",
+                i3 + f"{at(rows['target'])} = ep if (as_int(e_old) < 0) & (loss <= TARGET) else e_old"]
+    src += [
+        "        if record:",
+        "            r = (epoch0 + epoch) // record_every",
+        "            for k in range(m):",
+        f"                history[lo + k, r] = a[{rows['loss'] * C} + k]",
+        "",
+        "",
+        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
+        "def finish_chunk(a, consts, X, y, sides, end, lo, m, loss_out, pred_out, solved_io, diverged_io,",
+        "                 target_io):",
+        '    """Forward pass of the final parameters (epoch ``end``): loss, predictions,',
+        '    solved and target epochs."""',
+        "    TARGET = F(consts[3])",
+        "    for k in range(m):",
+        *_emit_load(recipe, "        ", at),
+        "        lacc = ZERO",
+        "        margin = INF",
+        f"        for smp in range({S}):",
+        *[f"            x0_{i} = X[smp, {i}]" for i in range(D)],
+        "            y0 = y[smp]",
+        "            s0 = sides[smp]",
+        *_emit_one_sample(recipe, i3),
+        "            pred_out[lo + k, smp] = o0",
+        "            lacc += t0",
+        "            margin = margin if margin < m0 else m0",
+        "        loss = " + _over_samples("lacc", S),
+        "        loss_out[lo + k] = loss",
+        f"        s_old = as_int({at(rows['solved'])})",
+        "        solved_io[lo + k] = end if (s_old < 0) and (margin > ZERO) else s_old",
+        f"        diverged_io[lo + k] = as_int({at(rows['diverged'])})",
+        f"        e_old = as_int({at(rows['target'])})",
+        f"        target_io[lo + k] = end if {recipe.target_loss is not None} and (e_old < 0) and (loss <= TARGET) "
+        "else e_old",
+        "",
+        "",
+    ]
+    return src
 
 
 def kernel_source(hidden, dtype, Xc=None, recipe=None):
@@ -431,7 +553,7 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
         "as_int, as_float, I = bitcasts(F)",
         "ZERO, HALF, ONE, TWO = F(0.0), F(0.5), F(1.0), F(2.0)",
         f"FS, INV_S, TWO_OVER_S = F({S}), F(1.0 / {S}), F(2.0 / {S})  # S = {S} samples",
-        "LOGMIN, BCE_EPS = F(-100.0), F(1e-12)  # torch's clamps in nn.BCELoss",
+        "LOGMIN, BCE_EPS, INF = F(-100.0), F(1e-12), F(np.inf)  # torch's clamps in nn.BCELoss",
         "",
         "",
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy')",
@@ -440,6 +562,10 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
         "",
         "",
     ]
+    if loops_over_samples(recipe):
+        src += _emit_looped(rows, C, recipe)
+        src += _emit_driver("train", "train_chunk", C, rows, n_rows, RT, P, NB, recipe)
+        return "\n".join(src) + "\n"
     if G == 1:
         src += _emit_epochs("train_chunk", "m", groups, no_loss, rows, C, recipe,
                             f"Train the m networks of a chunk ({C} lanes, one per network).")
