@@ -233,15 +233,16 @@ def _sweep(args):
     if args.out:
         check_path(args.out, ".csv", "--out", force=args.force)
     t0 = time.perf_counter()
+    functions = [f.strip() for f in args.function.split(",")]  # a grid axis, like the others
     table = sweep(
         args.lr, args.hidden, args.init_scale, networks=args.networks, epochs=args.epochs,
-        seed=args.seed, init=args.init, function=args.function, dtype=args.dtype, backend=args.backend,
+        seed=args.seed, init=args.init, function=functions, dtype=args.dtype, backend=args.backend,
         progress=progress, interruptible=True, **{k: getattr(args, k) for k in RECIPE_OPTIONS},
     )
     dt = time.perf_counter() - t0
     t = table.to_records(index=False) if hasattr(table, "to_records") else table
-    recipe_cols = [c for c in ("optimizer", "loss", "activation", "momentum", "weight_decay")
-                   if len(set(t[c].tolist())) > 1]  # the recipe axes that vary
+    recipe_cols = [c for c in ("function", "optimizer", "loss", "activation", "momentum", "weight_decay")
+                   if len(set(t[c].tolist())) > 1]  # the data and recipe axes that vary
     target = args.target_loss is not None
     print(f"{'H':>3} {'lr':>8} {'scale':>6} " + "".join(f"{c:>12} " for c in recipe_cols)
           + f"{'solved %':>9} {'95 % CI':>15} {'median epoch':>13} {'diverged':>9}"
@@ -255,7 +256,8 @@ def _sweep(args):
               + (f" {100 * r['target_rate']:>9.2f} {r['target_epoch_median']:>13.0f}" if target else ""))
     done = sum(int(e) for e in t["epochs"]) * args.networks
     print(f"time: {dt:.2f} s including compilation, {done / dt:.3g} network-epochs/s")
-    grid = len(args.hidden) * len(args.optimizer) * len(args.loss) * len(args.activation) * per_launch // args.networks
+    grid = (len(functions) * len(args.hidden) * len(args.optimizer) * len(args.loss) * len(args.activation)
+            * per_launch // args.networks)
     stopped = interrupted(table, args.epochs, grid)
     if stopped:
         print(f"fastxor: interrupted: {len(t)} of {grid} cells, those of the last launch at the epoch it reached "
@@ -311,7 +313,8 @@ def _common(p, networks):
     p.add_argument("--backend", default="auto", choices=config.BACKENDS)
     p.add_argument("--function", default=None if networks is None else "xor",
                    help=f"boolean function: {', '.join(TWO_INPUT)}; parity2..parity8, majority3/5/7, mux6; or a "
-                        "truth table of 2^D digits like 0110 or 01101001 (inputs in binary counting order)")
+                        "truth table of 2^D digits like 0110 or 01101001 (inputs in binary counting order)"
+                        + ("; comma-separated: a grid axis" if networks else ""))
     p.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                    help="progress bar on stderr (auto: on a terminal, for runs over a second)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")

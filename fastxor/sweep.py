@@ -17,11 +17,12 @@ from . import config
 from .inits import initial_parameters
 from .outputs import HeldSignals
 from .params import Params
+from .data import check_targets
 from .stats import Stats, loss_bin_centres
 from .validate import check_dtype, check_in_dtype, check_int, check_real, check_recipe
 
 COLUMNS = (
-    ("hidden", "i8"), ("lr", "f8"), ("init_scale", "f8"), ("networks", "i8"), ("solved", "i8"),
+    ("function", "U16"), ("hidden", "i8"), ("lr", "f8"), ("init_scale", "f8"), ("networks", "i8"), ("solved", "i8"),
     ("success_rate", "f8"), ("ci95_low", "f8"), ("ci95_high", "f8"), ("diverged", "i8"),
     ("solved_epoch_q25", "f8"), ("solved_epoch_median", "f8"), ("solved_epoch_q75", "f8"),
     ("loss_median", "f8"), ("epochs", "i8"), ("optimizer", "U5"), ("loss", "U10"), ("activation", "U7"),
@@ -46,13 +47,15 @@ def sweep(
     dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, target_loss=None, client=None,
     shard_networks="auto", interruptible=False,
 ):
-    """Train ``networks`` seeds at every grid point of hidden x optimizer x
-    loss x activation x lr x init_scale x momentum x weight_decay (each a
-    value or a list; the other recipe options as ``train``'s).
+    """Train ``networks`` seeds at every grid point of function x hidden x
+    optimizer x loss x activation x lr x init_scale x momentum x weight_decay
+    (each a value or a list; the other recipe options as ``train``'s).
 
     ``init``: "philox" (fastxor's deterministic init, seed ``seed``) or
     "torch" (PyTorch's for seeds seed..seed+networks-1, times init_scale).
-    ``function`` or ``X``/``y``: the training data, as in ``train``.
+    ``function`` (a name or truth table, or a list of them: a grid axis, e.g.
+    ["parity2", "parity3", "parity4"]) or ``X``/``y``: the training data, as
+    in ``train``; the ``function`` column names it ("custom" for X/y).
     ``progress``: None or ``f(label, done, total)``, label naming the
     launch. ``client``: a ``distributed.Client`` or scheduler address: every
     cell's networks train as shards on that Dask cluster
@@ -84,26 +87,28 @@ def sweep(
     dt = check_dtype(dtype)
     if init not in ("philox", "torch"):
         raise ValueError(f"init must be 'philox' or 'torch', got {init!r}")
-    data_X, data_y, _ = _training_data(function, X, y)
-    inputs = data_X.shape[1]
+    functions = [None] if function is None else _values("function", function, lambda n, v: v)
+    data = {f: _training_data(f, X, y)[:2] for f in functions}  # every data set checked before the first launch
     cells = [(a, s, m, w) for s in scales for a in lrs for m in moms for w in wds]
     total = networks * len(cells)
-    launches = [(h, o, lo, ac) for h in widths for o in opts for lo in losses for ac in acts]
+    launches = [(f, h, o, lo, ac) for f in functions for h in widths for o in opts for lo in losses for ac in acts]
     for name, values in (("lr", lrs), ("init_scale", scales)):  # momentum, weight decay, eps: check_recipe
         check_in_dtype(name, np.array(values, dtype=float), dt, nonzero=name == "lr")
-    for h, o, lo, ac in launches:  # every launch's options refused before the first launch trains, not after
+    for f, h, o, lo, ac in launches:  # every launch's options refused before the first launch trains, not after
         if o != "sgd" and any(moms):
             raise ValueError(f"momentum applies to optimizer='sgd'; the grid has optimizer {o!r} with "
                              f"momentum {max(moms):g} (sweep SGD and Adam separately)")
         for m in moms:
             for w in wds:
                 check_recipe(1, o, m, dampening, nesterov, w, betas, eps, lo, ac, target_loss, dt)
-        recipe = Recipe(h, np.dtype(dt), inputs=inputs, samples=len(data_y), optimizer=o, momentum=any(moms))
+        check_targets(data[f][1], lo)
+        inputs, samples = data[f][0].shape[1], len(data[f][1])
+        recipe = Recipe(h, np.dtype(dt), inputs=inputs, samples=samples, optimizer=o, momentum=any(moms))
         check_memory(backends.choose(backend, total), total, recipe, epochs, 0,
                      extra=total * n_params(h, inputs) * 8 * 2)  # each cell's start and the grid's concatenation
     if client is not None:
         return _table(_sweep_on_cluster(client, shard_networks, launches, cells, networks, dict(
-            epochs=epochs, seed=seed, init=init, function=function, X=X, y=y, dtype=dtype, backend=backend,
+            epochs=epochs, seed=seed, init=init, X=X, y=y, dtype=dtype, backend=backend,
             dampening=dampening, nesterov=nesterov, betas=betas, eps=eps, target_loss=target_loss)))
     rows = []
     held = HeldSignals() if interruptible else contextlib.nullcontext()
@@ -111,15 +116,15 @@ def sweep(
         for launch in launches:
             if interruptible and held.hit:
                 break
-            r = _launch(launch, cells, scales, networks, init, seed, dt, inputs, progress, interruptible, dict(
-                epochs=epochs, function=function, X=X, y=y, dtype=dtype, backend=backend, dampening=dampening,
+            r = _launch(launch, cells, scales, networks, init, seed, dt, progress, interruptible, dict(
+                epochs=epochs, X=X, y=y, dtype=dtype, backend=backend, dampening=dampening,
                 nesterov=nesterov, betas=betas, eps=eps, target_loss=target_loss))
             for c, (a, s, m, w) in enumerate(cells):
                 sl = slice(c * networks, (c + 1) * networks)
                 st = Stats.of_arrays(dict(r.config, lr=a, momentum=m, weight_decay=w), r.solved[sl],
                                      r.diverged[sl], r.solved_epoch[sl], r.loss[sl], r.predictions[sl],
                                      None if r.target_epoch is None else r.target_epoch[sl])
-                rows.append(row(st, launch[0], a, s, m, w))
+                rows.append(row(st, launch[1], a, s, m, w))
             if r.config.get("interrupted"):
                 break
     return _table(rows)
@@ -132,19 +137,20 @@ def interrupted(table, epochs, cells):
     return len(records) < cells or bool((np.asarray(records["epochs"]) < epochs).any())
 
 
-def _launch(launch, cells, scales, networks, init, seed, dt, inputs, progress, interruptible, options):
+def _launch(launch, cells, scales, networks, init, seed, dt, progress, interruptible, options):
     """One launch of the grid: every cell's networks in one ``train`` call,
     every cell starting from the same seeds, scaled."""
-    from .training import train
+    from .training import _training_data, train
 
-    h, o, lo, ac = launch
+    f, h, o, lo, ac = launch
+    inputs = _training_data(f, options["X"], options["y"])[0].shape[1]
     starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt, inputs)[0] for s in scales}
     p = Params.from_flat(np.concatenate([starts[c[1]] for c in cells], axis=1), h, inputs)
     per_net = [np.repeat([c[i] for c in cells], networks) for i in (0, 2, 3)]
-    label = f"hidden={h} {o}/{lo}/{ac}"
+    label = (f"{f} " if f else "") + f"hidden={h} {o}/{lo}/{ac}"
     cb = (lambda d, t: progress(label, d, t)) if progress else None
     return train(init=p, lr=per_net[0], momentum=per_net[1], weight_decay=per_net[2], progress=cb, optimizer=o,
-                 loss=lo, activation=ac, interruptible=interruptible, **options)
+                 loss=lo, activation=ac, interruptible=interruptible, function=f, **options)
 
 
 def _sweep_on_cluster(client, shard_networks, launches, cells, networks, common):
@@ -154,10 +160,10 @@ def _sweep_on_cluster(client, shard_networks, launches, cells, networks, common)
     from .distributed import train_many
 
     runs, keys = [], []
-    for h, o, lo, ac in launches:
+    for f, h, o, lo, ac in launches:
         for a, s, m, w in cells:
-            runs.append((networks, dict(common, hidden=h, optimizer=o, loss=lo, activation=ac, lr=a, init_scale=s,
-                                        momentum=m, weight_decay=w)))
+            runs.append((networks, dict(common, function=f, hidden=h, optimizer=o, loss=lo, activation=ac, lr=a,
+                                        init_scale=s, momentum=m, weight_decay=w)))
             keys.append((h, a, s, m, w))
     stats = train_many(runs, client=client, shard_networks=shard_networks)
     return [row(st, h, a, s, m, w) for st, (h, a, s, m, w) in zip(stats, keys)]
@@ -185,7 +191,7 @@ def row(st, hidden, lr, init_scale, momentum, weight_decay):
     else:
         target = (np.nan, np.nan, np.nan)
     lo, hi = st.success_ci95
-    return (hidden, lr, init_scale, st.networks, st.solved, st.success_rate, lo, hi, st.diverged, *q,
+    return (c.get("function") or "custom", hidden, lr, init_scale, st.networks, st.solved, st.success_rate, lo, hi, st.diverged, *q,
             loss_median[0.5] if loss_median else np.nan, c["epochs"], c["optimizer"], c["loss"], c["activation"],
             momentum, weight_decay, *target)
 
@@ -209,10 +215,12 @@ def read_csv(path):
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"cannot read {path} as a sweep CSV: {exc}") from None
-    if not rows or set(rows[0]) != {c for c, _ in COLUMNS}:
+    names = {c for c, _ in COLUMNS}
+    if not rows or set(rows[0]) not in (names, names - {"function"}):  # without it: a CSV from before D inputs
         raise ValueError(f"{path} is not a fastxor sweep CSV (columns {[c for c, _ in COLUMNS]})")
     out = []
     for i, r in enumerate(rows, start=2):  # line 1 is the header
+        r.setdefault("function", "")
         try:
             out.append(tuple(r[c] if kind[0] == "U" else float(r[c]) for c, kind in COLUMNS))
         except (TypeError, ValueError):

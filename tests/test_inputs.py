@@ -264,3 +264,27 @@ def test_analyse_and_plots_on_d_inputs(tmp_path, rng):
     names = [q.name for q in plots.plot_result(r, tmp_path / "plots")]
     assert "sample_outputs.png" in names and "decision_surfaces.png" not in names
     assert (tmp_path / "plots" / "sample_outputs.png").stat().st_size > 1000
+
+
+def test_sweep_over_functions_is_a_grid_axis(capsys, rng):
+    """``function`` as a list: one launch per data set, each row the train()
+    call of its function; the CLI's comma-separated --function prints the
+    column that varies."""
+    from fastxor import cli
+
+    seed = int(rng.integers(0, 2**32))
+    table = fastxor.sweep(lr=[0.5, 2.0], hidden=[3], networks=80, epochs=200, seed=seed,
+                          function=["parity2", "parity3", "majority3"])
+    rec = table.to_records(index=False) if hasattr(table, "to_records") else table
+    assert list(rec["function"]) == ["parity2", "parity2", "parity3", "parity3", "majority3", "majority3"]
+    for r in rec:
+        one = fastxor.train(80, epochs=200, seed=seed, lr=float(r["lr"]), hidden=3, function=str(r["function"]))
+        assert r["solved"] == one.solved.sum() and r["diverged"] == one.diverged.sum()
+    with pytest.raises(ValueError, match="truth table"):
+        fastxor.sweep(networks=5, epochs=5, function=["parity3", "011"])
+    capsys.readouterr()
+    rc = cli.main(["sweep", "--function", "parity2,parity3", "--hidden", "3", "--networks", "50", "--epochs", "100",
+                   "--progress", "off"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "function" in out.splitlines()[0]
+    assert sum(line.split()[3] == "parity3" for line in out.splitlines()[1:-1]) == 1
