@@ -16,7 +16,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install -q ".[test]" torch==2.13.0
 	touch $@
 
-.PHONY: run test bench bench-startup bench-scale bench-recipes bench-inputs bench-landscape bench-dask clean
+.PHONY: run test bench bench-startup bench-scale bench-recipes bench-inputs bench-parity bench-landscape bench-dask clean
 run: $(VENV)/.installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
@@ -44,6 +44,11 @@ bench-recipes: $(VENV)/.installed
 # the Numba kernel on XOR, parity3 and parity4: NE/s, sample-epochs/s, fraction of the op-count bound (about 2 minutes)
 bench-inputs: $(VENV)/.installed
 	$(PY) bench/inputs.py
+
+# n-bit parity, n = 2..6, H = n and 2n, 10 000 PyTorch-initialised seeds each: solved %, epochs, growth per bit
+bench-parity: $(VENV)/.test-installed
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(PY) bench/parity.py
 
 # Dask on this machine: cluster start, task overhead, efficiency against one process (about 2 minutes)
 bench-dask: $(VENV)/.test-installed

@@ -16,8 +16,10 @@ from .backends.numpy_reference import BCE_EPSILON, forward, gradients, loss_of, 
 from .params import Params
 from .state import param_rows
 
-#: Networks per batch: the tangents are (P, batch, 4) arrays per quantity.
+#: Networks per batch at most; and at most TANGENT_BYTES per (P, batch, S, H)
+#: tangent array (8-bit parity at H = 8 needs 1.3 MB of one per network).
 BATCH = 32_768
+TANGENT_BYTES = 64 * 2**20
 
 
 def _activation_slopes(activation, z, h):
@@ -45,15 +47,16 @@ def _output_gradient_slope(o, y, loss, n_samples):
 
 def gradient_and_hessian(flat, hidden, X, y, loss="mse", activation="sigmoid"):
     """(gradient (N, P), Hessian (N, P, P), loss (N,)) of the mean loss over
-    the 4 samples at flat (P, N) parameters, in float64."""
+    the S samples at flat (P, N) parameters, in float64."""
     flat = np.asarray(flat, dtype=np.float64)
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
     P, n = flat.shape
     grad = np.empty((n, P))
     hess = np.empty((n, P, P))
     value = np.empty(n)
-    for lo in range(0, n, BATCH):
-        sl = slice(lo, min(n, lo + BATCH))
+    batch = max(1, min(BATCH, TANGENT_BYTES // (P * X.shape[0] * hidden * 8)))
+    for lo in range(0, n, batch):
+        sl = slice(lo, min(n, lo + batch))
         grad[sl], hess[sl], value[sl] = _batch(flat[:, sl], hidden, X, y, loss, activation)
     return grad, hess, value
 

@@ -21,6 +21,8 @@ import numpy as np
 from . import config
 from .arrays import to_host
 from .curvature import gradient_and_hessian
+from .machine import require_memory
+from .state import n_params
 from .validate import check_int
 
 KINDS = ("solved", "saddle", "plateau", "local-minimum", "undecided")
@@ -134,6 +136,10 @@ def analyse(result, *, probe_epochs=None, probe_points=None, grad_tol=1e-5, eig_
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < np.inf:
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     hidden = result.params.hidden
+    P = n_params(hidden, result.params.inputs)
+    # the Hessians (N, P, P), their eigenvalues' workspace and the flat float64 parameters
+    require_memory(result.n_networks * (3 * P * P + 2 * P) * 8,
+                   f"analyse of {result.n_networks} networks of P={P} parameters (a P x P Hessian each)")
     flat = to_host(result.params.to_flat()).astype(np.float64)
     X, y = np.asarray(c["X"], dtype=np.float64), np.asarray(c["y"], dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):

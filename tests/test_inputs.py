@@ -239,7 +239,7 @@ def test_shards_and_sweep_of_d_inputs_equal_one_call(tmp_path, rng):
     assert rec["success_rate"][0] == one.solved.mean()
 
 
-def test_analyse_and_plots_on_d_inputs(tmp_path, rng):
+def test_analyse_and_plots_on_d_inputs(tmp_path, rng, monkeypatch):
     """The Hessian of a 3-input network (P = 5H + 1) is the gradient's finite
     difference, and the plots of a run without a plane are per-sample outputs."""
     pytest.importorskip("matplotlib")
@@ -251,6 +251,11 @@ def test_analyse_and_plots_on_d_inputs(tmp_path, rng):
     flat = p.to_flat()
     g, hess, _ = gradient_and_hessian(flat, 3, X, y, "mse", "tanh")
     assert hess.shape == (4, 16, 16)
+    from fastxor import curvature
+
+    monkeypatch.setattr(curvature, "TANGENT_BYTES", 1)  # one network per batch: the same numbers (to rounding)
+    np.testing.assert_allclose(gradient_and_hessian(flat, 3, X, y, "mse", "tanh")[1], hess, rtol=1e-12, atol=1e-15)
+    monkeypatch.undo()
     step = 1e-6
     for k in range(16):
         up, down = flat.copy(), flat.copy()
