@@ -23,10 +23,15 @@
 // The network's data (D inputs, S samples) is compile-time: X, y and the
 // target sides are read once into registers when S <= REGISTER_SAMPLES, and
 // from the (cached, every thread the same address) data array in the sample
-// loop above that.
+// loop above that. With BX (X is the boolean inputs in binary counting
+// order, as every named function's), input q of sample s is the bit
+// (s >> (D - 1 - q)) & 1: no register holds X, and once the sample loop is
+// unrolled the products with inputs of 0 and 1 are dropped and folded by
+// hand (w * 1 == w; w * 0 is +-0 and vanishes in the sum; the compiler may
+// not do this itself under IEEE rules).
 //
 // An entry point is instantiated by appending
-//     FASTXOR_ENTRY(NAME, D, H, S, T, FAST, OPT, LOSS, ACT, FLAGS)
+//     FASTXOR_ENTRY(NAME, D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS)
 // (fastxor/backends/cupy_kernel.py does this), which defines
 //     extern "C" __global__ void fastxor_train_<NAME>(...)
 
@@ -207,18 +212,24 @@ template <int D, int H> struct Layout {
     static constexpr int P = (D + 2) * H + 1, b1 = D * H, w2 = D * H + H, b2 = D * H + 2 * H;
 };
 
+// a + w x, with x a boolean input (BX: 0 or 1) added or skipped instead of multiplied.
+template <bool BX, typename T> __device__ __forceinline__ T add_times(T a, T w, T x) {
+    if constexpr (BX) return x != T(0) ? a + w : a;
+    else return a + w * x;
+}
+
 // One sample's forward pass: hidden activations h, the output's pre-activation z2, output o
 // (the hidden sums over the inputs in order, then the bias, as the reference).
-template <int D, int H, typename T, bool FAST, int ACT>
+template <int D, int H, bool BX, typename T, bool FAST, int ACT>
 __device__ __forceinline__ T forward_sample(const T (&w)[Layout<D, H>::P], const T (&x)[D], T (&h)[H], T& z2) {
     typedef Math<T, FAST> M;
     typedef Layout<D, H> L;
     T z = 0;
 #pragma unroll
     for (int j = 0; j < H; ++j) {
-        T a = w[D * j] * x[0];
+        T a = BX ? (x[0] != T(0) ? w[D * j] : T(0)) : w[D * j] * x[0];
 #pragma unroll
-        for (int q = 1; q < D; ++q) a = a + w[D * j + q] * x[q];
+        for (int q = 1; q < D; ++q) a = add_times<BX>(a, w[D * j + q], x[q]);
         h[j] = activate<ACT, M>(a + w[L::b1 + j]);
         z = z + w[L::w2 + j] * h[j];
     }
@@ -228,30 +239,34 @@ __device__ __forceinline__ T forward_sample(const T (&w)[Layout<D, H>::P], const
 
 // Sample s of the data (X row-major S x D, then y, then the target sides):
 // from registers for small S, else from memory.
-template <int D, int S, typename T> struct Samples {
+template <int D, int S, bool BX, typename T> struct Samples {
     static constexpr bool held = S <= REGISTER_SAMPLES;
-    T x[held ? S : 1][D], y[held ? S : 1], side[held ? S : 1];
+    T x[held && !BX ? S : 1][D], y[held ? S : 1], side[held ? S : 1];
     const T* data;
     __device__ __forceinline__ explicit Samples(const T* __restrict__ d) : data(d) {
         if constexpr (held) {
 #pragma unroll
             for (int s = 0; s < S; ++s) {
+                if constexpr (!BX) {
 #pragma unroll
-                for (int q = 0; q < D; ++q) x[s][q] = d[D * s + q];
+                    for (int q = 0; q < D; ++q) x[s][q] = d[D * s + q];
+                }
                 y[s] = d[D * S + s];
                 side[s] = d[D * S + S + s];
             }
         }
     }
     __device__ __forceinline__ void get(int s, T (&xs)[D], T& ys, T& sides) const {
-        if constexpr (held) {
 #pragma unroll
-            for (int q = 0; q < D; ++q) xs[q] = x[s][q];
+        for (int q = 0; q < D; ++q) {
+            if constexpr (BX) xs[q] = T((s >> (D - 1 - q)) & 1);
+            else if constexpr (held) xs[q] = x[s][q];
+            else xs[q] = data[D * s + q];
+        }
+        if constexpr (held) {
             ys = y[s];
             sides = side[s];
         } else {
-#pragma unroll
-            for (int q = 0; q < D; ++q) xs[q] = data[D * s + q];
             ys = data[D * S + s];
             sides = data[D * S + S + s];
         }
@@ -277,7 +292,7 @@ template <int D, int S, typename T> struct Samples {
 // (o - 0.5) > 0, NaN counting as not solved), the history a countdown, the
 // divergence guard a select. The final forward pass (loss, predictions,
 // events at the last epoch) runs once after the loop.
-template <int D, int H, int S, typename T, bool FAST, int OPT, int LOSS, int ACT, int FLAGS>
+template <int D, int H, int S, bool BX, typename T, bool FAST, int OPT, int LOSS, int ACT, int FLAGS>
 __device__ __forceinline__ void train_network(
     const T* __restrict__ init, uint64_t_ seed, uint64_t_ start, const double* __restrict__ scale,
     const T* __restrict__ rates, const double* __restrict__ consts, const T* __restrict__ bias,
@@ -320,7 +335,7 @@ __device__ __forceinline__ void train_network(
         v[k] = R::adam ? buffers[(P + k) * n + i] : T(0);
     }
 
-    const Samples<D, S, T> samples(data);
+    const Samples<D, S, BX, T> samples(data);
     const T rate = rates[i];
     const T mom = R::momentum ? rates[R::row_momentum * n + i] : T(0);
     const T gain = R::dampening ? rates[R::row_gain * n + i] : T(1);
@@ -351,11 +366,11 @@ __device__ __forceinline__ void train_network(
         bool all_right = true;
 #pragma unroll
         for (int k = 0; k < P; ++k) g[k] = zero;
-#pragma unroll(Samples<D, S, T>::held ? S : 1)
+#pragma unroll(Samples<D, S, BX, T>::held ? S : 1)
         for (int s = 0; s < S; ++s) {
             T h[H], z2, xs[D], ys, sides;
             samples.get(s, xs, ys, sides);
-            const T o = forward_sample<D, H, T, FAST, ACT>(w, xs, h, z2);
+            const T o = forward_sample<D, H, BX, T, FAST, ACT>(w, xs, h, z2);
             if (need_loss) loss = loss + loss_term<LOSS, M>(o, z2, ys);
             all_right = all_right && sides * (o - half) > zero;
             // Backpropagation, the seed's steps (1)-(5).
@@ -366,7 +381,7 @@ __device__ __forceinline__ void train_network(
                 g[L::w2 + j] = g[L::w2 + j] + d2 * h[j];
                 const T d1 = activation_slope<ACT>(d2 * w[L::w2 + j], h[j]);
 #pragma unroll
-                for (int q = 0; q < D; ++q) g[D * j + q] = g[D * j + q] + d1 * xs[q];
+                for (int q = 0; q < D; ++q) g[D * j + q] = add_times<BX>(g[D * j + q], d1, xs[q]);
                 g[L::b1 + j] = g[L::b1 + j] + d1;
             }
         }
@@ -426,11 +441,11 @@ __device__ __forceinline__ void train_network(
     // The parameters reached: loss, predictions and events at the last epoch.
     T loss = zero;
     bool all_right = true;
-#pragma unroll(Samples<D, S, T>::held ? S : 1)
+#pragma unroll(Samples<D, S, BX, T>::held ? S : 1)
     for (int s = 0; s < S; ++s) {
         T h[H], z2, xs[D], ys, sides;
         samples.get(s, xs, ys, sides);
-        const T o = forward_sample<D, H, T, FAST, ACT>(w, xs, h, z2);
+        const T o = forward_sample<D, H, BX, T, FAST, ACT>(w, xs, h, z2);
         loss = loss + loss_term<LOSS, M>(o, z2, ys);
         all_right = all_right && sides * (o - half) > zero;
         pred_out[s * n + i] = o;
@@ -453,14 +468,14 @@ __device__ __forceinline__ void train_network(
 }
 
 // extern "C" fastxor_train_<NAME>(...): the kernel for one (D, H, S, T, fast-math, recipe).
-#define FASTXOR_ENTRY(NAME, D, H, S, T, FAST, OPT, LOSS, ACT, FLAGS)                               \
+#define FASTXOR_ENTRY(NAME, D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS)                           \
     extern "C" __global__ void fastxor_train_##NAME(                                              \
         const T* init, uint64_t_ seed, uint64_t_ start, const double* scale, const T* rates,       \
         const double* consts, const T* bias, const T* data, long long epoch0, int epochs,          \
         int record_every,                                                                          \
         long long n, T* params_out, T* buffers, T* loss_out, T* pred_out, long long* solved_io,    \
         long long* diverged_io, long long* target_io, T* history) {                                \
-        train_network<D, H, S, T, FAST, OPT, LOSS, ACT, FLAGS>(                                    \
+        train_network<D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS>(                                \
             init, seed, start, scale, rates, consts, bias, data, epoch0, epochs, record_every, n,  \
             params_out, buffers, loss_out, pred_out, solved_io, diverged_io, target_io, history);  \
     }

@@ -21,13 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- nvcc -------------------------------------------------------------------------------
 
 
-def _ptxas_report(arch, recipes):
+def _ptxas_report(arch, recipes, boolean=True):
     """entry name -> (registers, stack, spill stores, spill loads) of the loader's module for ``recipes``."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc not installed")
     res = subprocess.run([nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-ftz=true", "-std=c++17", "-x", "cu",
-                          "-o", "/dev/null", "-"], input=gpu.module_source(*recipes), capture_output=True, text=True)
+                          "-o", "/dev/null", "-"], input=gpu.module_source(*recipes, boolean=boolean), capture_output=True,
+                         text=True)
     assert res.returncode == 0, res.stderr
     report = {}
     for name, body in re.findall(r"Compiling entry function '(\w+)' for '\w+'\n(.*?)(?=ptxas info\s+: Compiling|\Z)",
@@ -38,9 +39,9 @@ def _ptxas_report(arch, recipes):
     return report
 
 
-def _check_no_local_memory(arch, recipes):
-    report = _ptxas_report(arch, recipes)
-    assert set(report) == {gpu.entry_name(r) for r in recipes}
+def _check_no_local_memory(arch, recipes, boolean=True):
+    report = _ptxas_report(arch, recipes, boolean)
+    assert set(report) == {gpu.entry_name(r, boolean) for r in recipes}
     for name, (regs, stack, stores, loads) in sorted(report.items()):
         print(f"{arch} {name}: {regs} registers, stack {stack} B, spills {stores}/{loads} B")
         assert (stack, stores, loads) == (0, 0, 0), f"{name} uses local memory on {arch}"
@@ -81,17 +82,21 @@ def test_nvcc_keeps_parity3_and_parity4_in_registers(arch):
     recipes += [Recipe(5, f32, inputs=5, samples=32)]
     report = _check_no_local_memory(arch, recipes)
     assert "fastxor_train_h3_f32_d3s8" in report
+    real = _check_no_local_memory(arch, [Recipe(1, np.dtype(np.float32), inputs=4, samples=16)], boolean=False)
+    # boolean X is computed from the sample index, real X held in registers (measured: 72-80 against 168)
+    assert real["fastxor_train_h1_f32_d4s16_realx"][0] > report["fastxor_train_h1_f32_d4s16"][0] + 32
 
 
 def test_loader_source_names_the_real_file():
     src = gpu.module_source(Recipe(3, np.dtype(np.float32)))
     assert src.startswith(f'#line 1 "{gpu.kernel_path().as_posix()}"')
-    assert src.rstrip().endswith("FASTXOR_ENTRY(h3_f32, 2, 3, 4, float, false, 0, 0, 0, 0)")
+    assert src.rstrip().endswith("FASTXOR_ENTRY(h3_f32, 2, 3, 4, true, float, false, 0, 0, 0, 0)")
     assert gpu.entry_name(Recipe(3, np.dtype(np.float64))) == "fastxor_train_h3_f64"
     adam = Recipe(2, np.dtype(np.float32), True, optimizer="adam", activation="tanh", target_loss=0.1)
     assert gpu.entry_name(adam) == "fastxor_train_h2_f32fast_1_0_1_16"
-    assert gpu.module_source(adam).rstrip().endswith("FASTXOR_ENTRY(h2_f32fast_1_0_1_16, 2, 2, 4, float, true, 1, 0, 1, "
-                                                     "16)")
+    assert gpu.module_source(adam).rstrip().endswith("FASTXOR_ENTRY(h2_f32fast_1_0_1_16, 2, 2, 4, true, float, true, 1, "
+                                                     "0, 1, 16)")
+    assert gpu.entry_name(Recipe(2, np.dtype(np.float32)), boolean=False) == "fastxor_train_h2_f32_realx"
     assert gpu.entry_name(Recipe(3, np.dtype(np.float32), inputs=3, samples=8)) == "fastxor_train_h3_f32_d3s8"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..data import X_BOOL
+from ..data import X_BOOL, boolean_inputs
 from ..arrays import array_module
 from ..state import history_rows
 
@@ -61,25 +61,37 @@ def _template_arguments(recipe):
             ACTIVATIONS.index(recipe.activation), flags)
 
 
-def entry_name(recipe):
+def entry_name(recipe, boolean=True):
     """``fastxor_train_h2_f32`` for the seed's recipe on XOR's shape (2 inputs,
-    4 samples); other shapes add ``_d3s8``, other recipes their template
-    arguments (``..._f32_1_0_1_16``: Adam, MSE, tanh, target)."""
+    4 samples, boolean X); other shapes add ``_d3s8``, real-valued X
+    ``_realx``, other recipes their template arguments (``..._f32_1_0_1_16``:
+    Adam, MSE, tanh, target)."""
     name = f"fastxor_train_h{recipe.hidden}_{SUFFIX[np.dtype(recipe.dtype)]}" + ("fast" if recipe.fast_math else "")
     if (recipe.inputs, recipe.samples) != X_BOOL.shape[::-1]:
         name += f"_d{recipe.inputs}s{recipe.samples}"
+    if not boolean:
+        name += "_realx"
     return name if recipe.is_seed else name + "_" + "_".join(map(str, _template_arguments(recipe)))
 
 
-def module_source(*recipes):
+def boolean_data(X):
+    """Whether X is the boolean inputs in binary counting order (the kernel's
+    BX: inputs computed from the sample index, products with 0/1 folded)."""
+    X = np.asarray(X)
+    return bool(np.array_equal(X, boolean_inputs(X.shape[1])))
+
+
+def module_source(*recipes, boolean=True):
     """The kernel file behind a ``#line`` directive (compiler errors name the real
-    file and line), plus one entry point per ``recipe`` (a state.Recipe)."""
+    file and line), plus one entry point per ``recipe`` (a state.Recipe), for
+    boolean X (``boolean_data``) or any X."""
     path = kernel_path()
     lines = []
     for r in recipes:
         t = "float" if np.dtype(r.dtype) == np.float32 else "double"
         args = ", ".join(map(str, _template_arguments(r)))
-        lines.append(f"FASTXOR_ENTRY({entry_name(r)[len('fastxor_train_'):]}, {r.inputs}, {r.hidden}, {r.samples}, {t}, "
+        lines.append(f"FASTXOR_ENTRY({entry_name(r, boolean)[len('fastxor_train_'):]}, {r.inputs}, {r.hidden}, "
+                     f"{r.samples}, {'true' if boolean else 'false'}, {t}, "
                      f"{'true' if r.fast_math else 'false'}, {args})\n")
     return f'#line 1 "{path.as_posix()}"\n{path.read_text()}\n' + "".join(lines)
 
@@ -132,12 +144,12 @@ def device_description():
 
 
 @functools.lru_cache(maxsize=None)
-def get_kernel(recipe):
-    """The compiled entry point for ``recipe``; CuPy caches the binary on disk by source hash."""
+def get_kernel(recipe, boolean=True):
+    """The compiled entry point for ``recipe`` on boolean or any X; CuPy caches the binary on disk by source hash."""
     import cupy
 
-    module = cupy.RawModule(code=module_source(recipe), options=("-std=c++17",))
-    return module.get_function(entry_name(recipe))
+    module = cupy.RawModule(code=module_source(recipe, boolean=boolean), options=("-std=c++17",))
+    return module.get_function(entry_name(recipe, boolean))
 
 
 def _device_budget():
@@ -246,7 +258,7 @@ def _launch(state, data, epochs, record_every, recipe, out):
     if chunk < 1:
         raise MemoryError(f"one network needs {per_net} bytes of GPU memory and {budget} are free; "
                           "reduce record_every or free GPU memory")
-    kernel = get_kernel(recipe)
+    kernel = get_kernel(recipe, boolean_data(data.X))
     d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
     consts = cupy.asarray(recipe.constants())
     bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else None
