@@ -6,25 +6,17 @@ import signal
 import sys
 import time
 
-from . import config
+from . import config, options
 from .data import TWO_INPUT
 from .outputs import check_path, save_safely
 
 #: What a user's mistake raises: one line, no traceback (``--debug`` shows it).
 USER_ERRORS = (ValueError, TypeError, MemoryError, ImportError, NotImplementedError, OSError, EOFError)
 
-#: train options a resumed run takes from its file: option -> config key.
-RUN_SETTINGS = {
-    "networks": "n_networks", "hidden": "hidden", "lr": "lr", "dtype": "dtype", "seed": "seed",
-    "init": "init", "init_scale": "init_scale", "record_every": "record_every", "function": "function",
-    "optimizer": "optimizer", "momentum": "momentum", "dampening": "dampening", "nesterov": "nesterov",
-    "weight_decay": "weight_decay", "betas": "betas", "eps": "eps", "loss": "loss", "activation": "activation",
-    "target_loss": "target_loss",
-}
-TRAIN_DEFAULTS = dict(networks=100_000, hidden=2, lr=0.1, dtype="float32", seed=0, init="philox",
-                      init_scale=1.0, record_every=0, function="xor", optimizer="sgd", momentum=0.0,
-                      dampening=0.0, nesterov=False, weight_decay=0.0, betas=[0.9, 0.999], eps=1e-8,
-                      loss="mse", activation="sigmoid", target_loss=None)
+#: train options a resumed run takes from its file: option -> config key (--epochs says how many more).
+RUN_SETTINGS = {o.name: o.key for o in options.TRAIN if o.name != "epochs"}
+#: train's options besides --epochs, with their defaults (None on the parser: "not given", for --resume).
+TRAIN_DEFAULTS = {k: v for k, v in options.DEFAULTS.items() if k != "epochs"}
 
 
 def _progress(args, n, epoch0=0):
@@ -162,8 +154,7 @@ def _train(args):
 
 
 #: The training-recipe options ``train`` and ``sweep`` share (fastxor.train's names).
-RECIPE_OPTIONS = ("optimizer", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "loss",
-                  "activation", "target_loss")
+RECIPE_OPTIONS = options.RECIPE
 
 
 def _recipe_arguments(p, lists):
@@ -179,25 +170,22 @@ def _recipe_arguments(p, lists):
             return items if lists else items[0]
         return parse
 
+    D, many = options.DEFAULTS, " (comma-separated: a grid axis)" if lists else ""
     default = (lambda v: [v]) if lists else (lambda v: None)
-    many = " (comma-separated: a grid axis)" if lists else ""
-    p.add_argument("--optimizer", type=names(OPTIMIZERS), default=default("sgd"),
-                   help=f"sgd, adam or adamw (torch.optim's){many}")
-    p.add_argument("--momentum", type=_numbers(float) if lists else float, default=default(0.0),
-                   help=f"SGD momentum >= 0 (default 0){many}")
-    p.add_argument("--weight-decay", type=_numbers(float) if lists else float, default=default(0.0),
-                   help=f"weight decay >= 0 (L2; AdamW: decoupled; default 0){many}")
-    p.add_argument("--loss", type=names(LOSSES), default=default("mse"), help=f"mse, bce or bce_logits{many}")
-    p.add_argument("--activation", type=names(ACTIVATIONS), default=default("sigmoid"),
-                   help=f"hidden units: sigmoid, tanh or relu{many}")
-    p.add_argument("--dampening", type=float, default=0.0 if lists else None, help="SGD dampening in [0, 1]")
-    p.add_argument("--nesterov", action="store_const", const=True, default=False if lists else None,
-                   help="Nesterov momentum (SGD)")
-    p.add_argument("--betas", type=_numbers(float), default=[0.9, 0.999] if lists else None,
-                   help="Adam's beta1,beta2 (default 0.9,0.999)")
-    p.add_argument("--eps", type=float, default=1e-8 if lists else None, help="Adam's eps (default 1e-8)")
-    p.add_argument("--target-loss", type=float, default=None,
-                   help="report each network's first epoch with loss <= this")
+    axis = {"optimizer": names(OPTIMIZERS), "momentum": _numbers(float) if lists else float,
+            "weight_decay": _numbers(float) if lists else float, "loss": names(LOSSES),
+            "activation": names(ACTIVATIONS)}
+    for name, kind in axis.items():  # the options sweep takes as grid axes
+        p.add_argument(options.BY_NAME[name].flag, type=kind, default=default(D[name]),
+                       help=options.help_text(name) + many)
+    p.add_argument("--dampening", type=float, default=D["dampening"] if lists else None,
+                   help=options.help_text("dampening"))
+    p.add_argument("--nesterov", action="store_const", const=True, default=D["nesterov"] if lists else None,
+                   help=options.help_text("nesterov"))
+    p.add_argument("--betas", type=_numbers(float), default=list(D["betas"]) if lists else None,
+                   help=options.help_text("betas"))
+    p.add_argument("--eps", type=float, default=D["eps"] if lists else None, help=options.help_text("eps"))
+    p.add_argument("--target-loss", type=float, default=None, help=options.help_text("target_loss"))
 
 
 def _numbers(kind):
@@ -303,18 +291,25 @@ def _analyse(args):
 
 
 def _common(p, networks):
-    default = f" (default {networks})" if networks else " (default 100000)"
-    p.add_argument("--networks", type=int, default=networks, help="networks (seeds) per run or grid cell" + default)
-    p.add_argument("--epochs", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=None if networks is None else 0)
-    p.add_argument("--init", default=None if networks is None else "philox", choices=("philox", "torch"),
-                   help="fastxor's deterministic init, or PyTorch's nn.Linear init of seeds seed.. (needs torch)")
-    p.add_argument("--dtype", default=None if networks is None else "float32", choices=sorted(config.DTYPES))
+    """The options train and sweep share; ``networks``: sweep's default per
+    grid cell, or None for train (whose unset options are told apart from a
+    resumed run's settings)."""
+    D, o = options.DEFAULTS, options.BY_NAME
+
+    def given(name):  # train: None until the run's settings are known; sweep: the default
+        return None if networks is None else D[name]
+
+    p.add_argument("--networks", type=int, default=networks,
+                   help=o["networks"].allowed + f" (default {networks or D['networks']})")
+    p.add_argument("--epochs", type=int, default=D["epochs"], help=options.help_text("epochs"))
+    p.add_argument("--seed", type=int, default=given("seed"), help=options.help_text("seed"))
+    p.add_argument("--init", default=given("init"), choices=("philox", "torch"), help=options.help_text("init"))
+    p.add_argument("--dtype", default=given("dtype"), choices=sorted(config.DTYPES), help=options.help_text("dtype"))
     p.add_argument("--backend", default="auto", choices=config.BACKENDS)
-    p.add_argument("--function", default=None if networks is None else "xor",
-                   help=f"boolean function: {', '.join(TWO_INPUT)}; parity2..parity8, majority3/5/7, mux6; or a "
-                        "truth table of 2^D digits like 0110 or 01101001 (inputs in binary counting order)"
-                        + ("; comma-separated: a grid axis" if networks else ""))
+    p.add_argument("--function", default=given("function"),
+                   help=f"{o['function'].allowed}: {', '.join(TWO_INPUT)}; parity2..parity8, majority3/5/7, mux6; "
+                        "or a truth table of 2^D digits like 0110 or 01101001 (inputs in binary counting order)"
+                        + ("; comma-separated: a grid axis" if networks else f" (default {D['function']})"))
     p.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                    help="progress bar on stderr (auto: on a terminal, for runs over a second)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
@@ -333,10 +328,9 @@ def parser():
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train N networks and print success statistics")
     _common(t, None)  # None: unset options are told apart from a resumed run's settings
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 0.1)")
-    t.add_argument("--hidden", type=int, default=None, help="hidden width (default 2)")
-    t.add_argument("--init-scale", type=float, default=None, help="init range multiplier (default 1)")
-    t.add_argument("--record-every", type=int, default=None, help="record the loss every K epochs (default 0: never)")
+    for name in ("lr", "hidden", "init_scale", "record_every"):
+        t.add_argument(options.BY_NAME[name].flag, type=options.BY_NAME[name].kind, default=None,
+                       help=options.help_text(name))
     _recipe_arguments(t, lists=False)
     t.add_argument("--out", help="save every per-network array to this .npz (fastxor.load reads it)")
     t.add_argument("--resume", metavar="NPZ",

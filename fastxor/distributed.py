@@ -32,6 +32,7 @@ import numpy as np
 
 from .shards import (PER_NETWORK, RUN_FILE, RunStats, ShardNotSaved, plan, prepare_out,  # noqa: F401
                      read_run_file, run_shard, shard_path, shard_stats, write_run_file)
+from .options import DEFAULTS
 from .stats import Stats
 from .validate import check_int
 
@@ -63,7 +64,7 @@ def _calibrate(options, threads=None):
     """Network-epochs per second of one worker on this run's recipe, measured
     after compiling it there (4 096 networks, up to 2 000 epochs)."""
     opts = _scalar_options(options)
-    epochs = max(1, min(options.get("epochs", 100_000), 2_000))
+    epochs = max(1, min(options.get("epochs", DEFAULTS["epochs"]), 2_000))
     run_shard(dict(opts, epochs=1), 0, 64, None, threads)  # compile
     t0 = time.perf_counter()
     run_shard(dict(opts, epochs=epochs), 0, 4096, None, threads)
@@ -207,7 +208,7 @@ def _auto_shard(client, n, options, n_workers, threads):
     but at least 4 shards per worker when N allows, and at least 1024 networks
     (a multiple of 64, the CPU kernel's SIMD chunk)."""
     rate = client.submit(_calibrate, options, threads, pure=False).result()
-    epochs = max(1, options.get("epochs", 100_000))
+    epochs = max(1, options.get("epochs", DEFAULTS["epochs"]))
     size = int(rate * SHARD_SECONDS / epochs)
     size = min(size, -(-n // (4 * n_workers)))
     size = max(size, 1024)
@@ -259,7 +260,7 @@ def train(n_networks, *, client=None, workers=None, shard_networks="auto", out=N
         shards = plan(n, shard_networks)
         jobs = [(i, options, lo, m, None if out is None else str(shard_path(out, i)))
                 for i, (lo, m) in enumerate(shards) if i not in done]
-        bar = _bar(progress, len(shards), len(done), n * options.get("epochs", 100_000) / len(shards))
+        bar = _bar(progress, len(shards), len(done), n * options.get("epochs", DEFAULTS["epochs"]) / len(shards))
         done.update(_run(cl, jobs, threads, n_workers, bar))
     finally:
         close()
@@ -292,7 +293,7 @@ def train_many(runs, *, client=None, workers=None, shard_networks="auto", progre
             for lo, m in plan(n, min(size, n)):
                 owner.append(r)
                 jobs.append((len(jobs), options, lo, m, None))
-        bar = _bar(progress, len(jobs), 0, sum(n * o.get("epochs", 100_000) for n, o in checked) / max(1, len(jobs)))
+        bar = _bar(progress, len(jobs), 0, sum(n * o.get("epochs", DEFAULTS["epochs"]) for n, o in checked) / max(1, len(jobs)))
         done = _run(cl, jobs, threads, n_workers, bar)
     finally:
         close()

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import options
 from .stats import Stats
 
 #: Per-network options: an (N,) array is sliced per shard.
-PER_NETWORK = ("lr", "init_scale", "momentum", "weight_decay")
+PER_NETWORK = options.PER_NETWORK
 RUN_FILE = "run.json"
 #: One kernel call at a time per process: Numba's workqueue threading layer
 #: aborts on concurrent parallel calls (numba#8563), and a worker's warm-up

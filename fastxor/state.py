@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import X_BOOL
+from .options import DEFAULTS
 
 #: Parameter arrays in flat order, with their shapes for N networks of width H.
 PARAM_FIELDS = ("W1", "b1", "W2", "b2")
@@ -95,8 +96,8 @@ class Recipe:
     nesterov: bool = False
     dampening: float = 0.0
     weight_decay: bool = False
-    betas: tuple = (0.9, 0.999)
-    eps: float = 1e-8
+    betas: tuple = DEFAULTS["betas"]
+    eps: float = DEFAULTS["eps"]
     target_loss: object = None
 
     @property

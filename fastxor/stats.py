@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import options
 from .arrays import to_host
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
@@ -198,11 +199,12 @@ def group_cells(cells, counts, side, tol):
     return cell_group
 
 
-#: The configuration keys whose value may differ per network: merged as a (min, max) range.
-RANGES = ("lr", "momentum", "weight_decay")
+#: The configuration keys whose value may differ per network: merged as a (min, max) range
+#: (the init scale is not a statistic of the trained networks, and None for given parameters).
+RANGES = tuple(k for k in options.PER_NETWORK if k != "init_scale")
 #: The configuration keys the summary shows; shards merge only when these agree.
-HEADER = ("hidden", "epochs", "dtype", "function", "X", "y", "optimizer", "dampening", "nesterov", "betas", "eps",
-          "loss", "activation", "target_loss", "fast_math", "init", "seed")
+HEADER = ("hidden", "epochs", "dtype", "function", "X", "y", *(k for k in options.RECIPE if k not in RANGES),
+          "fast_math", "init", "seed")
 
 
 def header_of(config):

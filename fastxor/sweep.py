@@ -15,6 +15,7 @@ import numpy as np
 
 from . import config
 from .inits import initial_parameters
+from .options import DEFAULTS as D
 from .outputs import HeldSignals
 from .params import Params
 from .data import check_targets
@@ -41,11 +42,11 @@ def _values(name, values, check):
 
 
 def sweep(
-    lr=(0.1,), hidden=(2,), init_scale=(1.0,), *, networks=1000, epochs=100_000, seed=0,
-    init="philox", function=None, X=None, y=None, dtype="float32", backend="auto", progress=None,
-    optimizer=("sgd",), loss=("mse",), activation=("sigmoid",), momentum=(0.0,), weight_decay=(0.0,),
-    dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, target_loss=None, client=None,
-    shard_networks="auto", interruptible=False,
+    lr=(D["lr"],), hidden=(D["hidden"],), init_scale=(D["init_scale"],), *, networks=1000, epochs=D["epochs"],
+    seed=D["seed"], init=D["init"], function=None, X=None, y=None, dtype=D["dtype"], backend="auto", progress=None,
+    optimizer=(D["optimizer"],), loss=(D["loss"],), activation=(D["activation"],), momentum=(D["momentum"],),
+    weight_decay=(D["weight_decay"],), dampening=D["dampening"], nesterov=D["nesterov"], betas=D["betas"],
+    eps=D["eps"], target_loss=D["target_loss"], client=None, shard_networks="auto", interruptible=False,
 ):
     """Train ``networks`` seeds at every grid point of function x hidden x
     optimizer x loss x activation x lr x init_scale x momentum x weight_decay

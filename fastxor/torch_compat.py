@@ -7,6 +7,7 @@ import numpy as np
 
 from . import config
 from .data import INPUTS_MAX, X_BOOL
+from .options import DEFAULTS as D
 from .params import Params
 from .validate import check_int, check_per_network
 
@@ -97,8 +98,9 @@ def to_module(params, index=0, activation="sigmoid"):
     return m
 
 
-def make_optimizer(parameters, optimizer="sgd", lr=0.1, momentum=0.0, dampening=0.0, nesterov=False,
-                   weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+def make_optimizer(parameters, optimizer=D["optimizer"], lr=D["lr"], momentum=D["momentum"],
+                   dampening=D["dampening"], nesterov=D["nesterov"], weight_decay=D["weight_decay"], betas=D["betas"],
+                   eps=D["eps"]):
     """The torch optimizer fastxor's recipe of these arguments reproduces."""
     torch = _torch()
     if optimizer == "sgd":

@@ -27,6 +27,8 @@ from .inits import initial_parameters
 from .params import Params
 from .result import TrainResult
 from .state import Data, KernelOutput, Recipe, State, history_rows
+from .options import DEFAULTS as D
+from .options import RECIPE
 from .validate import check_dtype, check_in_dtype, check_int, check_per_network, check_recipe
 
 
@@ -142,11 +144,12 @@ def _outputs(n, recipe, rows, device_arrays):
 
 
 def train(
-    n_networks=None, *, epochs=100_000, lr=0.1, hidden=2, seed=0, init="philox", function=None,
-    X=None, y=None, dtype="float32", backend="auto", record_every=0, init_scale=1.0, start=0,
-    progress=None, interruptible=False, fast_math=False, device_arrays=False, optimizer="sgd",
-    momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8,
-    loss="mse", activation="sigmoid", target_loss=None,
+    n_networks=None, *, epochs=D["epochs"], lr=D["lr"], hidden=D["hidden"], seed=D["seed"], init=D["init"],
+    function=None, X=None, y=None, dtype=D["dtype"], backend="auto", record_every=D["record_every"],
+    init_scale=D["init_scale"], start=0, progress=None, interruptible=False, fast_math=False, device_arrays=False,
+    optimizer=D["optimizer"], momentum=D["momentum"], dampening=D["dampening"], nesterov=D["nesterov"],
+    weight_decay=D["weight_decay"], betas=D["betas"], eps=D["eps"], loss=D["loss"], activation=D["activation"],
+    target_loss=D["target_loss"],
 ):
     """Train many D-H-1 networks, full batch: by default the seed's XOR
     network and recipe (2 inputs, sigmoid hidden units, MSE, plain SGD), or
@@ -334,10 +337,8 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     X, y = check_data(np.array(c["X"]), np.array(c["y"]))
     p = result.params.validated(check_dtype(c["dtype"]), "result.params")
     _check_inputs(p, X, "result.params")
-    options, mom, wd = check_recipe(
-        n, c.get("optimizer", "sgd"), c.get("momentum", 0.0), c.get("dampening", 0.0), c.get("nesterov", False),
-        c.get("weight_decay", 0.0), tuple(c.get("betas", (0.9, 0.999))), c.get("eps", 1e-8), c.get("loss", "mse"),
-        c.get("activation", "sigmoid"), c.get("target_loss"), p.dtype)
+    recipe = {k: c.get(k, D[k]) for k in RECIPE}  # a file from before an option existed: its default
+    options, mom, wd = check_recipe(n, **dict(recipe, betas=tuple(recipe["betas"])), dtype=p.dtype)
     check_targets(y, options["loss"])
     recipe = Recipe(p.hidden, p.dtype, bool(c.get("fast_math", False)), X.shape[1], len(y), **options)
     chosen = _backend_for(backend, n, recipe)

@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from . import config
+from .options import DEFAULTS
 
 
 def check_int(name, value, low, high=None):
@@ -132,7 +133,7 @@ def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, beta
     if target_loss is not None:
         target_loss = check_real("target_loss", target_loss, low=0.0)
     if optimizer == "sgd":
-        if (b1, b2) != (0.9, 0.999) or eps != 1e-8:
+        if (b1, b2) != tuple(DEFAULTS["betas"]) or eps != DEFAULTS["eps"]:
             raise ValueError("betas and eps apply to optimizer='adam' or 'adamw', not 'sgd'")
         if nesterov and (not np.all(np.asarray(mom) > 0) or dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 (for every network) and dampening=0, as in torch.optim.SGD")

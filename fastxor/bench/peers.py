@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options import DEFAULTS, RECIPE
 from ..params import Params
 
 
@@ -237,8 +238,7 @@ def _jax_setup(p, X, y, lr, options):
     return run
 
 
-RECIPE_DEFAULTS = dict(optimizer="sgd", momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
-                       betas=(0.9, 0.999), eps=1e-8, loss="mse", activation="sigmoid")
+RECIPE_DEFAULTS = {k: DEFAULTS[k] for k in RECIPE if k != "target_loss"}
 
 
 IMPLS = (

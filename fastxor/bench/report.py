@@ -2,7 +2,7 @@
 import json
 import sys
 
-from .harness import FULL, QUICK, run_suite
+from . import harness
 
 
 def format_report(report):
@@ -82,8 +82,8 @@ def main(args):
     for path, suffix, option in ((args.json, ".json", "--json"), (args.plot, ".png", "--plot")):
         if path:
             check_path(path, suffix, option, force=getattr(args, "force", False))
-    mode = QUICK if args.quick else FULL
-    report = run_suite(mode, log=lambda s: print(s, file=sys.stderr), recipe=getattr(args, "recipe", "seed"))
+    mode = harness.QUICK if args.quick else harness.FULL
+    report = harness.run_suite(mode, log=lambda s: print(s, file=sys.stderr), recipe=getattr(args, "recipe", "seed"))
     print(format_report(report))
 
     def write_json(path):
