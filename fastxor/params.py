@@ -13,6 +13,7 @@ import numpy as np
 
 from . import config
 from .data import INPUTS_MAX, X_BOOL
+from .options import DEFAULTS as D
 from .state import PARAM_FIELDS, fan_in, n_params, param_rows
 from .validate import check_dtype, check_int, check_per_network
 
@@ -122,7 +123,8 @@ def init_scales(hidden, inputs, init_scale=1.0):
     return np.asarray(init_scale, dtype=np.float64)[..., None] / np.sqrt(fan_in(hidden, inputs))
 
 
-def init_params(n_networks, hidden=2, seed=0, start=0, init_scale=1.0, dtype="float32", inputs=X_BOOL.shape[1]):
+def init_params(n_networks, hidden=D["hidden"], seed=D["seed"], start=0, init_scale=D["init_scale"], dtype=D["dtype"],
+                inputs=X_BOOL.shape[1]):
     """Initial parameters of networks start..start+n-1 of ``seed``.
 
     A pure function of (seed, network index): ``init_params(10, seed=s)`` equals

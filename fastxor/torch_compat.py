@@ -56,7 +56,7 @@ def _seed_list(seeds):
     return seeds
 
 
-def torch_init(seeds, hidden=2, init_scale=1.0, inputs=X_BOOL.shape[1]):
+def torch_init(seeds, hidden=D["hidden"], init_scale=D["init_scale"], inputs=X_BOOL.shape[1]):
     """Bit-for-bit the parameters ``torch.manual_seed(s); XORNeuralNetwork(inputs, hidden, 1)``
     creates, for each seed s, as a float32 ``Params`` (network axis = seeds).
     ``init_scale`` != 1 (a number, or one per seed) multiplies them (in
