@@ -41,6 +41,25 @@ def run_once(function, hidden, flat, epochs):
     return t
 
 
+def _gpu_instructions():
+    """The CUDA kernel's SASS instructions per network-epoch for each case
+    (sm_90, nvcc here; no GPU needed), or why they could not be counted."""
+    from fastxor.bench import sass
+
+    why = sass.problem()
+    if why:
+        return dict(skipped=why)
+    out = {}
+    for name, (f, h) in CASES.items():
+        X, y = boolean_function(f)
+        prof = sass.profile(h, recipe_options=dict(inputs=X.shape[1], samples=len(y)))
+        out[name] = dict(instructions_per_network_epoch=prof["instructions_per_network_epoch"],
+                         per_sample_epoch=prof["instructions_per_network_epoch"] / len(y), mix=prof["mix"],
+                         h100_issue_bound_ne_per_s=prof["h100_issue_bound_ne_per_s"])
+        print(f"GPU {name}: {prof['instructions_per_network_epoch']} SASS instructions per network-epoch (sm_90)")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--networks", type=int, default=100_000)
@@ -78,9 +97,10 @@ def main():
         print(f"{r['case']:<15} {r['ne_per_s']:>9.3g} {r['sample_epochs_per_s']:>11.3g} {r['ops_per_network_epoch']:>7} "
               f"{r['bound_ne_per_s']:>11.3g} {100 * r['bound_fraction']:>8.1f}% {r['bound_fraction_ratio_to_xor']:>6.2f} "
               f"{r['compile_s']:>10.1f}", flush=True)
+    gpu = _gpu_instructions()
     with open(args.json, "w") as f:
         json.dump(dict(networks=n, epochs=epochs, dtype="float32", recipe="seed", lr=0.5, rows=rows,
-                       environment=environment()), f, indent=1)
+                       gpu_sass=gpu, environment=environment()), f, indent=1)
     print(f"saved {args.json}")
 
 
