@@ -225,13 +225,17 @@ EVENTS = ("solved_io", "diverged_io", "target_io")
 
 def chunk_rows(recipe):
     """Row offsets of the chunk state: parameters, buffers, coefficient rows,
-    loss, solved, diverged, target epoch; and the row count."""
+    loss, solved, diverged, target epoch (and a kernel that loops over samples
+    its sums); and the row count."""
     P = recipe.n_params
     rows = {"buffers": P, "rates": P + recipe.n_buffers}
     r = rows["rates"] + len(recipe.rate_names)
     for name in ("loss", "solved", "diverged", "target"):
         rows[name] = r
         r += 1
+    if loops_over_samples(recipe):  # per-lane sums over the sample loop: gradient (P rows), loss, smallest margin
+        rows["grad"], rows["lacc"], rows["marg"] = r, r + P, r + P + 1
+        r += P + 2
     return rows, r
 
 
@@ -388,33 +392,32 @@ def _emit_one_sample(recipe, ind):
 def _emit_looped(rows, C, recipe):
     """The chunk kernel for many samples: per epoch, a loop over the samples
     around the SIMD loop over lanes, accumulating each lane's gradient, loss
-    and margin in chunk arrays; then the update, lane by lane (SIMD). Sums
-    over samples run in order 0..S-1 (the reference's loss and b2 gradient
-    sum pairwise: equal to rounding)."""
+    and margin in rows of the chunk state (in the one array: with separate
+    arrays LLVM needs run-time alias checks, and from about P = 60 it gave up
+    vectorising: 12x slower); then the update, lane by lane (SIMD). Sums over
+    samples run in order 0..S-1 (the reference's loss and b2 gradient sum
+    pairwise: equal to rounding)."""
     H, D, S, P = recipe.hidden, recipe.inputs, recipe.samples, recipe.n_params
     names = param_names(H, D)
     row = {p: q for q, p in enumerate(names)}
     at = lambda q: f"a[{q * C} + k]"  # noqa: E731
     i3, i4 = " " * 12, " " * 16
-    grad = [f"G[{row[f'w2_{j}'] * C} + k] += g0 * h0_{j}" for j in range(H)]
-    grad += [f"G[{row['b2'] * C} + k] += g0"]
-    grad += [f"G[{row[f'w1_{j}_{i}'] * C} + k] += e0_{j} * x0_{i}" for j in range(H) for i in range(D)]
-    grad += [f"G[{row[f'b1_{j}'] * C} + k] += e0_{j}" for j in range(H)]
+    G, lacc, marg = rows["grad"], at(rows["lacc"]), at(rows["marg"])
+    grad = [f"{at(G + row[f'w2_{j}'])} += g0 * h0_{j}" for j in range(H)]
+    grad += [f"{at(G + row['b2'])} += g0"]
+    grad += [f"{at(G + row[f'w1_{j}_{i}'])} += e0_{j} * x0_{i}" for j in range(H) for i in range(D)]
+    grad += [f"{at(G + row[f'b1_{j}'])} += e0_{j}" for j in range(H)]
     src = [
         "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
         "def train_chunk(a, consts, X, y, sides, epoch0, epochs, record_every, lo, m, history):",
         f'    """Train the m networks of a chunk ({C} lanes), looping over the {S} samples."""',
         *_emit_constants(recipe),
-        f"    G = np.empty({P * C}, dtype=F)  # each lane's gradient, row q at q * {C}",
-        f"    LACC = np.empty({C}, dtype=F)  # each lane's summed loss terms",
-        f"    MARG = np.empty({C}, dtype=F)  # each lane's smallest margin",
         "    for epoch in range(epochs):",
         "        ep = as_float(I(epoch0 + epoch))",
         "        record = record_every > 0 and (epoch0 + epoch) % record_every == 0",
         *_emit_epoch_scalars(recipe),
-        "        G[:] = ZERO",
-        "        LACC[:] = ZERO",
-        "        MARG[:] = INF",
+        f"        a[{G * C}:{(G + P + 1) * C}] = ZERO  # gradients and loss sums",
+        f"        a[{rows['marg'] * C}:{(rows['marg'] + 1) * C}] = INF",
         f"        for smp in range({S}):",
         *[f"            x0_{i} = X[smp, {i}]" for i in range(D)],
         "            y0 = y[smp]",
@@ -423,15 +426,15 @@ def _emit_looped(rows, C, recipe):
         *_emit_load(recipe, i4, at),
         *_emit_one_sample(recipe, i4),
         *[i4 + line for line in grad],
-        i4 + "LACC[k] += t0",
-        i4 + "MARG[k] = MARG[k] if MARG[k] < m0 else m0",
+        i4 + f"{lacc} += t0",
+        i4 + f"{marg} = {marg} if {marg} < m0 else m0",
         "        for k in range(m):",
         *[i3 + f"{_RATE_LOCALS[r]} = {at(rows['rates'] + q)}" for q, r in enumerate(recipe.rate_names)],
         *([i3 + "step = rate * C1"] if recipe.optimizer != "sgd" else []),
         *_emit_load(recipe, i3, at),
-        *[i3 + f"g{p} = G[{q * C} + k]" for q, p in enumerate(names)],
-        i3 + "loss = " + _over_samples("LACC[k]", S),
-        i3 + "margin = MARG[k]",
+        *[i3 + f"g{p} = {at(G + q)}" for q, p in enumerate(names)],
+        i3 + "loss = " + _over_samples(lacc, S),
+        i3 + f"margin = {marg}",
         *_emit_update(i3, at, recipe, rows),
         i3 + f"s_old = {at(rows['solved'])}",
         i3 + f"{at(rows['solved'])} = ep if (as_int(s_old) < 0) & (margin > ZERO) else s_old",
