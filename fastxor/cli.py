@@ -157,35 +157,38 @@ def _train(args):
 RECIPE_OPTIONS = options.RECIPE
 
 
-def _recipe_arguments(p, lists):
-    """The recipe options; ``lists``: sweep's grid axes take comma-separated values."""
-    from .state import ACTIVATIONS, LOSSES, OPTIMIZERS
+def _option_argument(p, name, lists):
+    """The option ``name`` of the option table on parser ``p``: its flag, type,
+    help and default; ``lists`` (sweep): a grid axis takes comma-separated
+    values, and the defaults are given (train's are None: "not given", for
+    --resume)."""
+    o = options.BY_NAME[name]
+    many = lists and o.axis
+    help_ = options.help_text(name) + (" (comma-separated: a grid axis)" if many else "")
+    if o.kind is bool:
+        p.add_argument(o.flag, action="store_const", const=True, default=o.default if lists else None, help=help_)
+        return
+    if o.choices:
+        kind = _names(o.choices, many)
+    elif many or isinstance(o.default, tuple):
+        kind = _numbers(o.kind)
+    else:
+        kind = o.kind
+    default = None
+    if lists:
+        default = [o.default] if many else list(o.default) if isinstance(o.default, tuple) else o.default
+    p.add_argument(o.flag, type=kind, default=default, help=help_)
 
-    def names(allowed):
-        def parse(text):
-            items = [v.strip() for v in text.split(",")]
-            bad = [v for v in items if v not in allowed]
-            if bad:
-                raise argparse.ArgumentTypeError(f"{bad[0]!r} is not one of {', '.join(allowed)}")
-            return items if lists else items[0]
-        return parse
 
-    D, many = options.DEFAULTS, " (comma-separated: a grid axis)" if lists else ""
-    default = (lambda v: [v]) if lists else (lambda v: None)
-    axis = {"optimizer": names(OPTIMIZERS), "momentum": _numbers(float) if lists else float,
-            "weight_decay": _numbers(float) if lists else float, "loss": names(LOSSES),
-            "activation": names(ACTIVATIONS)}
-    for name, kind in axis.items():  # the options sweep takes as grid axes
-        p.add_argument(options.BY_NAME[name].flag, type=kind, default=default(D[name]),
-                       help=options.help_text(name) + many)
-    p.add_argument("--dampening", type=float, default=D["dampening"] if lists else None,
-                   help=options.help_text("dampening"))
-    p.add_argument("--nesterov", action="store_const", const=True, default=D["nesterov"] if lists else None,
-                   help=options.help_text("nesterov"))
-    p.add_argument("--betas", type=_numbers(float), default=list(D["betas"]) if lists else None,
-                   help=options.help_text("betas"))
-    p.add_argument("--eps", type=float, default=D["eps"] if lists else None, help=options.help_text("eps"))
-    p.add_argument("--target-loss", type=float, default=None, help=options.help_text("target_loss"))
+def _names(allowed, lists):
+    """An argparse type: one of ``allowed`` (``lists``: comma-separated, a list)."""
+    def parse(text):
+        items = [v.strip() for v in text.split(",")]
+        bad = [v for v in items if v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{bad[0]!r} is not one of {', '.join(allowed)}")
+        return items if lists else items[0]
+    return parse
 
 
 def _numbers(kind):
@@ -328,10 +331,8 @@ def parser():
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train N networks and print success statistics")
     _common(t, None)  # None: unset options are told apart from a resumed run's settings
-    for name in ("lr", "hidden", "init_scale", "record_every"):
-        t.add_argument(options.BY_NAME[name].flag, type=options.BY_NAME[name].kind, default=None,
-                       help=options.help_text(name))
-    _recipe_arguments(t, lists=False)
+    for name in ("lr", "hidden", "init_scale", "record_every", *options.RECIPE):
+        _option_argument(t, name, lists=False)
     t.add_argument("--out", help="save every per-network array to this .npz (fastxor.load reads it)")
     t.add_argument("--resume", metavar="NPZ",
                    help="continue the run saved in NPZ by --epochs more (saved back to NPZ unless --out)")
@@ -346,10 +347,8 @@ def parser():
     m.add_argument("path", help="the --out directory of fastxor train --workers/--scheduler")
     s = sub.add_parser("sweep", help="grid of lr x hidden x init-scale x recipe, N seeds per cell")
     _common(s, 10_000)
-    s.add_argument("--lr", type=_numbers(float), default=[0.1], help="comma-separated, e.g. 0.05,0.1,0.5,1")
-    s.add_argument("--hidden", type=_numbers(int), default=[2], help="comma-separated, e.g. 2,3,4")
-    s.add_argument("--init-scale", type=_numbers(float), default=[1.0], help="comma-separated, e.g. 0.5,1,2")
-    _recipe_arguments(s, lists=True)
+    for name in ("lr", "hidden", "init_scale", *options.RECIPE):
+        _option_argument(s, name, lists=True)
     s.add_argument("--out", help="write the table as CSV")
     a = sub.add_parser("analyse", help="classify every network's end point: solved, saddle, plateau, local "
                                        "minimum (gradient, Hessian, weight growth)")

@@ -20,6 +20,8 @@ class Option:
     recipe : part of the training recipe (``train`` and ``sweep`` share these).
     per_network : a number, or one value per network (a (N,) array).
     saved : its key in a result's ``config`` where that differs from ``name``.
+    choices : the names it takes, for a choice.
+    axis : ``sweep`` takes a list of values: a grid axis.
     """
 
     name: str
@@ -29,6 +31,8 @@ class Option:
     recipe: bool = False
     per_network: bool = False
     saved: str = None
+    choices: tuple = None
+    axis: bool = False
 
     @property
     def flag(self):
@@ -41,26 +45,33 @@ class Option:
         return self.saved or self.name
 
 
+#: The recipe names a user may choose.
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOSSES = ("mse", "bce", "bce_logits")
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+
 TRAIN = (
     Option("networks", 100_000, int, "networks (seeds) per run or grid cell, >= 1", saved="n_networks"),
     Option("epochs", 100_000, int, f"full-batch steps, in [0, {config.EPOCHS_MAX}]"),
-    Option("lr", 0.1, float, "learning rate > 0", per_network=True),
-    Option("hidden", 2, int, f"hidden width H in [{config.HIDDEN_MIN}, {config.HIDDEN_MAX}]"),
+    Option("lr", 0.1, float, "learning rate > 0", per_network=True, axis=True),
+    Option("hidden", 2, int, f"hidden width H in [{config.HIDDEN_MIN}, {config.HIDDEN_MAX}]", axis=True),
     Option("dtype", "float32", str, " or ".join(sorted(config.DTYPES))),
     Option("seed", 0, int, f"the init's random seed, in [0, {config.SEED_MAX}]"),
     Option("init", "philox", str, "philox (fastxor's) or torch (nn.Linear's, needs torch)"),
-    Option("init_scale", 1.0, float, "init range multiplier >= 0", per_network=True),
+    Option("init_scale", 1.0, float, "init range multiplier >= 0", per_network=True, axis=True),
     Option("record_every", 0, int, "record the loss every K epochs, 0: never"),
     Option("function", "xor", str, "a boolean function's name or truth table"),
-    Option("optimizer", "sgd", str, "sgd, adam or adamw (torch.optim's)", recipe=True),
-    Option("momentum", 0.0, float, "SGD momentum >= 0", recipe=True, per_network=True),
+    Option("optimizer", "sgd", str, "sgd, adam or adamw (torch.optim's)", recipe=True, choices=OPTIMIZERS, axis=True),
+    Option("momentum", 0.0, float, "SGD momentum >= 0", recipe=True, per_network=True, axis=True),
     Option("dampening", 0.0, float, "SGD dampening in [0, 1]", recipe=True),
     Option("nesterov", False, bool, "Nesterov momentum (SGD)", recipe=True),
-    Option("weight_decay", 0.0, float, "weight decay >= 0 (L2; AdamW: decoupled)", recipe=True, per_network=True),
+    Option("weight_decay", 0.0, float, "weight decay >= 0 (L2; AdamW: decoupled)", recipe=True, per_network=True,
+           axis=True),
     Option("betas", (0.9, 0.999), float, "Adam's beta1,beta2, each in [0, 1)", recipe=True),
     Option("eps", 1e-8, float, "Adam's eps > 0", recipe=True),
-    Option("loss", "mse", str, "mse, bce or bce_logits", recipe=True),
-    Option("activation", "sigmoid", str, "hidden units: sigmoid, tanh or relu", recipe=True),
+    Option("loss", "mse", str, "mse, bce or bce_logits", recipe=True, choices=LOSSES, axis=True),
+    Option("activation", "sigmoid", str, "hidden units: sigmoid, tanh or relu", recipe=True, choices=ACTIVATIONS,
+           axis=True),
     Option("target_loss", None, float, "report each network's first epoch with loss <= this", recipe=True),
 )
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import X_BOOL
+from . import options
 from .options import DEFAULTS
 
 #: Parameter arrays in flat order, with their shapes for N networks of width H.
@@ -62,10 +63,8 @@ def fan_in(hidden, inputs):
     return np.array([float(inputs)] * ((inputs + 1) * hidden) + [float(hidden)] * (hidden + 1))
 
 
-#: The recipe names a user may choose (``fastxor.train``'s arguments).
-OPTIMIZERS = ("sgd", "adam", "adamw")
-LOSSES = ("mse", "bce", "bce_logits")
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
+#: The recipe names a user may choose (``fastxor.train``'s arguments; stated in ``options``).
+OPTIMIZERS, LOSSES, ACTIVATIONS = options.OPTIMIZERS, options.LOSSES, options.ACTIVATIONS
 
 
 @dataclass(frozen=True)
