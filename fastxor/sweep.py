@@ -117,7 +117,8 @@ def sweep(
         for launch in launches:
             if interruptible and held.hit:
                 break
-            r = _launch(launch, cells, scales, networks, init, seed, dt, progress, interruptible, dict(
+            r = _launch(launch, cells, scales, networks, init, seed, dt, data[launch[0]][0].shape[1], progress,
+                        interruptible, dict(
                 epochs=epochs, X=X, y=y, dtype=dtype, backend=backend, dampening=dampening,
                 nesterov=nesterov, betas=betas, eps=eps, target_loss=target_loss))
             for c, (a, s, m, w) in enumerate(cells):
@@ -138,13 +139,12 @@ def interrupted(table, epochs, cells):
     return len(records) < cells or bool((np.asarray(records["epochs"]) < epochs).any())
 
 
-def _launch(launch, cells, scales, networks, init, seed, dt, progress, interruptible, options):
+def _launch(launch, cells, scales, networks, init, seed, dt, inputs, progress, interruptible, options):
     """One launch of the grid: every cell's networks in one ``train`` call,
-    every cell starting from the same seeds, scaled."""
-    from .training import _training_data, train
+    every cell starting from the same seeds, scaled; ``inputs``: the data's D."""
+    from .training import train
 
     f, h, o, lo, ac = launch
-    inputs = _training_data(f, options["X"], options["y"])[0].shape[1]
     starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt, inputs)[0] for s in scales}
     p = Params.from_flat(np.concatenate([starts[c[1]] for c in cells], axis=1), h, inputs)
     per_net = [np.repeat([c[i] for c in cells], networks) for i in (0, 2, 3)]

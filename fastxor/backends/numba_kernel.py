@@ -17,7 +17,6 @@ edit to fastxor never reuses a stale kernel. ``kernel_source(H, dtype)``
 shows the code.
 """
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import re
@@ -82,35 +81,42 @@ def _hidden(activation, z):
     return {"sigmoid": f"sig({z})", "tanh": f"th({z})", "relu": f"relu({z})"}[activation]
 
 
+def _sample_terms(n, Xc, recipe, with_loss=True):
+    """Sample n's forward pass, by kind: "forward" (h{n}_{j}, z{n}, o{n}),
+    "d" (o - y), "t" (its loss term, ``with_loss``), "m" (its margin)."""
+    H, D = recipe.hidden, recipe.inputs
+    forward = []
+    for j in range(H):
+        affine = _sum([_times_x(f"w1_{j}_{i}", n, i, Xc) for i in range(D)])
+        forward.append(f"h{n}_{j} = " + _hidden(recipe.activation, f"({affine}) + b1_{j}"))
+    dot = " + ".join(f"w2_{j} * h{n}_{j}" for j in range(H))
+    if recipe.loss == "bce_logits":
+        forward += [f"z{n} = ({dot}) + b2", f"o{n} = sig(z{n})"]
+    else:
+        forward.append(f"o{n} = sig(({dot}) + b2)")
+    if not with_loss:
+        t = []
+    elif recipe.loss == "mse":
+        t = [f"t{n} = d{n} * d{n}"]
+    elif recipe.loss == "bce":  # torch: (y - 1) max(log1p(-o), -100) - y max(log(o), -100)
+        t = [f"la{n} = lg1p(-o{n})", f"lb{n} = lg(o{n})",
+             f"t{n} = (y{n} - ONE) * (LOGMIN if la{n} < LOGMIN else la{n})"
+             f" - y{n} * (LOGMIN if lb{n} < LOGMIN else lb{n})"]
+    else:  # (1 - y) z - log_sigmoid(z), log_sigmoid(z) = min(z, 0) - log1p(exp(-|z|))
+        t = [f"ab{n} = z{n} if z{n} >= ZERO else -z{n}",
+             f"t{n} = (ONE - y{n}) * z{n} - ((z{n} if z{n} < ZERO else ZERO) - lg1p(ex(-ab{n})))"]
+    return dict(forward=forward, d=[f"d{n} = o{n} - y{n}"], t=t, m=[f"m{n} = s{n} * (o{n} - HALF)"])
+
+
 def _emit_forward(H, ind, Xc, recipe, with_loss=True):
     """Lines computing h{n}_{j}, z{n}, o{n}, d{n} = o - y, the margin and
     (``with_loss``) the loss, for the S samples from the locals."""
-    S, D = recipe.samples, recipe.inputs
-    lines = []
-    for n in range(S):
-        for j in range(H):
-            affine = _sum([_times_x(f"w1_{j}_{i}", n, i, Xc) for i in range(D)])
-            lines.append(f"h{n}_{j} = " + _hidden(recipe.activation, f"({affine}) + b1_{j}"))
-        dot = " + ".join(f"w2_{j} * h{n}_{j}" for j in range(H))
-        if recipe.loss == "bce_logits":
-            lines += [f"z{n} = ({dot}) + b2", f"o{n} = sig(z{n})"]
-        else:
-            lines.append(f"o{n} = sig(({dot}) + b2)")
-    lines += [f"d{n} = o{n} - y{n}" for n in range(S)]
+    S = recipe.samples
+    terms = [_sample_terms(n, Xc, recipe, with_loss) for n in range(S)]
+    lines = [line for kind in ("forward", "d", "t") for ts in terms for line in ts[kind]]
     if with_loss:
-        if recipe.loss == "mse":
-            lines += [f"t{n} = d{n} * d{n}" for n in range(S)]
-        elif recipe.loss == "bce":  # torch: (y - 1) max(log1p(-o), -100) - y max(log(o), -100)
-            for n in range(S):
-                lines += [f"la{n} = lg1p(-o{n})", f"lb{n} = lg(o{n})",
-                          f"t{n} = (y{n} - ONE) * (LOGMIN if la{n} < LOGMIN else la{n})"
-                          f" - y{n} * (LOGMIN if lb{n} < LOGMIN else lb{n})"]
-        else:  # (1 - y) z - log_sigmoid(z), log_sigmoid(z) = min(z, 0) - log1p(exp(-|z|))
-            for n in range(S):
-                lines += [f"ab{n} = z{n} if z{n} >= ZERO else -z{n}",
-                          f"t{n} = (ONE - y{n}) * z{n} - ((z{n} if z{n} < ZERO else ZERO) - lg1p(ex(-ab{n})))"]
         lines.append("loss = " + _over_samples(_numpy_sum([f"t{n}" for n in range(S)]), S))
-    lines += [f"m{n} = s{n} * (o{n} - HALF)" for n in range(S)]
+    lines += [ts["m"][0] for ts in terms]
     lines.append("margin = m0" if S == 1 else "margin = m0 if m0 < m1 else m1")
     lines += [f"margin = margin if margin < m{n} else m{n}" for n in range(2, S)]
     return [ind + s for s in lines]
@@ -265,6 +271,65 @@ def _emit_epoch_scalars(recipe):
     ]
 
 
+def _emit_epoch_head(recipe):
+    """The epoch loop's head: the global epoch (its bits, for the event rows), whether it records, the scalars."""
+    return [
+        "    for epoch in range(epochs):",
+        "        ep = as_float(I(epoch0 + epoch))  # the global epoch's bits, stored in the float state",
+        "        record = record_every > 0 and (epoch0 + epoch) % record_every == 0",
+        *_emit_epoch_scalars(recipe),
+    ]
+
+
+def _emit_history(rows, C):
+    """The end of an epoch that records: each lane's loss into its history column."""
+    return [
+        "        if record:",
+        "            r = (epoch0 + epoch) // record_every",
+        "            for k in range(m):",
+        f"                history[lo + k, r] = a[{rows['loss'] * C} + k]",
+        "",
+        "",
+    ]
+
+
+def _emit_events(at, rows, recipe, with_loss=True):
+    """After an update (``ok``, ``d_old``), for the epoch's forward pass: the
+    first solve (``margin``), divergence, the loss and the target epoch."""
+    lines = [
+        f"s_old = {at(rows['solved'])}",
+        f"{at(rows['solved'])} = ep if (as_int(s_old) < 0) & (margin > ZERO) else s_old",
+        f"{at(rows['diverged'])} = ep if (as_int(d_old) < 0) & (~ok) else d_old",
+    ]
+    if with_loss:
+        lines.append(f"{at(rows['loss'])} = loss")
+    if recipe.target_loss is not None:
+        lines += [f"e_old = {at(rows['target'])}",
+                  f"{at(rows['target'])} = ep if (as_int(e_old) < 0) & (loss <= TARGET) else e_old"]
+    return lines
+
+
+#: ``finish_chunk``'s head: the final forward pass of each lane follows.
+_FINISH_HEAD = [
+    "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
+    "def finish_chunk(a, consts, X, y, sides, end, lo, m, loss_out, pred_out, solved_io, diverged_io,",
+    "                 target_io):",
+    '    """Forward pass of the final parameters (epoch ``end``): loss, predictions,',
+    '    solved and target epochs."""',
+]
+
+
+def _emit_finish_events(at, rows, recipe, ind):
+    """``finish_chunk``'s events at epoch ``end`` from ``margin`` and ``loss``."""
+    return [ind + line for line in (
+        f"s_old = as_int({at(rows['solved'])})",
+        "solved_io[lo + k] = end if (s_old < 0) and (margin > ZERO) else s_old",
+        f"diverged_io[lo + k] = as_int({at(rows['diverged'])})",
+        f"e_old = as_int({at(rows['target'])})",
+        f"target_io[lo + k] = end if {recipe.target_loss is not None} and (e_old < 0) and (loss <= TARGET) else e_old",
+    )] + ["", ""]
+
+
 def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, recipe, doc):
     """A chunk kernel: the epoch loop around a SIMD loop over ``lanes`` lanes
     whose body is the groups' statements interleaved, and the history.
@@ -279,25 +344,14 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, recipe, doc):
         f'    """{doc}"""',
         *_emit_data(recipe),
         *_emit_constants(recipe),
-        "    for epoch in range(epochs):",
-        "        ep = as_float(I(epoch0 + epoch))  # the global epoch's bits, stored in the float state",
-        "        record = record_every > 0 and (epoch0 + epoch) % record_every == 0",
-        *_emit_epoch_scalars(recipe),
+        *_emit_epoch_head(recipe),
     ]
     if groups_no_loss is None:
         src += lane_loop("        ", groups)
     else:
         src += ["        if record:", *lane_loop("            ", groups),
                 "        else:", *lane_loop("            ", groups_no_loss)]
-    src += [
-        "        if record:",
-        "            r = (epoch0 + epoch) // record_every",
-        "            for k in range(m):",
-        f"                history[lo + k, r] = a[{rows['loss'] * C} + k]",
-        "",
-        "",
-    ]
-    return src
+    return src + _emit_history(rows, C)
 
 
 def _emit_data(recipe):
@@ -381,9 +435,8 @@ def _seed_recipe(hidden, dtype):
 def _emit_one_sample(recipe, ind):
     """One sample's forward pass and backpropagation (locals x0_{i}, y0, s0):
     h0_{j}, o0, its loss term t0, margin m0, the gradient terms g0, e0_{j}."""
-    one = dataclasses.replace(recipe, samples=1)
-    lines = [line.strip() for line in _emit_forward(recipe.hidden, "", None, one)]
-    lines = [line for line in lines if not line.startswith(("loss =", "margin ="))]
+    terms = _sample_terms(0, None, recipe)
+    lines = [line for kind in ("forward", "d", "t", "m") for line in terms[kind]]
     lines += _output_gradient(0, recipe.loss, recipe.samples).split("\n")
     lines += [_hidden_gradient(0, j, recipe.activation) for j in range(recipe.hidden)]
     return [ind + line for line in lines]
@@ -412,10 +465,7 @@ def _emit_looped(rows, C, recipe):
         "def train_chunk(a, consts, X, y, sides, epoch0, epochs, record_every, lo, m, history):",
         f'    """Train the m networks of a chunk ({C} lanes), looping over the {S} samples."""',
         *_emit_constants(recipe),
-        "    for epoch in range(epochs):",
-        "        ep = as_float(I(epoch0 + epoch))",
-        "        record = record_every > 0 and (epoch0 + epoch) % record_every == 0",
-        *_emit_epoch_scalars(recipe),
+        *_emit_epoch_head(recipe),
         f"        a[{G * C}:{(G + P + 1) * C}] = ZERO  # gradients and loss sums",
         f"        a[{rows['marg'] * C}:{(rows['marg'] + 1) * C}] = INF",
         f"        for smp in range({S}):",
@@ -436,26 +486,9 @@ def _emit_looped(rows, C, recipe):
         i3 + "loss = " + _over_samples(lacc, S),
         i3 + f"margin = {marg}",
         *_emit_update(i3, at, recipe, rows),
-        i3 + f"s_old = {at(rows['solved'])}",
-        i3 + f"{at(rows['solved'])} = ep if (as_int(s_old) < 0) & (margin > ZERO) else s_old",
-        i3 + f"{at(rows['diverged'])} = ep if (as_int(d_old) < 0) & (~ok) else d_old",
-        i3 + f"{at(rows['loss'])} = loss",
-    ]
-    if recipe.target_loss is not None:
-        src += [i3 + f"e_old = {at(rows['target'])}",
-                i3 + f"{at(rows['target'])} = ep if (as_int(e_old) < 0) & (loss <= TARGET) else e_old"]
-    src += [
-        "        if record:",
-        "            r = (epoch0 + epoch) // record_every",
-        "            for k in range(m):",
-        f"                history[lo + k, r] = a[{rows['loss'] * C} + k]",
-        "",
-        "",
-        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
-        "def finish_chunk(a, consts, X, y, sides, end, lo, m, loss_out, pred_out, solved_io, diverged_io,",
-        "                 target_io):",
-        '    """Forward pass of the final parameters (epoch ``end``): loss, predictions,',
-        '    solved and target epochs."""',
+        *[i3 + line for line in _emit_events(at, rows, recipe)],
+        *_emit_history(rows, C),
+        *_FINISH_HEAD,
         "    TARGET = F(consts[3])",
         "    for k in range(m):",
         *_emit_load(recipe, "        ", at),
@@ -471,14 +504,7 @@ def _emit_looped(rows, C, recipe):
         "            margin = margin if margin < m0 else m0",
         "        loss = " + _over_samples("lacc", S),
         "        loss_out[lo + k] = loss",
-        f"        s_old = as_int({at(rows['solved'])})",
-        "        solved_io[lo + k] = end if (s_old < 0) and (margin > ZERO) else s_old",
-        f"        diverged_io[lo + k] = as_int({at(rows['diverged'])})",
-        f"        e_old = as_int({at(rows['target'])})",
-        f"        target_io[lo + k] = end if {recipe.target_loss is not None} and (e_old < 0) and (loss <= TARGET) "
-        "else e_old",
-        "",
-        "",
+        *_emit_finish_events(at, rows, recipe, "        "),
     ]
     return src
 
@@ -510,7 +536,6 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     P, S = recipe.n_params, recipe.samples
     rows, n_rows = chunk_rows(recipe)
     NB, RT = recipe.n_buffers, rows["rates"]
-    tracks_target = recipe.target_loss is not None
     i2 = " " * 8
 
     def lane(row, g):
@@ -519,7 +544,6 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     def body(g, with_loss=True):
         """Lines training the network in lane k of group g; locals renamed per group."""
         at = lambda row: lane(row, g)  # noqa: E731
-        solved = at(rows["solved"])
         lines = [f"{_RATE_LOCALS[r]} = {at(RT + q)}" for q, r in enumerate(recipe.rate_names)]
         if recipe.optimizer != "sgd":
             lines.append("step = rate * C1")
@@ -527,20 +551,10 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
             *_emit_load(recipe, "", at),
             *_emit_forward(H, "", Xc, recipe, with_loss),
             *_emit_backward_update(H, "", Xc, at, recipe, rows),
-            f"s_old = {solved}",
-            f"{solved} = ep if (as_int(s_old) < 0) & (margin > ZERO) else s_old",
-            f"{at(rows['diverged'])} = ep if (as_int(d_old) < 0) & (~ok) else d_old",
+            *_emit_events(at, rows, recipe, with_loss),
         ]
-        if with_loss:
-            lines.append(f"{at(rows['loss'])} = loss")
-        if tracks_target:
-            lines += [f"e_old = {at(rows['target'])}",
-                      f"{at(rows['target'])} = ep if (as_int(e_old) < 0) & (loss <= TARGET) else e_old"]
         return [_for_group(line, g) for line in lines]
 
-    groups = [body(g) for g in range(G)]
-    lazy_loss = recipe.loss != "mse" and not tracks_target
-    no_loss = [body(g, False) for g in range(G)] if lazy_loss else None
     src = [
         f'"""Generated by fastxor.backends.numba_kernel for D={recipe.inputs}, H={H}, S={S}, {dt}, X={Xc},',
         f'{recipe.optimizer}, {recipe.loss}, {recipe.activation}, recipe={recipe.kernel_key}. Do not edit."""',
@@ -569,6 +583,9 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
         src += _emit_looped(rows, C, recipe)
         src += _emit_driver("train", "train_chunk", C, rows, n_rows, RT, P, NB, recipe)
         return "\n".join(src) + "\n"
+    groups = [body(g) for g in range(G)]  # the unrolled bodies, built only for the kernel that uses them
+    lazy_loss = recipe.loss != "mse" and recipe.target_loss is None
+    no_loss = [body(g, False) for g in range(G)] if lazy_loss else None
     if G == 1:
         src += _emit_epochs("train_chunk", "m", groups, no_loss, rows, C, recipe,
                             f"Train the m networks of a chunk ({C} lanes, one per network).")
@@ -579,28 +596,14 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
         src += _emit_epochs("train_partial", "m", groups[:1], no_loss and no_loss[:1], rows, C, recipe,
                             "Train the m < C networks of a run smaller than a chunk, one\n"
                             "    group: a single network costs one lane, not one per group.")
-    src += [
-        "@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
-        "def finish_chunk(a, consts, X, y, sides, end, lo, m, loss_out, pred_out, solved_io, diverged_io,",
-        "                 target_io):",
-        '    """Forward pass of the final parameters (epoch ``end``): loss, predictions,',
-        '    solved and target epochs."""',
-    ]
+    src += _FINISH_HEAD
     src += _emit_data(recipe)
     src += ["    TARGET = F(consts[3])", "    for k in range(m):"]
     src += _emit_load(recipe, i2, lambda q: lane(q, 0))
     src += _emit_forward(H, i2, Xc, recipe)
     src += [i2 + "loss_out[lo + k] = loss"]
     src += [i2 + f"pred_out[lo + k, {n}] = o{n}" for n in range(S)]
-    src += [
-        i2 + f"s_old = as_int({lane(rows['solved'], 0)})",
-        i2 + "solved_io[lo + k] = end if (s_old < 0) and (margin > ZERO) else s_old",
-        i2 + f"diverged_io[lo + k] = as_int({lane(rows['diverged'], 0)})",
-        i2 + f"e_old = as_int({lane(rows['target'], 0)})",
-        i2 + f"target_io[lo + k] = end if {tracks_target} and (e_old < 0) and (loss <= TARGET) else e_old",
-        "",
-        "",
-    ]
+    src += _emit_finish_events(lambda q: lane(q, 0), rows, recipe, i2)
     # the last chunk of a run is padded to a full one (zero lanes cost a few
     # microseconds per epoch), so a run compiles one chunk kernel, not two;
     # a run smaller than a chunk uses train_small, compiled on first use only
