@@ -212,7 +212,8 @@ def _sweep(args):
 
     bar = {}
 
-    per_launch = args.networks * len(args.lr) * len(args.init_scale) * len(args.momentum) * len(args.weight_decay)
+    per_launch = (args.networks * len(args.lr) * len(args.lr_output) * len(args.init_scale) * len(args.momentum)
+                  * len(args.weight_decay))
 
     def progress(label, done, total):
         if label not in bar:
@@ -232,7 +233,8 @@ def _sweep(args):
     )
     dt = time.perf_counter() - t0
     t = table.to_records(index=False) if hasattr(table, "to_records") else table
-    recipe_cols = [c for c in ("function", "optimizer", "loss", "activation", "momentum", "weight_decay")
+    recipe_cols = [c for c in ("function", "lr_output", "optimizer", "loss", "activation", "output", "momentum",
+                               "weight_decay")
                    if len(set(t[c].tolist())) > 1]  # the data and recipe axes that vary
     target = args.target_loss is not None
     print(f"{'H':>3} {'lr':>8} {'scale':>6} " + "".join(f"{c:>12} " for c in recipe_cols)
@@ -248,7 +250,7 @@ def _sweep(args):
     done = sum(int(e) for e in t["epochs"]) * args.networks
     print(f"time: {dt:.2f} s including compilation, {done / dt:.3g} network-epochs/s")
     grid = (len(functions) * len(args.hidden) * len(args.optimizer) * len(args.loss) * len(args.activation)
-            * per_launch // args.networks)
+            * len(args.output) * per_launch // args.networks)
     stopped = interrupted(table, args.epochs, grid)
     if stopped:
         print(f"fastxor: interrupted: {len(t)} of {grid} cells, those of the last launch at the epoch it reached "

@@ -49,11 +49,15 @@ class Option:
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("mse", "bce", "bce_logits")
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OUTPUTS = ("sigmoid", "linear")
 
 TRAIN = (
     Option("networks", 100_000, int, "networks (seeds) per run or grid cell, >= 1", saved="n_networks"),
     Option("epochs", 100_000, int, f"full-batch steps, in [0, {config.EPOCHS_MAX}]"),
-    Option("lr", 0.1, float, "learning rate > 0", per_network=True, axis=True),
+    Option("lr", 0.1, float, "learning rate > 0 (the hidden layer's, when lr_output is given)", per_network=True,
+           axis=True),
+    Option("lr_output", None, float, "the output layer's learning rate > 0 (torch: a second parameter group)",
+           recipe=True, per_network=True, axis=True),
     Option("hidden", 2, int, f"hidden width H in [{config.HIDDEN_MIN}, {config.HIDDEN_MAX}]", axis=True),
     Option("dtype", "float32", str, " or ".join(sorted(config.DTYPES))),
     Option("seed", 0, int, f"the init's random seed, in [0, {config.SEED_MAX}]"),
@@ -72,6 +76,8 @@ TRAIN = (
     Option("loss", "mse", str, "mse, bce or bce_logits", recipe=True, choices=LOSSES, axis=True),
     Option("activation", "sigmoid", str, "hidden units: sigmoid, tanh or relu", recipe=True, choices=ACTIVATIONS,
            axis=True),
+    Option("output", "sigmoid", str, "output unit: sigmoid, or linear (the loss on the raw output; mse only)",
+           recipe=True, choices=OUTPUTS, axis=True),
     Option("target_loss", None, float, "report each network's first epoch with loss <= this", recipe=True),
 )
 

@@ -83,25 +83,7 @@ class TrainResult:
 
     def _stuck_grouping(self, tol, max_groups):
         stuck = ~to_host(self.solved) & ~to_host(self.diverged)
-        labels = np.full(self.n_networks, -1, dtype=np.int64)
-        pred = to_host(self.predictions)[stuck]
-        if not pred.size:
-            return labels, []
-        loss = to_host(self.loss)[stuck]
-        side = tol / 2
-        cells, index, counts = unique_cells(cell_coords(pred, side), side)
-        group = group_cells(cells, counts, side, tol)[index]
-        sizes = np.bincount(group)
-        means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(pred.shape[1])], axis=1) / sizes[:, None]
-        ranked = np.argsort(-sizes, kind="stable")
-        rank = np.empty_like(ranked)
-        rank[ranked] = np.arange(len(ranked))
-        labels[stuck] = np.minimum(rank[group], max_groups)
-        return labels, [
-            dict(outputs=tuple(float(v) for v in means[g]), count=int(sizes[g]),
-                 fraction=sizes[g] / self.n_networks, median_loss=float(np.median(loss[group == g])))
-            for g in ranked[:max_groups]
-        ]
+        return group_stuck(to_host(self.predictions), to_host(self.loss), stuck, tol, max_groups)
 
     def save(self, path):
         """Save to a ``.npz`` results file; ``fastxor.load(path)`` reads it back."""
@@ -173,7 +155,8 @@ class TrainResult:
 
         if not -self.n_networks <= index < self.n_networks:
             raise IndexError(f"index must be in [0, {self.n_networks}), got {index}")
-        return to_module(self.params, index % self.n_networks, self.config.get("activation", "sigmoid"))
+        return to_module(self.params, index % self.n_networks, self.config.get("activation", "sigmoid"),
+                         self.config.get("output", "sigmoid"))
 
     def statistics(self):
         """The run's statistics as a mergeable ``fastxor.Stats`` (what
@@ -192,3 +175,30 @@ class TrainResult:
 
     def __repr__(self):
         return f"TrainResult(\n{self.summary()}\n)"
+
+
+def group_stuck(predictions, loss, stuck, tol=0.05, max_groups=5):
+    """(labels (N,), groups): the networks where ``stuck`` grouped by their S
+    outputs (``predictions`` (N, S)), agreeing within ``tol`` (max-norm);
+    labels as ``TrainResult.stuck_group_labels``, groups as ``stuck_groups``
+    (fractions of all N networks)."""
+    n = len(predictions)
+    labels = np.full(n, -1, dtype=np.int64)
+    pred = np.asarray(predictions)[stuck]
+    if not pred.size:
+        return labels, []
+    loss = np.asarray(loss)[stuck]
+    side = tol / 2
+    cells, index, counts = unique_cells(cell_coords(pred, side), side)
+    group = group_cells(cells, counts, side, tol)[index]
+    sizes = np.bincount(group)
+    means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(pred.shape[1])], axis=1) / sizes[:, None]
+    ranked = np.argsort(-sizes, kind="stable")
+    rank = np.empty_like(ranked)
+    rank[ranked] = np.arange(len(ranked))
+    labels[stuck] = np.minimum(rank[group], max_groups)
+    return labels, [
+        dict(outputs=tuple(float(v) for v in means[g]), count=int(sizes[g]),
+             fraction=sizes[g] / n, median_loss=float(np.median(loss[group == g])))
+        for g in ranked[:max_groups]
+    ]

@@ -64,7 +64,7 @@ def fan_in(hidden, inputs):
 
 
 #: The recipe names a user may choose (``fastxor.train``'s arguments; stated in ``options``).
-OPTIMIZERS, LOSSES, ACTIVATIONS = options.OPTIMIZERS, options.LOSSES, options.ACTIVATIONS
+OPTIMIZERS, LOSSES, ACTIVATIONS, OUTPUTS = options.OPTIMIZERS, options.LOSSES, options.ACTIVATIONS, options.OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,13 @@ class Recipe:
 
     hidden, inputs, samples : the network's H and D, the data's S (the
         seed's XOR when not given).
-    optimizer, loss, activation : names from OPTIMIZERS, LOSSES, ACTIVATIONS
-        (the output unit is always a sigmoid).
+    optimizer, loss, activation, output : names from OPTIMIZERS, LOSSES,
+        ACTIVATIONS, OUTPUTS (the output unit: a sigmoid, or linear).
     momentum, weight_decay : whether some network has a non-zero value (the
         values themselves are per network, in ``State``); a kernel without
         them is not slowed by them.
+    lr_output : whether the output layer (W2, b2) has its own learning rate
+        (per network, ``State.lr_output``; torch: a second parameter group).
     nesterov, dampening, betas, eps : as ``torch.optim.SGD`` / ``Adam``.
     target_loss : None, or track each network's first epoch with loss <= it.
     fast_math : the GPU's opt-in approximate sigmoid (cupy only).
@@ -91,6 +93,8 @@ class Recipe:
     optimizer: str = "sgd"
     loss: str = "mse"
     activation: str = "sigmoid"
+    output: str = "sigmoid"
+    lr_output: bool = False
     momentum: bool = False
     nesterov: bool = False
     dampening: float = 0.0
@@ -114,11 +118,13 @@ class Recipe:
     @property
     def rate_names(self):
         """The per-network coefficient rows a kernel reads (see ``rate_rows``)."""
-        names = ["lr"]
+        names = ["lr", "lr_output"] if self.lr_output else ["lr"]
         if self.optimizer == "sgd" and self.momentum:
             names += ["momentum", "gain"] if self.dampening else ["momentum"]
-        if self.weight_decay:
-            names.append("decay" if self.optimizer == "adamw" else "weight_decay")
+        if self.weight_decay and self.optimizer == "adamw":  # torch: p * (1 - lr wd), lr per group
+            names += ["decay", "decay_output"] if self.lr_output else ["decay"]
+        elif self.weight_decay:
+            names.append("weight_decay")
         return tuple(names)
 
     @property
@@ -126,12 +132,14 @@ class Recipe:
         """What a compiled kernel depends on (the scalars are run-time arguments)."""
         return (self.hidden, np.dtype(self.dtype).name, self.fast_math, self.optimizer, self.loss,
                 self.activation, self.momentum, self.nesterov, self.weight_decay,
-                self.target_loss is not None, self.momentum and self.dampening != 0, self.inputs, self.samples)
+                self.target_loss is not None, self.momentum and self.dampening != 0, self.inputs, self.samples,
+                self.output, self.lr_output)
 
     @property
     def is_seed(self):
-        """The seed's recipe: sigmoid, MSE, plain SGD, no target (on any data)."""
-        return self.kernel_key[3:11] == ("sgd", "mse", "sigmoid", False, False, False, False, False)
+        """The seed's recipe: sigmoid units, MSE, plain SGD with one rate, no target (on any data)."""
+        k = self.kernel_key
+        return k[3:11] + k[13:] == ("sgd", "mse", "sigmoid", False, False, False, False, False, "sigmoid", False)
 
     def constants(self):
         """The run-time scalars as float64: beta1, beta2, eps, target loss (inf: none)."""
@@ -145,7 +153,10 @@ class State:
 
     params : (P, N) in the recipe's dtype, rows in ``param_rows`` order; None
         while ``init`` still describes it (a GPU makes it in registers).
-    lr : (N,) learning rate per network, in the recipe's dtype (cast once).
+    lr : (N,) learning rate per network, in the recipe's dtype (cast once):
+        the hidden layer's when ``lr_output`` is given.
+    lr_output : (N,) the output layer's learning rate, in the dtype, or None
+        (the same as ``lr``).
     momentum, weight_decay : (N,) float64 per network, or None (all zero).
     buffers : (B, N) optimizer state in the recipe's dtype (``Recipe.n_buffers``
         rows: SGD's momentum buffer, or Adam's first then second moments, each
@@ -167,15 +178,16 @@ class State:
     weight_decay: object = None
     buffers: object = None
     target_epoch: object = None
+    lr_output: object = None
 
     @classmethod
-    def fresh(cls, params, lr, init=None, recipe=None, momentum=None, weight_decay=None):
+    def fresh(cls, params, lr, init=None, recipe=None, momentum=None, weight_decay=None, lr_output=None):
         """Epoch 0 of a run: events -1, optimizer buffers zero."""
         n = len(lr)
         nb = 0 if recipe is None else recipe.n_buffers
         dt = lr.dtype
         return cls(params, lr, np.full(n, -1, np.int64), np.full(n, -1, np.int64), 0, init,
-                   momentum, weight_decay, np.zeros((nb, n), dtype=dt) if nb else None)
+                   momentum, weight_decay, np.zeros((nb, n), dtype=dt) if nb else None, lr_output=lr_output)
 
     def __post_init__(self):
         if self.target_epoch is None:  # -1: no target reached (also when none is tracked)
@@ -194,21 +206,25 @@ class State:
 
     def rate_rows(self, recipe):
         """(R, N) per-network coefficients in the recipe's dtype, rows named by
-        ``recipe.rate_names``: lr; SGD momentum and, with dampening, its
-        gradient gain (1 - dampening, or 1 where that network has no
-        momentum: torch then keeps no buffer); weight decay, or AdamW's factor 1 - lr * wd (computed
-        in float64 as torch does with Python floats)."""
+        ``recipe.rate_names``: lr (and the output layer's); SGD momentum and,
+        with dampening, its gradient gain (1 - dampening, or 1 where that
+        network has no momentum: torch then keeps no buffer); weight decay, or
+        AdamW's factor 1 - lr * wd per layer (computed in float64 as torch
+        does with Python floats)."""
         dt = self.lr.dtype
         n = self.n_networks
         zero = np.zeros(n)
         mom = zero if self.momentum is None else self.momentum
         wd = zero if self.weight_decay is None else self.weight_decay
+        lr_out = self.lr if self.lr_output is None else self.lr_output
         rows = {
             "lr": self.lr,
+            "lr_output": lr_out,
             "momentum": mom,
             "gain": np.where(mom > 0, 1.0 - recipe.dampening, 1.0),
             "weight_decay": wd,
             "decay": 1.0 - self.lr.astype(np.float64) * wd,
+            "decay_output": 1.0 - lr_out.astype(np.float64) * wd,
         }
         return np.stack([np.asarray(rows[k]).astype(dt) for k in recipe.rate_names])
 

@@ -209,10 +209,13 @@ HEADER = ("hidden", "epochs", "dtype", "function", "X", "y", *(k for k in option
 
 def header_of(config):
     """The part of a run's config that its statistics carry."""
-    h = {k: config.get(k) for k in HEADER}
+    h = {k: config.get(k, options.DEFAULTS[k] if k in options.RECIPE else None) for k in HEADER}
     h["y"] = list(h["y"]) if h["y"] is not None else None
     h["betas"] = list(h["betas"]) if h["betas"] is not None else None
     for k in RANGES:
+        if config.get(k, 0.0) is None:  # lr_output not given: the hidden layer's lr
+            h[k] = None
+            continue
         v = np.asarray(config.get(k, 0.0), dtype=np.float64)
         h[k] = (float(v.min()), float(v.max()))
     h["backend"] = config.get("backend")
@@ -233,7 +236,9 @@ def _merge_headers(a, b):
     h = dict(a)
     h["networks_at"] = _merge_ranges(a.get("networks_at"), b.get("networks_at"), a.get("seed"))
     for k in RANGES:
-        h[k] = (min(a[k][0], b[k][0]), max(a[k][1], b[k][1]))
+        if (a[k] is None) != (b[k] is None):
+            raise ValueError(f"cannot merge the statistics of different runs: {k} {a[k]!r} vs {b[k]!r}")
+        h[k] = None if a[k] is None else (min(a[k][0], b[k][0]), max(a[k][1], b[k][1]))
     h["backend"] = "+".join(sorted(set(str(a["backend"]).split("+")) | set(str(b["backend"]).split("+"))))
     h["interrupted"] = a["interrupted"] or b["interrupted"]
     return h
@@ -473,7 +478,11 @@ def describe_recipe(c):
         parts.append(f"betas=({c['betas'][0]:g}, {c['betas'][1]:g}) eps={c['eps']:g}")
     if np.any(c.get("weight_decay", 0.0)):
         parts.append(f"weight_decay={desc('weight_decay')}")
+    if c.get("lr_output") is not None:
+        parts.append(f"lr_output={desc('lr_output')}")
     parts += [c.get("loss") or "mse", f"{c.get('activation') or 'sigmoid'} hidden"]
+    if c.get("output") == "linear":
+        parts.append("linear output")
     if c.get("target_loss") is not None:
         parts.append(f"target_loss={c['target_loss']:g}")
     text = ", ".join(parts)

@@ -1,10 +1,10 @@
-"""Hyper-parameter sweeps: a grid of (lr, init scale, momentum, weight decay) x
-seeds in one launch per compiled variant.
+"""Hyper-parameter sweeps: a grid of (lr, output lr, init scale, momentum,
+weight decay) x seeds in one launch per compiled variant.
 
-Why one launch: learning rate, init scale, momentum and weight decay are
+Why one launch: the learning rates, init scale, momentum and weight decay are
 per-network inputs of the kernels, so every grid cell of one variant trains
-in the same batch (hidden width, optimizer, loss and activation change the
-kernel, so each combination of them is its own batch). Every cell uses
+in the same batch (data, hidden width, optimizer, loss, activation and output
+unit change the kernel, so each combination of them is its own batch). Every cell uses
 the same seeds (network i of each cell starts from the same draw, scaled):
 common random numbers, so differences between cells are not seed noise.
 """
@@ -28,8 +28,10 @@ COLUMNS = (
     ("solved_epoch_q25", "f8"), ("solved_epoch_median", "f8"), ("solved_epoch_q75", "f8"),
     ("loss_median", "f8"), ("epochs", "i8"), ("optimizer", "U5"), ("loss", "U10"), ("activation", "U7"),
     ("momentum", "f8"), ("weight_decay", "f8"), ("target_loss", "f8"), ("target_rate", "f8"),
-    ("target_epoch_median", "f8"),
+    ("target_epoch_median", "f8"), ("lr_output", "f8"), ("output", "U7"),
 )
+#: Columns a CSV from an older fastxor may lack, with the value they had then.
+_ADDED = {"function": "", "lr_output": None, "output": "sigmoid"}
 
 
 def _values(name, values, check):
@@ -47,10 +49,12 @@ def sweep(
     optimizer=(D["optimizer"],), loss=(D["loss"],), activation=(D["activation"],), momentum=(D["momentum"],),
     weight_decay=(D["weight_decay"],), dampening=D["dampening"], nesterov=D["nesterov"], betas=D["betas"],
     eps=D["eps"], target_loss=D["target_loss"], client=None, shard_networks="auto", interruptible=False,
+    lr_output=(D["lr_output"],), output=(D["output"],),
 ):
     """Train ``networks`` seeds at every grid point of function x hidden x
-    optimizer x loss x activation x lr x init_scale x momentum x weight_decay
-    (each a value or a list; the other recipe options as ``train``'s).
+    optimizer x loss x activation x output x lr x lr_output x init_scale x
+    momentum x weight_decay (each a value or a list; the other recipe options
+    as ``train``'s; lr_output None: the cell's lr, its column then equal to lr).
 
     ``init``: "philox" (fastxor's deterministic init, seed ``seed``) or
     "torch" (PyTorch's for seeds seed..seed+networks-1, times init_scale).
@@ -71,11 +75,16 @@ def sweep(
     none for launches not started (``interrupted(table, epochs, cells)`` tells).
     """
     from . import backends
-    from .state import ACTIVATIONS, LOSSES, OPTIMIZERS, Recipe, n_params
+    from .state import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, Recipe, n_params
     from .training import _training_data, check_memory
     from .validate import check_choice
 
     lrs = _values("lr", lr, lambda n, v: check_real(n, v, low=0.0, low_open=True))
+    lr_outs = _values("lr_output", (None,) if lr_output is None else lr_output,
+                      lambda n, v: None if v is None else check_real(n, v, low=0.0, low_open=True))
+    if None in lr_outs and len(lr_outs) > 1:
+        raise ValueError("lr_output must list rates, or be None (each cell's lr), not both")
+    outputs = _values("output", output, lambda n, v: check_choice(n, v, OUTPUTS))
     widths = _values("hidden", hidden, lambda n, v: check_int(n, v, config.HIDDEN_MIN, config.HIDDEN_MAX))
     scales = _values("init_scale", init_scale, lambda n, v: check_real(n, v, low=0.0))
     moms = _values("momentum", momentum, lambda n, v: check_real(n, v, low=0.0))
@@ -90,18 +99,23 @@ def sweep(
         raise ValueError(f"init must be 'philox' or 'torch', got {init!r}")
     functions = [None] if function is None else _values("function", function, lambda n, v: v)
     data = {f: _training_data(f, X, y)[:2] for f in functions}  # every data set checked before the first launch
-    cells = [(a, s, m, w) for s in scales for a in lrs for m in moms for w in wds]
+    cells = [(a, s, m, w, b) for s in scales for a in lrs for b in lr_outs for m in moms for w in wds]
     total = networks * len(cells)
-    launches = [(f, h, o, lo, ac) for f in functions for h in widths for o in opts for lo in losses for ac in acts]
+    launches = [(f, h, o, lo, ac, out) for f in functions for h in widths for o in opts for lo in losses
+                for ac in acts for out in outputs]
     for name, values in (("lr", lrs), ("init_scale", scales)):  # momentum, weight decay, eps: check_recipe
         check_in_dtype(name, np.array(values, dtype=float), dt, nonzero=name == "lr")
-    for f, h, o, lo, ac in launches:  # every launch's options refused before the first launch trains, not after
+    for f, h, o, lo, ac, out in launches:  # every launch's options refused before the first launch trains
         if o != "sgd" and any(moms):
             raise ValueError(f"momentum applies to optimizer='sgd'; the grid has optimizer {o!r} with "
                              f"momentum {max(moms):g} (sweep SGD and Adam separately)")
         for m in moms:
             for w in wds:
-                check_recipe(1, o, m, dampening, nesterov, w, betas, eps, lo, ac, target_loss, dt)
+                check_recipe(1, dt, optimizer=o, momentum=m, dampening=dampening, nesterov=nesterov, weight_decay=w,
+                             betas=betas, eps=eps, loss=lo, activation=ac, target_loss=target_loss, output=out,
+                             lr_output=lr_outs[0])
+        for b in lr_outs[1:]:
+            check_recipe(1, dt, lr_output=b)
         check_targets(data[f][1], lo)
         inputs, samples = data[f][0].shape[1], len(data[f][1])
         recipe = Recipe(h, np.dtype(dt), inputs=inputs, samples=samples, optimizer=o, momentum=any(moms))
@@ -121,12 +135,12 @@ def sweep(
                         interruptible, dict(
                 epochs=epochs, X=X, y=y, dtype=dtype, backend=backend, dampening=dampening,
                 nesterov=nesterov, betas=betas, eps=eps, target_loss=target_loss))
-            for c, (a, s, m, w) in enumerate(cells):
+            for c, (a, s, m, w, b) in enumerate(cells):
                 sl = slice(c * networks, (c + 1) * networks)
-                st = Stats.of_arrays(dict(r.config, lr=a, momentum=m, weight_decay=w), r.solved[sl],
+                st = Stats.of_arrays(dict(r.config, lr=a, momentum=m, weight_decay=w, lr_output=b), r.solved[sl],
                                      r.diverged[sl], r.solved_epoch[sl], r.loss[sl], r.predictions[sl],
                                      None if r.target_epoch is None else r.target_epoch[sl])
-                rows.append(row(st, launch[1], a, s, m, w))
+                rows.append(row(st, launch[1], a, s, m, w, b))
             if r.config.get("interrupted"):
                 break
     return _table(rows)
@@ -144,14 +158,16 @@ def _launch(launch, cells, scales, networks, init, seed, dt, inputs, progress, i
     every cell starting from the same seeds, scaled; ``inputs``: the data's D."""
     from .training import train
 
-    f, h, o, lo, ac = launch
+    f, h, o, lo, ac, out = launch
     starts = {s: initial_parameters(init, networks, h, seed, 0, np.full(networks, s), dt, inputs)[0] for s in scales}
     p = Params.from_flat(np.concatenate([starts[c[1]] for c in cells], axis=1), h, inputs)
     per_net = [np.repeat([c[i] for c in cells], networks) for i in (0, 2, 3)]
-    label = (f"{f} " if f else "") + f"hidden={h} {o}/{lo}/{ac}"
+    lr_out = None if cells[0][4] is None else np.repeat([c[4] for c in cells], networks)
+    label = (f"{f} " if f else "") + f"hidden={h} {o}/{lo}/{ac}" + ("" if out == "sigmoid" else f"/{out} output")
     cb = (lambda d, t: progress(label, d, t)) if progress else None
     return train(init=p, lr=per_net[0], momentum=per_net[1], weight_decay=per_net[2], progress=cb, optimizer=o,
-                 loss=lo, activation=ac, interruptible=interruptible, function=f, **options)
+                 loss=lo, activation=ac, output=out, lr_output=lr_out, interruptible=interruptible, function=f,
+                 **options)
 
 
 def _sweep_on_cluster(client, shard_networks, launches, cells, networks, common):
@@ -161,13 +177,13 @@ def _sweep_on_cluster(client, shard_networks, launches, cells, networks, common)
     from .distributed import train_many
 
     runs, keys = [], []
-    for f, h, o, lo, ac in launches:
-        for a, s, m, w in cells:
+    for f, h, o, lo, ac, out in launches:
+        for a, s, m, w, b in cells:
             runs.append((networks, dict(common, function=f, hidden=h, optimizer=o, loss=lo, activation=ac, lr=a,
-                                        init_scale=s, momentum=m, weight_decay=w)))
-            keys.append((h, a, s, m, w))
+                                        init_scale=s, momentum=m, weight_decay=w, lr_output=b, output=out)))
+            keys.append((h, a, s, m, w, b))
     stats = train_many(runs, client=client, shard_networks=shard_networks)
-    return [row(st, h, a, s, m, w) for st, (h, a, s, m, w) in zip(stats, keys)]
+    return [row(st, *key) for st, key in zip(stats, keys)]
 
 
 def _table(rows):
@@ -179,7 +195,7 @@ def _table(rows):
     return pd.DataFrame(table)
 
 
-def row(st, hidden, lr, init_scale, momentum, weight_decay):
+def row(st, hidden, lr, init_scale, momentum, weight_decay, lr_output=None):
     """One cell's row of the table (``COLUMNS``) from its ``Stats``: the
     local sweep and the cluster's compute it the same way."""
     c = st.config
@@ -194,7 +210,7 @@ def row(st, hidden, lr, init_scale, momentum, weight_decay):
     lo, hi = st.success_ci95
     return (c.get("function") or "custom", hidden, lr, init_scale, st.networks, st.solved, st.success_rate, lo, hi, st.diverged, *q,
             loss_median[0.5] if loss_median else np.nan, c["epochs"], c["optimizer"], c["loss"], c["activation"],
-            momentum, weight_decay, *target)
+            momentum, weight_decay, *target, lr if lr_output is None else lr_output, c.get("output") or "sigmoid")
 
 
 def write_csv(table, path):
@@ -217,11 +233,12 @@ def read_csv(path):
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"cannot read {path} as a sweep CSV: {exc}") from None
     names = {c for c, _ in COLUMNS}
-    if not rows or set(rows[0]) not in (names, names - {"function"}):  # without it: a CSV from before D inputs
+    if not rows or not (names - set(_ADDED) <= set(rows[0]) <= names):  # an older fastxor's CSV lacks _ADDED
         raise ValueError(f"{path} is not a fastxor sweep CSV (columns {[c for c, _ in COLUMNS]})")
     out = []
     for i, r in enumerate(rows, start=2):  # line 1 is the header
-        r.setdefault("function", "")
+        for c, old in _ADDED.items():
+            r.setdefault(c, r["lr"] if c == "lr_output" else old)
         try:
             out.append(tuple(r[c] if kind[0] == "U" else float(r[c]) for c, kind in COLUMNS))
         except (TypeError, ValueError):

@@ -23,9 +23,10 @@ def _torch():
     return torch
 
 
-def xor_network_class(activation="sigmoid"):
+def xor_network_class(activation="sigmoid", output="sigmoid"):
     """The seed's ``XORNeuralNetwork`` module class, verbatim in structure;
-    ``activation`` ("sigmoid", "tanh", "relu") is the hidden layer's."""
+    ``activation`` ("sigmoid", "tanh", "relu") is the hidden layer's;
+    ``output="linear"``: the same network without the final sigmoid."""
     torch = _torch()
     nn = torch.nn
     act = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[activation]
@@ -41,9 +42,11 @@ def xor_network_class(activation="sigmoid"):
             return self.output_layer(act(self.hidden_layer(x)))
 
         def forward(self, x):
-            return torch.sigmoid(self.logits(x))
+            z = self.logits(x)
+            return z if output == "linear" else torch.sigmoid(z)
 
     XORNeuralNetwork.activation = activation
+    XORNeuralNetwork.output = output
     return XORNeuralNetwork
 
 
@@ -84,11 +87,11 @@ def torch_init(seeds, hidden=D["hidden"], init_scale=D["init_scale"], inputs=X_B
                     for a in p.arrays())).astype(np.float32)
 
 
-def to_module(params, index=0, activation="sigmoid"):
+def to_module(params, index=0, activation="sigmoid", output="sigmoid"):
     """An ``XORNeuralNetwork`` holding network ``index`` of ``params``."""
     torch = _torch()
     p = params[index]
-    m = xor_network_class(activation)(p.inputs, p.hidden, 1).to(torch.float64 if p.dtype == np.float64 else torch.float32)
+    m = xor_network_class(activation, output)(p.inputs, p.hidden, 1).to(torch.float64 if p.dtype == np.float64 else torch.float32)
     with torch.no_grad():
         for t, a in zip(
             (m.hidden_layer.weight, m.hidden_layer.bias, m.output_layer.weight, m.output_layer.bias),
@@ -100,9 +103,16 @@ def to_module(params, index=0, activation="sigmoid"):
 
 def make_optimizer(parameters, optimizer=D["optimizer"], lr=D["lr"], momentum=D["momentum"],
                    dampening=D["dampening"], nesterov=D["nesterov"], weight_decay=D["weight_decay"], betas=D["betas"],
-                   eps=D["eps"]):
-    """The torch optimizer fastxor's recipe of these arguments reproduces."""
+                   eps=D["eps"], lr_output=D["lr_output"], model=None):
+    """The torch optimizer fastxor's recipe of these arguments reproduces.
+    ``lr_output`` (with ``model``, an ``XORNeuralNetwork``): two parameter
+    groups, the hidden layer's at ``lr`` and the output layer's at ``lr_output``."""
     torch = _torch()
+    if lr_output is not None:
+        if model is None:
+            raise ValueError("lr_output needs model= (the XORNeuralNetwork whose layers get the two rates)")
+        parameters = [dict(params=list(model.hidden_layer.parameters())),
+                      dict(params=list(model.output_layer.parameters()), lr=lr_output)]
     if optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=momentum, dampening=dampening,
                                nesterov=nesterov, weight_decay=weight_decay)
@@ -111,21 +121,22 @@ def make_optimizer(parameters, optimizer=D["optimizer"], lr=D["lr"], momentum=D[
 
 
 def train_torch(params, X, y, epochs, lr=0.1, record_every=0, index=0, *, loss="mse",
-                activation="sigmoid", **optimizer_options):
+                activation="sigmoid", output="sigmoid", **optimizer_options):
     """Network ``index`` of ``params`` trained by PyTorch with a fastxor recipe.
 
     nn.Linear modules; ``nn.MSELoss``, ``nn.BCELoss`` or ``nn.BCEWithLogitsLoss``
-    (on the logits); ``optimizer_options`` as ``make_optimizer``; the seed's
+    (on the logits); a sigmoid or linear output unit; ``optimizer_options``
+    as ``make_optimizer`` (``lr_output``: two parameter groups); the seed's
     zero_grad/forward/loss/backward/step per epoch. Returns (final Params,
     loss history list)."""
     torch = _torch()
     tdt = torch.float64 if params.dtype == np.float64 else torch.float32
-    model = to_module(params, index, activation)
+    model = to_module(params, index, activation, output)
     Xt = torch.tensor(np.asarray(X), dtype=tdt)
     yt = torch.tensor(np.asarray(y).reshape(-1, 1), dtype=tdt)
     criterion = {"mse": torch.nn.MSELoss, "bce": torch.nn.BCELoss,
                  "bce_logits": torch.nn.BCEWithLogitsLoss}[loss]()
-    optimizer = make_optimizer(model.parameters(), lr=lr, **optimizer_options)
+    optimizer = make_optimizer(model.parameters(), lr=lr, model=model, **optimizer_options)
     history = []
     for epoch in range(epochs):
         optimizer.zero_grad()

@@ -149,7 +149,7 @@ def train(
     init_scale=D["init_scale"], start=0, progress=None, interruptible=False, fast_math=False, device_arrays=False,
     optimizer=D["optimizer"], momentum=D["momentum"], dampening=D["dampening"], nesterov=D["nesterov"],
     weight_decay=D["weight_decay"], betas=D["betas"], eps=D["eps"], loss=D["loss"], activation=D["activation"],
-    target_loss=D["target_loss"],
+    target_loss=D["target_loss"], lr_output=D["lr_output"], output=D["output"],
 ):
     """Train many D-H-1 networks, full batch: by default the seed's XOR
     network and recipe (2 inputs, sigmoid hidden units, MSE, plain SGD), or
@@ -159,7 +159,11 @@ def train(
     ----------
     n_networks : int >= 1, optional if ``init`` is a Params.
     epochs : int >= 0, SGD steps.
-    lr : float > 0, or (N,) array: a learning rate per network.
+    lr : float > 0, or (N,) array: a learning rate per network (the hidden
+        layer's, W1 and b1, when ``lr_output`` is given).
+    lr_output : None (the same as lr), or float > 0 or (N,) array: the output
+        layer's (W2, b2) learning rate, as torch.optim with two parameter
+        groups [W1, b1] at lr and [W2, b2] at lr_output.
     hidden : int in [1, 32], hidden width H (ignored when ``init`` is a Params).
     seed, start : networks start..start+N-1 of ``seed``; init_scale: a number
         or an (N,) array (per network) multiplying nn.Linear's init range.
@@ -190,6 +194,10 @@ def train(
     loss : "mse" (nn.MSELoss), "bce" (nn.BCELoss on the sigmoid output, with
         torch's clamps), "bce_logits" (nn.BCEWithLogitsLoss on its logit).
     activation : the hidden layer's, "sigmoid", "tanh" or "relu".
+    output : the output unit, "sigmoid" (the seed's) or "linear" (the identity:
+        loss="mse" on the raw output, where full-batch training can diverge);
+        either way a network is solved when every output is on its
+        target's side of 0.5.
     target_loss : None, or a loss c >= 0: ``result.target_epoch`` is each
         network's first epoch with loss <= c (-1 if never).
 
@@ -227,8 +235,10 @@ def train(
             check_in_dtype(name, v[0], dt, nonzero=name == "lr")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
-    recipe_options, mom, wd = check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay,
-                                           betas, eps, loss, activation, target_loss, dt)
+    recipe_options, coef = check_recipe(
+        n, dt, optimizer=optimizer, momentum=momentum, dampening=dampening, nesterov=nesterov,
+        weight_decay=weight_decay, betas=betas, eps=eps, loss=loss, activation=activation, target_loss=target_loss,
+        lr_output=lr_output, output=output)
     check_targets(y, recipe_options["loss"])
     recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), X.shape[1], len(y), **recipe_options)
     chosen = _backend_for(backend, n, recipe)
@@ -249,7 +259,7 @@ def train(
     flat, spec = (init.to_flat(), None) if given else initial_parameters(
         init, n, hidden, seed, start, scales, dt, recipe.inputs, lazy=chosen.NAME == "cupy")
     out = _outputs(n, recipe, rows, device_arrays)
-    state = State.fresh(flat, lr_cast, spec, recipe, _expand(mom, n), _expand(wd, n))
+    state = State.fresh(flat, lr_cast, spec, recipe, *_coefficients(coef, n, dt))
     if device_arrays:
         import cupy
 
@@ -263,7 +273,7 @@ def train(
         init="given" if given else init, function=fn, dtype=recipe.dtype.name, backend=chosen.NAME,
         fast_math=bool(fast_math), record_every=record_every, X=X.tolist(), y=y.tolist(),
         lr=_per_network_value(rates), lr_desc=_describe(rates),
-        **_recipe_config(recipe, mom, wd),
+        **_recipe_config(recipe, coef),
     )
     if interrupted:
         cfg.update(interrupted=True, epochs_requested=epochs)
@@ -277,14 +287,24 @@ def _expand(value, n):
     return np.full(n, float(value))
 
 
-def _recipe_config(recipe, momentum, weight_decay):
+def _coefficients(coef, n, dt):
+    """``State.fresh``'s momentum, weight decay (float64) and output-layer
+    rate (in the training dtype) from ``check_recipe``'s coefficients."""
+    lr_out = coef["lr_output"]
+    return (_expand(coef["momentum"], n), _expand(coef["weight_decay"], n),
+            None if lr_out is None else np.asarray(_expand(lr_out, n), dtype=np.float64).astype(dt))
+
+
+def _recipe_config(recipe, coef):
     """The recipe as ``config`` entries (what ``resume`` rebuilds it from)."""
     zero = np.zeros(1)
+    mom, wd, lr_out = coef["momentum"], coef["weight_decay"], coef["lr_output"]
     return dict(
-        optimizer=recipe.optimizer, loss=recipe.loss, activation=recipe.activation,
-        momentum=_per_network_value(np.atleast_1d(zero if momentum is None else momentum)),
+        optimizer=recipe.optimizer, loss=recipe.loss, activation=recipe.activation, output=recipe.output,
+        momentum=_per_network_value(np.atleast_1d(zero if mom is None else mom)),
         dampening=recipe.dampening, nesterov=recipe.nesterov,
-        weight_decay=_per_network_value(np.atleast_1d(zero if weight_decay is None else weight_decay)),
+        weight_decay=_per_network_value(np.atleast_1d(zero if wd is None else wd)),
+        lr_output=None if lr_out is None else _per_network_value(np.atleast_1d(lr_out)),
         betas=list(recipe.betas), eps=recipe.eps, target_loss=recipe.target_loss,
     )
 
@@ -338,7 +358,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     p = result.params.validated(check_dtype(c["dtype"]), "result.params")
     _check_inputs(p, X, "result.params")
     recipe = {k: c.get(k, D[k]) for k in RECIPE}  # a file from before an option existed: its default
-    options, mom, wd = check_recipe(n, **dict(recipe, betas=tuple(recipe["betas"])), dtype=p.dtype)
+    options, coef = check_recipe(n, p.dtype, **dict(recipe, betas=tuple(recipe["betas"])))
     check_targets(y, options["loss"])
     recipe = Recipe(p.hidden, p.dtype, bool(c.get("fast_math", False)), X.shape[1], len(y), **options)
     chosen = _backend_for(backend, n, recipe)
@@ -346,7 +366,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     rows = history_rows(done + more, k) if k else None
     check_memory(chosen, n, recipe, done + more, k)
     state = State.fresh(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), None, recipe,
-                        _expand(mom, n), _expand(wd, n))
+                        *_coefficients(coef, n, p.dtype))
     state.epoch = done
     state.solved_epoch[:] = result.solved_epoch
     state.diverged_epoch[:] = result.diverged_epoch

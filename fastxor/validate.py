@@ -99,27 +99,39 @@ def check_choice(name, value, allowed):
     return value
 
 
-def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, betas, eps, loss, activation,
-                 target_loss, dtype):
-    """The training-recipe arguments of ``fastxor.train`` checked as torch.optim
-    checks them, plus what torch would silently ignore (an option of another
-    optimizer), and momentum, weight decay and eps still finite (eps non-zero)
-    in the training ``dtype``. Returns (options for ``state.Recipe``, momentum, weight decay):
-    each None where all zero, else a number or an (N,) array (a number is
-    expanded by ``training``, after the memory guard)."""
+def check_recipe(n, dtype, **options):
+    """The training-recipe options of ``fastxor.train`` (``options.RECIPE``,
+    each defaulting to the table's) checked as torch.optim checks them, plus
+    what torch would silently ignore (an option of another optimizer, a
+    linear output with a loss that needs a probability), and the
+    coefficients still finite (eps non-zero) in the training ``dtype``.
+
+    Returns (options for ``state.Recipe``, coefficients): coefficients maps
+    momentum, weight_decay and lr_output to None (all zero, or no separate
+    output rate) or a number or an (N,) array (a number is expanded by
+    ``training``, after the memory guard)."""
+    from .options import OUTPUTS, RECIPE
     from .state import ACTIVATIONS, LOSSES, OPTIMIZERS
 
-    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
-    loss = check_choice("loss", loss, LOSSES)
-    activation = check_choice("activation", activation, ACTIVATIONS)
-    def per_network(name, value):  # a number stays a number: nothing (N,) before the memory guard
-        if np.ndim(value) == 0:
-            return check_real(name, value.item() if hasattr(value, "item") else value, low=0.0)
-        return check_per_network(name, value, n, low=0.0)
+    unknown = set(options) - set(RECIPE)
+    if unknown:
+        raise TypeError(f"unknown recipe option(s) {sorted(unknown)}; the recipe options are {list(RECIPE)}")
+    o = dict(DEFAULTS, **options)
+    optimizer = check_choice("optimizer", o["optimizer"], OPTIMIZERS)
+    loss = check_choice("loss", o["loss"], LOSSES)
+    activation = check_choice("activation", o["activation"], ACTIVATIONS)
+    output = check_choice("output", o["output"], OUTPUTS)
 
-    mom = per_network("momentum", momentum)
-    wd = per_network("weight_decay", weight_decay)
-    dampening = check_real("dampening", dampening, low=0.0, high=1.0)
+    def per_network(name, value, low_open=False):  # a number stays a number: nothing (N,) before the memory guard
+        if np.ndim(value) == 0:
+            return check_real(name, value.item() if hasattr(value, "item") else value, low=0.0, low_open=low_open)
+        return check_per_network(name, value, n, low=0.0, low_open=low_open)
+
+    mom = per_network("momentum", o["momentum"])
+    wd = per_network("weight_decay", o["weight_decay"])
+    lr_output = None if o["lr_output"] is None else per_network("lr_output", o["lr_output"], low_open=True)
+    dampening = check_real("dampening", o["dampening"], low=0.0, high=1.0)
+    nesterov, betas = o["nesterov"], o["betas"]
     if not isinstance(nesterov, (bool, np.bool_)):
         raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
     if not isinstance(betas, (tuple, list, np.ndarray)) or len(betas) != 2:
@@ -129,9 +141,13 @@ def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, beta
     for i, b in enumerate((b1, b2)):
         if b >= 1.0:
             raise ValueError(f"betas[{i}] must be in [0, 1), got {b!r}")
-    eps = check_real("eps", eps, low=0.0, low_open=True)
+    eps = check_real("eps", o["eps"], low=0.0, low_open=True)
+    target_loss = o["target_loss"]
     if target_loss is not None:
         target_loss = check_real("target_loss", target_loss, low=0.0)
+    if output == "linear" and loss != "mse":
+        raise ValueError(f"output='linear' trains with loss='mse', not {loss!r}: BCE needs a probability "
+                         "(loss='bce_logits' already takes the raw output: keep output='sigmoid' for it)")
     if optimizer == "sgd":
         if (b1, b2) != tuple(DEFAULTS["betas"]) or eps != DEFAULTS["eps"]:
             raise ValueError("betas and eps apply to optimizer='adam' or 'adamw', not 'sgd'")
@@ -141,9 +157,12 @@ def check_recipe(n, optimizer, momentum, dampening, nesterov, weight_decay, beta
         if np.any(mom) or dampening or nesterov:
             raise ValueError(f"momentum, dampening and nesterov apply to optimizer='sgd'; {optimizer!r} "
                              "takes betas=(beta1, beta2)")
-    for name, value in (("momentum", mom), ("weight_decay", wd), ("eps", eps)):
-        check_in_dtype(name, value, dtype, nonzero=name == "eps")  # as lr: 1e39 is inf, 1e-50 is 0 in float32
-    options = dict(optimizer=optimizer, loss=loss, activation=activation, momentum=bool(np.any(mom)),
-                   nesterov=bool(nesterov), dampening=dampening, weight_decay=bool(np.any(wd)),
-                   betas=(b1, b2), eps=eps, target_loss=target_loss)
-    return options, (mom if np.any(mom) else None), (wd if np.any(wd) else None)
+    for name, value in (("momentum", mom), ("weight_decay", wd), ("eps", eps), ("lr_output", lr_output)):
+        if value is not None:  # as lr: 1e39 is inf, 1e-50 is 0 in float32
+            check_in_dtype(name, value, dtype, nonzero=name in ("eps", "lr_output"))
+    recipe = dict(optimizer=optimizer, loss=loss, activation=activation, output=output, momentum=bool(np.any(mom)),
+                  nesterov=bool(nesterov), dampening=dampening, weight_decay=bool(np.any(wd)),
+                  lr_output=lr_output is not None, betas=(b1, b2), eps=eps, target_loss=target_loss)
+    coefficients = dict(momentum=mom if np.any(mom) else None, weight_decay=wd if np.any(wd) else None,
+                        lr_output=lr_output)
+    return recipe, coefficients

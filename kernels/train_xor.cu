@@ -2,7 +2,8 @@
 // batch, with a training recipe of fastxor.train (the seed's nn.Linear +
 // sigmoid + MSELoss + optim.SGD, or SGD with momentum/Nesterov/weight decay,
 // Adam, AdamW; MSE, BCE or BCE-with-logits; sigmoid, tanh or ReLU hidden
-// units; a target loss). The parameters, gradients and optimizer state live in
+// units; a sigmoid or linear output unit; the output layer's own learning
+// rate; a target loss). The parameters, gradients and optimizer state live in
 // registers for the whole run; memory is read once (initial parameters, or
 // none: they are generated here from (seed, network index) with the same
 // Philox4x32-10 mapping as fastxor.init_params) and written once (final
@@ -139,7 +140,7 @@ template <> struct Math<double, false> {
 enum { SGD = 0, ADAM = 1, ADAMW = 2 };
 enum { MSE = 0, BCE = 1, BCE_LOGITS = 2 };
 enum { SIGMOID = 0, TANH = 1, RELU = 2 };
-enum { MOMENTUM = 1, NESTEROV = 2, DAMPENING = 4, WEIGHT_DECAY = 8, TARGET = 16 };
+enum { MOMENTUM = 1, NESTEROV = 2, DAMPENING = 4, WEIGHT_DECAY = 8, TARGET = 16, LR_OUTPUT = 32, LINEAR = 64 };
 
 template <int OPT, int LOSS, int ACT, int FLAGS> struct Recipe {
     static constexpr bool adam = OPT != SGD;
@@ -149,9 +150,14 @@ template <int OPT, int LOSS, int ACT, int FLAGS> struct Recipe {
     static constexpr bool weight_decay = FLAGS & WEIGHT_DECAY;
     static constexpr bool l2 = weight_decay && OPT != ADAMW;  // added to the gradient
     static constexpr bool target = FLAGS & TARGET;
-    // Per-network coefficient rows (Recipe.rate_names): lr, [momentum, [gain]], [weight_decay | decay].
-    static constexpr int row_momentum = 1, row_gain = 2;
-    static constexpr int row_decay = 1 + (momentum ? 1 : 0) + (dampening ? 1 : 0);
+    static constexpr bool lr_output = FLAGS & LR_OUTPUT;  // W2, b2 have their own rate
+    static constexpr bool linear = FLAGS & LINEAR;        // the output unit is the identity
+    // Per-network coefficient rows (Recipe.rate_names):
+    // lr, [lr_output], [momentum, [gain]], [weight_decay | decay, [decay_output]].
+    static constexpr int row_lr_output = 1;
+    static constexpr int row_momentum = 1 + (lr_output ? 1 : 0), row_gain = row_momentum + 1;
+    static constexpr int row_decay = row_momentum + (momentum ? 1 : 0) + (dampening ? 1 : 0);
+    static constexpr int row_decay_output = row_decay + 1;
 };
 
 // The hidden unit's activation and its slope from its output (as torch's backward).
@@ -187,12 +193,14 @@ template <int S, typename T> __device__ __forceinline__ T over_samples(T x) {
     else return x / T(S);
 }
 
-// d loss / d z2 of one sample (S samples): the criterion's backward, then the sigmoid's.
-template <int LOSS, int S, typename T> __device__ __forceinline__ T output_gradient(T o, T y) {
+// d loss / d z2 of one sample (S samples): the criterion's backward, then the
+// output unit's (a sigmoid's o (1 - o); a linear output's 1).
+template <int LOSS, int S, bool LINEAR_OUT, typename T> __device__ __forceinline__ T output_gradient(T o, T y) {
     const T d = o - y;
     if constexpr (LOSS == MSE) {
         // 2/S (o - y) o (1 - o): one product where 2/S is exact (S = 4: the seed's d * 0.5)
         const T c = ((S & (S - 1)) == 0) ? d * T(2.0 / S) : (d * T(2)) / T(S);
+        if constexpr (LINEAR_OUT) return c;
         return c * o * (T(1) - o);
     } else if constexpr (LOSS == BCE) {  // 1/S (o - y) / max(o (1 - o), 1e-12), then o (1 - o)
         const T q = (T(1) - o) * o, eps = T(1e-12);
@@ -219,8 +227,9 @@ template <bool BX, typename T> __device__ __forceinline__ T add_times(T a, T w, 
 }
 
 // One sample's forward pass: hidden activations h, the output's pre-activation z2, output o
-// (the hidden sums over the inputs in order, then the bias, as the reference).
-template <int D, int H, bool BX, typename T, bool FAST, int ACT>
+// (the hidden sums over the inputs in order, then the bias, as the reference;
+// o is z2 itself for a linear output unit).
+template <int D, int H, bool BX, typename T, bool FAST, int ACT, bool LINEAR_OUT>
 __device__ __forceinline__ T forward_sample(const T (&w)[Layout<D, H>::P], const T (&x)[D], T (&h)[H], T& z2) {
     typedef Math<T, FAST> M;
     typedef Layout<D, H> L;
@@ -234,6 +243,7 @@ __device__ __forceinline__ T forward_sample(const T (&w)[Layout<D, H>::P], const
         z = z + w[L::w2 + j] * h[j];
     }
     z2 = z + w[L::b2];
+    if constexpr (LINEAR_OUT) return z2;
     return M::sigmoid(z2);
 }
 
@@ -337,9 +347,11 @@ __device__ __forceinline__ void train_network(
 
     const Samples<D, S, BX, T> samples(data);
     const T rate = rates[i];
+    const T rate_o = R::lr_output ? rates[R::row_lr_output * n + i] : rate;  // W2 and b2's
     const T mom = R::momentum ? rates[R::row_momentum * n + i] : T(0);
     const T gain = R::dampening ? rates[R::row_gain * n + i] : T(1);
     const T decay = R::weight_decay ? rates[R::row_decay * n + i] : T(0);  // wd, or AdamW's 1 - lr wd
+    const T decay_o = (R::weight_decay && OPT == ADAMW && R::lr_output) ? rates[R::row_decay_output * n + i] : decay;
     const double beta1 = consts[0], beta2 = consts[1];  // (bias is null unless Adam)
     const T target = (T)consts[3], eps = (T)consts[2], b2 = (T)beta2, w2 = (T)(1.0 - beta2);
     const T w1 = (T)(1.0 - beta1);  // torch: exp_avg.lerp_(grad, 1 - beta1)
@@ -370,11 +382,11 @@ __device__ __forceinline__ void train_network(
         for (int s = 0; s < S; ++s) {
             T h[H], z2, xs[D], ys, sides;
             samples.get(s, xs, ys, sides);
-            const T o = forward_sample<D, H, BX, T, FAST, ACT>(w, xs, h, z2);
+            const T o = forward_sample<D, H, BX, T, FAST, ACT, R::linear>(w, xs, h, z2);
             if (need_loss) loss = loss + loss_term<LOSS, M>(o, z2, ys);
             all_right = all_right && sides * (o - half) > zero;
             // Backpropagation, the seed's steps (1)-(5).
-            const T d2 = output_gradient<LOSS, S>(o, ys);
+            const T d2 = output_gradient<LOSS, S, R::linear>(o, ys);
             g[L::b2] = g[L::b2] + d2;
 #pragma unroll
             for (int j = 0; j < H; ++j) {
@@ -401,30 +413,34 @@ __device__ __forceinline__ void train_network(
         // needs no test: p - lr * (an inf/NaN buffer) is inf/NaN.)
         T nw[P], nm[P], nv[P];
         T bad = zero;
-        T step = rate, c2 = T(1);
+        T step = rate, step_o = rate_o, c2 = T(1);
         if constexpr (R::adam) {  // 1 / bias_correction1 and bias_correction2 ** 0.5 of this step
             step = rate * bias[2 * epoch];
+            if constexpr (R::lr_output) step_o = rate_o * bias[2 * epoch];
             c2 = bias[2 * epoch + 1];
         }
         const bool first = epoch0 == 0 && epoch == 0;
 #pragma unroll
         for (int k = 0; k < P; ++k) {
+            const bool out_layer = R::lr_output && k >= L::w2;  // compile-time once unrolled
+            const T lr_k = out_layer ? rate_o : rate, step_k = out_layer ? step_o : step;
+            const T decay_k = out_layer ? decay_o : decay;
             T gd = g[k];
             if constexpr (R::l2) gd = gd + decay * w[k];
             if constexpr (R::adam) {
-                const T base = (R::weight_decay && OPT == ADAMW) ? w[k] * decay : w[k];  // AdamW: p (1 - lr wd)
+                const T base = (R::weight_decay && OPT == ADAMW) ? w[k] * decay_k : w[k];  // AdamW: p (1 - lr wd)
                 nm[k] = (lerp_low ? m[k] : gd) + lerp_c * (gd - m[k]);
                 nv[k] = v[k] * b2 + (w2 * gd) * gd;
-                nw[k] = base - (step * nm[k]) / (M::sqrt(nv[k]) / c2 + eps);
+                nw[k] = base - (step_k * nm[k]) / (M::sqrt(nv[k]) / c2 + eps);
                 bad = nm[k] * zero + bad;
                 bad = nv[k] * zero + bad;
             } else if constexpr (R::momentum) {
                 // buf = grad on the first step (the buffer starts at 0, so without
                 // dampening momentum * 0 + grad is exactly that), then momentum buf + gain grad
                 nm[k] = R::dampening ? (first ? gd : mom * m[k] + gain * gd) : mom * m[k] + gd;
-                nw[k] = w[k] - rate * (R::nesterov ? gd + mom * nm[k] : nm[k]);
+                nw[k] = w[k] - lr_k * (R::nesterov ? gd + mom * nm[k] : nm[k]);
             } else {
-                nw[k] = w[k] - rate * gd;
+                nw[k] = w[k] - lr_k * gd;
             }
             bad = nw[k] * zero + bad;
         }
@@ -445,7 +461,7 @@ __device__ __forceinline__ void train_network(
     for (int s = 0; s < S; ++s) {
         T h[H], z2, xs[D], ys, sides;
         samples.get(s, xs, ys, sides);
-        const T o = forward_sample<D, H, BX, T, FAST, ACT>(w, xs, h, z2);
+        const T o = forward_sample<D, H, BX, T, FAST, ACT, R::linear>(w, xs, h, z2);
         loss = loss + loss_term<LOSS, M>(o, z2, ys);
         all_right = all_right && sides * (o - half) > zero;
         pred_out[s * n + i] = o;

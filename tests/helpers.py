@@ -59,16 +59,20 @@ def run_backend(name, p, X, y, epochs, lr, record_every=0, *, momentum=None, wei
     for the reference) with the recipe of ``recipe_options`` (Recipe's
     fields), per-network ``momentum``/``weight_decay``: a dict of params
     (Params), loss, predictions, solved/diverged/target epochs, loss_history
-    (or None), and the trained ``state`` (pass it back as ``state`` to go on)."""
+    (or None), and the trained ``state`` (pass it back as ``state`` to go on).
+    ``recipe_options["lr_output"]``: None, or the output layer's rates (n,)."""
     dt = p.dtype
     n = p.n_networks
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    options = dict(recipe_options or {})
+    lr_out = options.pop("lr_output", None)
     recipe, mom, wd = make_recipe(p.hidden, dt, np.broadcast_to(momentum, n) if momentum is not None else None,
                                   np.broadcast_to(weight_decay, n) if weight_decay is not None else None,
-                                  inputs=X.shape[1], samples=len(y), **(recipe_options or {}))
+                                  inputs=X.shape[1], samples=len(y), lr_output=lr_out is not None, **options)
     if state is None:
         state = State.fresh(p.to_flat(), np.asarray(lr, dtype=np.float64).astype(dt), recipe=recipe,
-                            momentum=mom, weight_decay=wd)
+                            momentum=mom, weight_decay=wd,
+                            lr_output=None if lr_out is None else np.broadcast_to(lr_out, n).astype(dt))
     rows = history_rows(state.epoch + epochs, record_every) if record_every else None
     out = KernelOutput.empty(n, recipe, rows)
     backends.get(name).run(state, Data(X, y, target_sides(y)), epochs, record_every, recipe, out, **kw)
@@ -123,6 +127,10 @@ def random_recipe(rng, n):
     wd = rng.uniform(0, 1e-2, n) * (rng.random(n) < 0.7) if rng.random() < 0.5 else None
     if rng.random() < 0.5:
         opts["target_loss"] = float(rng.uniform(0.01, 0.2))
+    if rng.random() < 0.4:  # the output layer's own rates (torch: a second parameter group)
+        opts["lr_output"] = lr * np.exp(rng.uniform(-1.5, 1.5, n))
+    if opts["loss"] == "mse" and rng.random() < 0.4:
+        opts["output"] = "linear"
     return opts, mom, wd, lr
 
 

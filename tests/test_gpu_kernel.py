@@ -68,6 +68,10 @@ def test_nvcc_compiles_every_recipe_without_spills(arch):
     recipes += [Recipe(2, f64, optimizer="adam"), Recipe(8, f32, momentum=True, nesterov=True, weight_decay=True)]
     recipes += [Recipe(3, f32, loss=loss, activation=act, momentum=True, dampening=0.1)
                 for loss in LOSSES for act in ACTIVATIONS]
+    recipes += [Recipe(8, f32, optimizer="adamw", weight_decay=True, lr_output=True, output="linear",
+                       activation="tanh"),  # the trainability maps' recipes: two rates, linear output
+                Recipe(2, f64, lr_output=True, output="linear", activation="tanh"),
+                Recipe(8, f32, lr_output=True, momentum=True)]
     _check_no_local_memory(arch, recipes)
 
 

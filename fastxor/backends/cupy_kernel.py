@@ -56,7 +56,8 @@ def _template_arguments(recipe):
     from ..state import ACTIVATIONS, LOSSES, OPTIMIZERS
 
     flags = (1 * recipe.momentum + 2 * recipe.nesterov + 4 * bool(recipe.momentum and recipe.dampening)
-             + 8 * recipe.weight_decay + 16 * (recipe.target_loss is not None))
+             + 8 * recipe.weight_decay + 16 * (recipe.target_loss is not None) + 32 * recipe.lr_output
+             + 64 * (recipe.output == "linear"))
     return (OPTIMIZERS.index(recipe.optimizer), LOSSES.index(recipe.loss),
             ACTIVATIONS.index(recipe.activation), flags)
 

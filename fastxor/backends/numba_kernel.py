@@ -74,7 +74,24 @@ def _over_samples(expr, S):
     return f"({expr}) * INV_S" if S & (S - 1) == 0 else f"({expr}) / FS"
 
 #: Per-network coefficient rows (``Recipe.rate_names``) -> the kernel's local name.
-_RATE_LOCALS = {"lr": "rate", "momentum": "mom", "gain": "gain", "weight_decay": "wd", "decay": "decay"}
+_RATE_LOCALS = {"lr": "rate", "lr_output": "rate_o", "momentum": "mom", "gain": "gain", "weight_decay": "wd",
+                "decay": "decay", "decay_output": "decay_o"}
+
+
+def _emit_rates(recipe, at, row0, ind=""):
+    """The per-network coefficients of the lane as locals (and Adam's step
+    sizes: lr / bias_correction1 per layer)."""
+    L = [ind + f"{_RATE_LOCALS[r]} = {at(row0 + q)}" for q, r in enumerate(recipe.rate_names)]
+    if recipe.optimizer != "sgd":
+        L.append(ind + "step = rate * C1")
+        if recipe.lr_output:
+            L.append(ind + "step_o = rate_o * C1")
+    return L
+
+
+def _is_output_layer(p):
+    """Whether flat parameter ``p`` (a local name) is W2's or b2's."""
+    return p.startswith("w2_") or p == "b2"
 
 
 def _hidden(activation, z):
@@ -92,6 +109,8 @@ def _sample_terms(n, Xc, recipe, with_loss=True):
     dot = " + ".join(f"w2_{j} * h{n}_{j}" for j in range(H))
     if recipe.loss == "bce_logits":
         forward += [f"z{n} = ({dot}) + b2", f"o{n} = sig(z{n})"]
+    elif recipe.output == "linear":
+        forward.append(f"o{n} = ({dot}) + b2")
     else:
         forward.append(f"o{n} = sig(({dot}) + b2)")
     if not with_loss:
@@ -122,10 +141,13 @@ def _emit_forward(H, ind, Xc, recipe, with_loss=True):
     return [ind + s for s in lines]
 
 
-def _output_gradient(n, loss, S):
-    """d loss / d z2 of sample n: the criterion's backward, then the sigmoid's."""
-    if loss == "mse":  # 2 (o - y) / S, then o (1 - o)
+def _output_gradient(n, recipe):
+    """d loss / d z2 of sample n: the criterion's backward, then the output unit's."""
+    loss, S = recipe.loss, recipe.samples
+    if loss == "mse":  # 2 (o - y) / S, then the sigmoid's o (1 - o) (a linear output's slope is 1)
         two_d = f"d{n} * TWO_OVER_S" if S & (S - 1) == 0 else f"(d{n} * TWO) / FS"
+        if recipe.output == "linear":
+            return f"g{n} = {two_d}"
         return f"g{n} = ({two_d}) * o{n} * (ONE - o{n})"
     if loss == "bce":  # 1/S (o - y) / max(o (1 - o), 1e-12), then o (1 - o), as torch
         return (f"q{n} = (ONE - o{n}) * o{n}\n"
@@ -147,6 +169,7 @@ def _emit_step(p, recipe):
     new value's name, and the new buffers' (name, buffer local) pairs."""
     L, bufs = [], []
     g = f"g{p}"
+    out = "_o" if recipe.lr_output and _is_output_layer(p) else ""  # the output layer's own rate
     if recipe.weight_decay and recipe.optimizer != "adamw":  # L2: added to the gradient
         L.append(f"gd_{p} = {g} + wd * {p}")
         g = f"gd_{p}"
@@ -159,13 +182,13 @@ def _emit_step(p, recipe):
                 L.append(f"nb_{p} = mom * b_{p} + {g}")
             bufs.append((f"nb_{p}", f"b_{p}"))
             step = f"({g} + mom * nb_{p})" if recipe.nesterov else f"nb_{p}"
-        L.append(f"n_{p} = {p} - rate * {step}")
+        L.append(f"n_{p} = {p} - rate{out} * {step}")
     else:
-        base = f"({p} * decay)" if recipe.weight_decay and recipe.optimizer == "adamw" else p
+        base = f"({p} * decay{out})" if recipe.weight_decay and recipe.optimizer == "adamw" else p
         L += [
             f"nm_{p} = (m_{p} if LERP_LOW else {g}) + LERP_C * ({g} - m_{p})",  # torch's lerp_
             f"nv_{p} = v_{p} * BETA2 + (W2 * {g}) * {g}",
-            f"n_{p} = {base} - (step * nm_{p}) / (sqrt(nv_{p}) / C2 + EPS)",  # addcdiv_
+            f"n_{p} = {base} - (step{out} * nm_{p}) / (sqrt(nv_{p}) / C2 + EPS)",  # addcdiv_
         ]
         bufs += [(f"nm_{p}", f"m_{p}"), (f"nv_{p}", f"v_{p}")]
     return L, f"n_{p}", bufs
@@ -184,7 +207,7 @@ def _emit_backward_update(H, ind, Xc, at, recipe, rows):
     S, D = recipe.samples, recipe.inputs
     L = []
     for n in range(S):
-        L += _output_gradient(n, recipe.loss, S).split("\n")
+        L += _output_gradient(n, recipe).split("\n")
     for j in range(H):
         L.append(f"gw2_{j} = " + " + ".join(f"g{n} * h{n}_{j}" for n in range(S)))
     L.append("gb2 = " + _numpy_sum([f"g{n}" for n in range(S)]))
@@ -437,7 +460,7 @@ def _emit_one_sample(recipe, ind):
     h0_{j}, o0, its loss term t0, margin m0, the gradient terms g0, e0_{j}."""
     terms = _sample_terms(0, None, recipe)
     lines = [line for kind in ("forward", "d", "t", "m") for line in terms[kind]]
-    lines += _output_gradient(0, recipe.loss, recipe.samples).split("\n")
+    lines += _output_gradient(0, recipe).split("\n")
     lines += [_hidden_gradient(0, j, recipe.activation) for j in range(recipe.hidden)]
     return [ind + line for line in lines]
 
@@ -479,8 +502,7 @@ def _emit_looped(rows, C, recipe):
         i4 + f"{lacc} += t0",
         i4 + f"{marg} = {marg} if {marg} < m0 else m0",
         "        for k in range(m):",
-        *[i3 + f"{_RATE_LOCALS[r]} = {at(rows['rates'] + q)}" for q, r in enumerate(recipe.rate_names)],
-        *([i3 + "step = rate * C1"] if recipe.optimizer != "sgd" else []),
+        *_emit_rates(recipe, at, rows["rates"], i3),
         *_emit_load(recipe, i3, at),
         *[i3 + f"g{p} = {at(G + q)}" for q, p in enumerate(names)],
         i3 + "loss = " + _over_samples(lacc, S),
@@ -544,10 +566,8 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     def body(g, with_loss=True):
         """Lines training the network in lane k of group g; locals renamed per group."""
         at = lambda row: lane(row, g)  # noqa: E731
-        lines = [f"{_RATE_LOCALS[r]} = {at(RT + q)}" for q, r in enumerate(recipe.rate_names)]
-        if recipe.optimizer != "sgd":
-            lines.append("step = rate * C1")
-        lines += [
+        lines = [
+            *_emit_rates(recipe, at, RT),
             *_emit_load(recipe, "", at),
             *_emit_forward(H, "", Xc, recipe, with_loss),
             *_emit_backward_update(H, "", Xc, at, recipe, rows),

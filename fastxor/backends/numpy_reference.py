@@ -9,8 +9,11 @@ Semantics shared by all backends (and tested against PyTorch):
 
 * epoch e: forward pass with the current parameters; the loss (``nn.MSELoss``,
   ``nn.BCELoss`` on the sigmoid output, or ``nn.BCEWithLogitsLoss`` on its
-  pre-activation, mean over the S samples); backpropagation; one optimizer
-  step (SGD with momentum, dampening, Nesterov and weight decay; Adam; AdamW).
+  pre-activation, mean over the S samples; a linear output unit: MSE on the
+  pre-activation itself); backpropagation; one optimizer step (SGD with
+  momentum, dampening, Nesterov and weight decay; Adam; AdamW), with the
+  output layer's own learning rate where one is given (torch: a second
+  parameter group).
   The loss recorded for epoch e is the one of that forward pass, before the
   update — what the seed prints.
 * a network is *solved* by a forward pass whose S predictions all lie on their
@@ -26,6 +29,7 @@ import numpy as np
 
 from ..data import solved_by, target_sides
 from ..params import Params
+from ..state import param_rows
 
 NAME = "numpy"
 
@@ -60,17 +64,18 @@ def activation_backward(name, d_h, z, h):
     return d_h * (z > 0).astype(h.dtype)
 
 
-def forward(p, X, activation="sigmoid"):
+def forward(p, X, activation="sigmoid", output="sigmoid"):
     """(z1, h, z2, y_hat): hidden pre-activations and outputs (N,S,H), the
-    output unit's pre-activation and its sigmoid (N,S). The hidden sums run
-    over the inputs in order, then add the bias."""
+    output unit's pre-activation and its output (N,S): its sigmoid, or z2
+    itself for a linear output. The hidden sums run over the inputs in
+    order, then add the bias."""
     z1 = p.W1[:, None, :, 0] * X[None, :, 0, None]
     for i in range(1, X.shape[1]):
         z1 = z1 + p.W1[:, None, :, i] * X[None, :, i, None]
     z1 = z1 + p.b1[:, None, :]
     h = activate(activation, z1)
     z2 = (h * p.W2[:, :, :]).sum(axis=2) + p.b2
-    return z1, h, z2, sigmoid(z2)
+    return z1, h, z2, (z2 if output == "linear" else sigmoid(z2))
 
 
 def loss_of(y_hat, y, loss="mse", z2=None):
@@ -88,12 +93,15 @@ def loss_of(y_hat, y, loss="mse", z2=None):
     return terms.mean(axis=1)
 
 
-def output_gradient(y_hat, y, loss):
+def output_gradient(y_hat, y, loss, output="sigmoid"):
     """d loss / d z2 per sample (N,S): the criterion's backward, then the
-    output sigmoid's (for ``bce_logits`` torch differentiates z2 directly)."""
+    output sigmoid's (for ``bce_logits`` torch differentiates z2 directly;
+    a linear output has slope 1)."""
     dt = y_hat.dtype
     n_samples = y.shape[-1]
     one = dt.type(1)
+    if output == "linear":  # MSE on z2 itself: 2 (z2 - y) / S
+        return 2 * (y_hat - y) / n_samples
     if loss == "mse":  # 2 (o - y) / S, through the sigmoid
         return 2 * (y_hat - y) / n_samples * y_hat * (one - y_hat)
     if loss == "bce":  # (o - y) / max(o (1 - o), 1e-12) / S, through the sigmoid
@@ -102,9 +110,9 @@ def output_gradient(y_hat, y, loss):
     return (y_hat - y) * dt.type(1 / n_samples)
 
 
-def gradients(p, X, y, z1, h, z2, y_hat, loss="mse", activation="sigmoid"):
+def gradients(p, X, y, z1, h, z2, y_hat, loss="mse", activation="sigmoid", output="sigmoid"):
     """d loss / d parameters by backpropagation, as a Params of gradients."""
-    d_z2 = output_gradient(y_hat, y, loss)
+    d_z2 = output_gradient(y_hat, y, loss, output)
     g_W2 = (d_z2[:, :, None] * h).sum(axis=1)[:, None, :]
     g_b2 = d_z2.sum(axis=1, keepdims=True)
     # back to the hidden layer: d loss / d h = d_z2 W2, then the activation's slope
@@ -166,7 +174,7 @@ def run(state, data, epochs, record_every, recipe, out, final=True):
     if not final:
         return out
     p = Params.from_flat(flat, recipe.hidden, recipe.inputs)
-    _, _, z2, y_hat = forward(p, X, recipe.activation)
+    _, _, z2, y_hat = forward(p, X, recipe.activation, recipe.output)
     out.loss[...] = loss_of(y_hat, y, recipe.loss, z2)
     out.predictions[...] = y_hat
     _first(state.solved_epoch, solved_by(y_hat, data.sides), state.epoch)
@@ -192,6 +200,11 @@ def train_epochs(state, X, y, recipe, epochs, record_every, history):
     F = dt.type
     n, h = flat.shape[1], recipe.hidden
     rows = dict(zip(recipe.rate_names, state.rate_rows(recipe)))
+    if recipe.lr_output:  # per parameter row: the hidden layer's rate, then the output layer's (W2, b2)
+        out_rows = np.arange(recipe.n_params)[:, None] >= param_rows(h, recipe.inputs)["W2"][0].start
+        for name in ("lr", "decay"):
+            if name in rows:
+                rows[name] = np.where(out_rows, rows.pop(name + "_output"), rows[name])
     lr = rows["lr"]
     sides = target_sides(y)
     target = None if recipe.target_loss is None else F(recipe.target_loss)
@@ -199,14 +212,14 @@ def train_epochs(state, X, y, recipe, epochs, record_every, history):
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for epoch in range(state.epoch, state.epoch + epochs):
             p = Params.from_flat(flat, h, recipe.inputs)
-            z1, hid, z2, y_hat = forward(p, X, recipe.activation)
+            z1, hid, z2, y_hat = forward(p, X, recipe.activation, recipe.output)
             loss = loss_of(y_hat, y, recipe.loss, z2)
             if record_every and epoch % record_every == 0:
                 history[:, epoch // record_every] = loss
             _first(state.solved_epoch, solved_by(y_hat, sides), epoch)
             if target is not None:
                 _first(state.target_epoch, loss <= target, epoch)
-            grad = gradients(p, X, y, z1, hid, z2, y_hat, recipe.loss, recipe.activation).to_flat()
+            grad = gradients(p, X, y, z1, hid, z2, y_hat, recipe.loss, recipe.activation, recipe.output).to_flat()
             buffers = state.buffers
             if recipe.optimizer == "sgd":
                 new, buf = sgd_step(flat, grad, buffers, epoch == 0, lr, rows.get("momentum"),
