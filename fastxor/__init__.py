@@ -1,4 +1,4 @@
-"""fastxor: train millions of the classic 2-H-1 sigmoid XOR networks at once.
+"""fastxor: train millions of the classic 2-H-1 sigmoid XOR networks (or any D-H-1 network on a small data set) at once.
 
 Each network follows exactly the seed's PyTorch training (nn.Linear, sigmoid,
 nn.MSELoss, full-batch optim.SGD); a fused kernel keeps every network's
@@ -8,6 +8,7 @@ from importlib import metadata as _metadata
 
 from .data import FUNCTIONS, boolean_function
 from .landscape import Landscape, analyse
+from .maps import Map, basin_map, lr_map
 from .params import Params, init_params
 from .result import TrainResult
 from .stats import Stats, wilson_interval
@@ -23,7 +24,7 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 load = TrainResult.load
 
 __all__ = [
-    "FUNCTIONS", "Landscape", "Params", "Stats", "TrainResult", "analyse", "available_backends", "boolean_function",
-    "init_params",
+    "FUNCTIONS", "Landscape", "Map", "Params", "Stats", "TrainResult", "analyse", "available_backends", "basin_map",
+    "boolean_function", "init_params", "lr_map",
     "load", "resume", "sweep", "torch_init", "train", "wilson_interval", "__version__",
 ]

@@ -1,4 +1,4 @@
-"""``fastxor`` command line: train, sweep, plot, analyse (and bench, see ``fastxor.bench``)."""
+"""``fastxor`` command line: train, sweep, map (see ``cli_map``), plot, analyse (and bench, see ``fastxor.bench``)."""
 import argparse
 import logging
 import os
@@ -352,6 +352,9 @@ def parser():
     for name in ("lr", "hidden", "init_scale", *options.RECIPE):
         _option_argument(s, name, lists=True)
     s.add_argument("--out", help="write the table as CSV")
+    from .cli_map import add_parser as add_map
+
+    add_map(sub, _option_argument)
     a = sub.add_parser("analyse", help="classify every network's end point: solved, saddle, plateau, local "
                                        "minimum (gradient, Hessian, weight growth)")
     a.add_argument("path", help="a results .npz (fastxor train --out)")
@@ -393,7 +396,10 @@ def _announce_compiles():
 def main(argv=None):
     args = parser().parse_args(argv)
     _announce_compiles()
-    run = {"train": _train, "sweep": _sweep, "plot": _plot, "analyse": _analyse, "merge": _merge}.get(args.command)
+    from . import cli_map
+
+    run = {"train": _train, "sweep": _sweep, "plot": _plot, "analyse": _analyse, "merge": _merge,
+           "map": lambda a: cli_map.run(a, _progress)}.get(args.command)
     if run is None:
         from .bench.report import main as bench_main
 

@@ -33,9 +33,11 @@ def _activation_slopes(activation, z, h):
     return (z > 0).astype(np.float64), np.zeros_like(z)
 
 
-def _output_gradient_slope(o, y, loss, n_samples):
+def _output_gradient_slope(o, y, loss, n_samples, output="sigmoid"):
     """d (d loss / d z2) / d o per sample: the derivative of
     ``numpy_reference.output_gradient`` as a function of the output o."""
+    if output == "linear":  # 2 (o - y) / S
+        return np.full_like(o, 2 / n_samples)
     q = o * (1 - o)
     if loss == "mse":  # 2 (o - y) / S * o (1 - o)
         return 2 / n_samples * (q + (o - y) * (1 - 2 * o))
@@ -45,7 +47,7 @@ def _output_gradient_slope(o, y, loss, n_samples):
     return np.full_like(o, 1 / n_samples)  # bce_logits: (sigmoid(z) - y) / S
 
 
-def gradient_and_hessian(flat, hidden, X, y, loss="mse", activation="sigmoid"):
+def gradient_and_hessian(flat, hidden, X, y, loss="mse", activation="sigmoid", output="sigmoid"):
     """(gradient (N, P), Hessian (N, P, P), loss (N,)) of the mean loss over
     the S samples at flat (P, N) parameters, in float64."""
     flat = np.asarray(flat, dtype=np.float64)
@@ -57,15 +59,15 @@ def gradient_and_hessian(flat, hidden, X, y, loss="mse", activation="sigmoid"):
     batch = max(1, min(BATCH, TANGENT_BYTES // (P * X.shape[0] * hidden * 8)))
     for lo in range(0, n, batch):
         sl = slice(lo, min(n, lo + batch))
-        grad[sl], hess[sl], value[sl] = _batch(flat[:, sl], hidden, X, y, loss, activation)
+        grad[sl], hess[sl], value[sl] = _batch(flat[:, sl], hidden, X, y, loss, activation, output)
     return grad, hess, value
 
 
-def _batch(flat, H, X, y, loss, activation):
+def _batch(flat, H, X, y, loss, activation, output):
     S, D = X.shape
     p = Params.from_flat(flat, H, D)
-    z1, h, z2, o = forward(p, X, activation)  # (N,S,H), (N,S,H), (N,S), (N,S)
-    g = gradients(p, X, y, z1, h, z2, o, loss, activation).to_flat().T  # (N, P)
+    z1, h, z2, o = forward(p, X, activation, output)  # (N,S,H), (N,S,H), (N,S), (N,S)
+    g = gradients(p, X, y, z1, h, z2, o, loss, activation, output).to_flat().T  # (N, P)
     value = loss_of(o, y, loss, z2)
     rows = {name: sl for name, (sl, _) in param_rows(H, D).items()}
     P = flat.shape[0]
@@ -78,10 +80,9 @@ def _batch(flat, H, X, y, loss, activation):
     s1, s2 = _activation_slopes(activation, z1, h)
     dh = s1 * dz1  # (P, N, S, H)
     dz2 = (vW2[:, None, None, :] * h).sum(-1) + (W2[None, :, None, :] * dh).sum(-1) + vb2[:, None, None]
-    q = o * (1 - o)
-    do = q * dz2  # (P, N, S)
-    d2 = output_gradient(o, y, loss)  # d loss / d z2 per sample, (N, S)
-    dd2 = _output_gradient_slope(o, y, loss, S) * do  # (P, N, S)
+    do = dz2 if output == "linear" else o * (1 - o) * dz2  # (P, N, S)
+    d2 = output_gradient(o, y, loss, output)  # d loss / d z2 per sample, (N, S)
+    dd2 = _output_gradient_slope(o, y, loss, S, output) * do  # (P, N, S)
     back = d2[..., None] * W2[:, None, :]  # (N, S, H)
     dback = dd2[..., None] * W2[None, :, None, :] + d2[None, ..., None] * vW2[:, None, None, :]
     if activation == "relu":

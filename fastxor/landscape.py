@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import config
+from . import config, options
 from .arrays import to_host
 from .curvature import gradient_and_hessian
 from .machine import require_memory
@@ -27,7 +27,7 @@ from .validate import check_int
 
 KINDS = ("solved", "saddle", "plateau", "local-minimum", "undecided")
 #: ``config`` entries that may hold one value per network.
-PER_NETWORK = ("lr", "init_scale", "momentum", "weight_decay")
+PER_NETWORK = options.PER_NETWORK
 
 
 @dataclass
@@ -144,7 +144,7 @@ def analyse(result, *, probe_epochs=None, probe_points=None, grad_tol=1e-5, eig_
     X, y = np.asarray(c["X"], dtype=np.float64), np.asarray(c["y"], dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         grad, hess, loss = gradient_and_hessian(flat, hidden, X, y, c.get("loss", "mse"),
-                                                c.get("activation", "sigmoid"))
+                                                c.get("activation", "sigmoid"), c.get("output", "sigmoid"))
     finite = np.isfinite(hess).all(axis=(1, 2))  # huge weights can overflow the second derivatives
     eig = np.full(hess.shape[:2], np.nan)
     eig[finite] = np.linalg.eigvalsh(hess[finite])

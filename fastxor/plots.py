@@ -94,7 +94,7 @@ def decision_surfaces(result, path, per_kind=3):
                 ax.axis("off")
                 continue
             p = result.params[int(idx[col])].astype(np.float64)
-            _, out = _forward_on(p, grid, result.config.get("activation", "sigmoid"))
+            _, out = _forward_on(p, grid, result.config.get("activation", "sigmoid"), result.config.get("output", "sigmoid"))
             im = ax.contourf(gx, gy, out.reshape(gx.shape), levels=np.linspace(0, 1, 11), cmap="RdBu_r")
             ax.contour(gx, gy, out.reshape(gx.shape), levels=[0.5], colors="k", linewidths=1.5)
             for w, b in zip(p.W1[0], p.b1[0]):  # hidden unit j: w0 x + w1 y + b = 0
@@ -113,10 +113,10 @@ def decision_surfaces(result, path, per_kind=3):
     return Path(path)
 
 
-def _forward_on(p, points, activation="sigmoid"):
+def _forward_on(p, points, activation="sigmoid", output="sigmoid"):
     """Hidden and output values of one network on arbitrary inputs (the
-    reference forward pass, with the run's hidden activation)."""
-    _, h, _, out = forward(p, points, activation)
+    reference forward pass, with the run's hidden activation and output unit)."""
+    _, h, _, out = forward(p, points, activation, output)
     return h[0], out[0]
 
 
@@ -238,3 +238,61 @@ def landscape_figures(land, out_dir, sample=20, seed=0):
     ax.legend(fontsize=7)
     paths.append(_save(fig, out / "weight_norms.png"))
     return paths
+
+
+#: Colours of a map's stuck groups 1, 2, ... ("other stuck" last) and of divergence.
+_STUCK_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f")
+_DIVERGED_COLOUR = "#000000"
+
+
+def plot_map(m, path):
+    """A trainability map (``fastxor.maps.Map``): solved cells shaded by their
+    first solved epoch (colour bar, logarithmic), each stuck group and
+    divergence in its own flat colour (legend); log axes where the map's are."""
+    plt = _pyplot()
+    from matplotlib import colors, patches, ticker
+
+    ry, rx = m.shape
+    rgb = np.zeros((ry, rx, 3))
+    cmap = plt.get_cmap("viridis")
+    solved = m.outcome == 0
+    epochs = np.where(solved, m.solved_epoch, 0).astype(np.float64)
+    top = max(float(epochs.max()), 1.0)
+    norm = colors.LogNorm(vmin=1, vmax=top + 1) if top > 10 else colors.Normalize(vmin=0, vmax=top)
+    shade = norm(epochs + 1 if top > 10 else epochs)
+    rgb[solved] = cmap(np.ma.getdata(shade)[solved])[:, :3]
+    handles = []
+    for code, label in sorted(m.outcome_labels.items()):
+        if code == 0:
+            continue
+        colour = _DIVERGED_COLOUR if code < 0 else _STUCK_COLOURS[min(code - 1, len(_STUCK_COLOURS) - 1)]
+        where = m.outcome == code
+        if where.any():
+            rgb[where] = colors.to_rgb(colour)
+            handles.append(patches.Patch(color=colour, label=f"{label} ({100 * where.mean():.1f} %)"))
+    fx = np.log10 if m.log else (lambda a: a)
+    half_x = (fx(m.x[-1]) - fx(m.x[0])) / (2 * (rx - 1))
+    half_y = (fx(m.y[-1]) - fx(m.y[0])) / (2 * (ry - 1))
+    extent = (fx(m.x[0]) - half_x, fx(m.x[-1]) + half_x, fx(m.y[0]) - half_y, fx(m.y[-1]) + half_y)
+    fig, ax = plt.subplots(figsize=(8, 7.5))
+    ax.imshow(rgb, origin="lower", extent=extent, aspect="auto", interpolation="nearest")
+    if m.log:
+        fmt = ticker.FuncFormatter(lambda v, _: f"{10 ** v:.3g}")
+        ax.xaxis.set_major_formatter(fmt)
+        ax.yaxis.set_major_formatter(fmt)
+    names = (("hidden-layer lr (W1, b1)", "output-layer lr (W2, b2)") if m.kind == "lr"
+             else tuple(f"{d}" for d in m.spec.get("directions_label", ("u", "v"))))
+    ax.set(xlabel=names[0] + (" (log)" if m.log else ""), ylabel=names[1] + (" (log)" if m.log else ""))
+    title = f"{m.kind} map, {rx} x {ry}, {m.spec['epochs']} epochs, trainable = {m.criterion}"
+    try:
+        d, (lo, hi) = m.boundary_dimension()
+        title += f"\nboundary dimension {d:.2f} ({lo:.2f}..{hi:.2f})"
+    except ValueError:
+        pass
+    ax.set_title(title, fontsize=10)
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=ax, label="first solved epoch" + (" + 1" if top > 10 else ""))
+    if handles:  # below the map: it would hide cells
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7,
+                  frameon=False)
+    return _save(fig, path)

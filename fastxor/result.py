@@ -177,11 +177,12 @@ class TrainResult:
         return f"TrainResult(\n{self.summary()}\n)"
 
 
-def group_stuck(predictions, loss, stuck, tol=0.05, max_groups=5):
+def group_stuck(predictions, loss, stuck, tol=0.05, max_groups=5, unit=1.0):
     """(labels (N,), groups): the networks where ``stuck`` grouped by their S
-    outputs (``predictions`` (N, S)), agreeing within ``tol`` (max-norm);
-    labels as ``TrainResult.stuck_group_labels``, groups as ``stuck_groups``
-    (fractions of all N networks)."""
+    outputs (``predictions`` (N, S), times ``unit``: 8-bit outputs have
+    255), agreeing within ``tol`` (max-norm); labels as
+    ``TrainResult.stuck_group_labels``, groups as ``stuck_groups`` (fractions
+    of all N networks)."""
     n = len(predictions)
     labels = np.full(n, -1, dtype=np.int64)
     pred = np.asarray(predictions)[stuck]
@@ -189,10 +190,12 @@ def group_stuck(predictions, loss, stuck, tol=0.05, max_groups=5):
         return labels, []
     loss = np.asarray(loss)[stuck]
     side = tol / 2
-    cells, index, counts = unique_cells(cell_coords(pred, side), side)
+    cells, index, counts = unique_cells(cell_coords(pred, side, unit), side)
     group = group_cells(cells, counts, side, tol)[index]
+    del index
     sizes = np.bincount(group)
-    means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(pred.shape[1])], axis=1) / sizes[:, None]
+    means = np.stack([np.bincount(group, weights=pred[:, i]) for i in range(pred.shape[1])], axis=1)
+    means /= sizes[:, None] * unit
     ranked = np.argsort(-sizes, kind="stable")
     rank = np.empty_like(ranked)
     rank[ranked] = np.arange(len(ranked))

@@ -129,14 +129,15 @@ def loss_bin_centres(bins):
     return np.where(bins == ZERO_LOSS_BIN, 0.0, 10.0 ** ((bins + 0.5) / LOSS_BINS_PER_DECADE))
 
 
-def cell_coords(pred, side):
+def cell_coords(pred, side, unit=1.0):
     """Each row's cell in output space: round(pred / side) per output (outputs
-    are in [0, 1]: clipped there, NaN counted at 0.5), an (N, S) int16 array.
-    In blocks: the float64 temporaries stay in cache."""
+    are in [0, 1]: clipped there, NaN counted at 0.5), an (N, S) int16 array;
+    ``unit``: pred holds outputs times it (8-bit outputs: 255). In blocks:
+    the float64 temporaries stay in cache."""
     top = int(np.round(1.0 / side))
     out = np.empty(pred.shape, dtype=np.int16)
     for a in range(0, len(pred), 65536):
-        c = np.asarray(pred[a:a + 65536], dtype=np.float64) / side
+        c = np.asarray(pred[a:a + 65536], dtype=np.float64) / (side * unit)
         np.round(c, out=c)
         np.clip(c, 0, top, out=c)
         c[np.isnan(c)] = np.round(0.5 / side)

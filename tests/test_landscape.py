@@ -13,10 +13,11 @@ from fastxor.params import Params, init_params
 
 from helpers import run_backend
 
-RECIPES = [("mse", "sigmoid"), ("bce", "tanh"), ("bce_logits", "relu"), ("mse", "tanh"), ("bce", "sigmoid")]
+RECIPES = [("mse", "sigmoid"), ("bce", "tanh"), ("bce_logits", "relu"), ("mse", "tanh"), ("bce", "sigmoid"),
+           ("mse", "tanh", "linear"), ("mse", "sigmoid", "linear")]
 
 
-def _torch_loss(torch, H, X, y, loss, activation):
+def _torch_loss(torch, H, X, y, loss, activation, output="sigmoid"):
     act = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[activation]
     F = torch.nn.functional
     Xt, yt = torch.tensor(X), torch.tensor(y)
@@ -24,7 +25,7 @@ def _torch_loss(torch, H, X, y, loss, activation):
     def f(t):  # flat order of Params.to_flat: W1 row-major, b1, W2, b2
         z = (act(Xt @ t[:2 * H].reshape(H, 2).T + t[2 * H:3 * H]) @ t[3 * H:4 * H] + t[4 * H])
         if loss == "mse":
-            return ((torch.sigmoid(z) - yt) ** 2).mean()
+            return (((z if output == "linear" else torch.sigmoid(z)) - yt) ** 2).mean()
         if loss == "bce":
             return F.binary_cross_entropy(torch.sigmoid(z), yt)
         return F.binary_cross_entropy_with_logits(z, yt)
@@ -41,12 +42,13 @@ def test_hessian_matches_torch_autograd(hidden, rng):
     Hessian is the tight reference, and BCELoss's own is held to 1e-6."""
     torch = pytest.importorskip("torch")
     X, y = boolean_function(str(rng.choice(["xor", "and", "nand"])))
-    for loss, activation in RECIPES:
+    for loss, activation, *output in RECIPES:
+        output = output[0] if output else "sigmoid"
         p = init_params(3, hidden, int(rng.integers(0, 2**32)), init_scale=float(rng.uniform(0.5, 4)),
                         dtype="float64")
-        g, H, value = gradient_and_hessian(p.to_flat(), hidden, X, y, loss, activation)
-        f = _torch_loss(torch, hidden, X, y, loss, activation)
-        tight = _torch_loss(torch, hidden, X, y, "bce_logits" if loss == "bce" else loss, activation)
+        g, H, value = gradient_and_hessian(p.to_flat(), hidden, X, y, loss, activation, output)
+        f = _torch_loss(torch, hidden, X, y, loss, activation, output)
+        tight = _torch_loss(torch, hidden, X, y, "bce_logits" if loss == "bce" else loss, activation, output)
         for i in range(3):
             t = torch.tensor(p.to_flat()[:, i], dtype=torch.float64)
             Ht = torch.autograd.functional.hessian(f, t).numpy()
