@@ -88,8 +88,9 @@ def _shared(p):
     p.add_argument("--dtype", default=None, choices=sorted(config.DTYPES),
                    help="training dtype (default float64: zoomed rates differ beyond float32's digits)")
     p.add_argument("--backend", default="auto", choices=config.BACKENDS)
-    p.add_argument("--criterion", default=None, choices=("solved", "finite"),
-                   help="trainable means solved, or finite (never diverged; default for --output linear)")
+    p.add_argument("--criterion", default=None, choices=("solved", "finite", "converged"),
+                   help="trainable means solved, finite (never diverged) or converged (finite, final loss below "
+                        "the start's; default for --output linear)")
     p.add_argument("--out", help="save the map (.npz; fastxor.maps.Map.load reads it)")
     p.add_argument("--plot", help="draw the map (.png)")
     p.add_argument("--progress", default="auto", choices=("auto", "on", "off"),

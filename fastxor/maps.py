@@ -27,8 +27,10 @@ from .validate import check_choice, check_dtype, check_int, check_real
 #: a few hundred MB whatever the map's size.
 BLOCK = 2**19
 #: What "trainable" means: solved (every output on its target's side of 0.5
-#: within the epochs), or finite (never diverged: Sohl-Dickstein's criterion).
-CRITERIA = ("solved", "finite")
+#: within the epochs); finite (never diverged: no update overflowed); or
+#: converged (finite and the final loss below the start's: Sohl-Dickstein's
+#: convergent, there the mean over the last 20 steps).
+CRITERIA = ("solved", "finite", "converged")
 #: Outcome codes besides the stuck groups 1..G.
 SOLVED, DIVERGED = 0, -1
 #: Stuck groups named in a map (the rest are "other stuck", code G + 1).
@@ -50,11 +52,12 @@ class Map:
     x, y : the cells' coordinates (float64 cell centres); ``log``: spaced
         geometrically (the plot's axes are then logarithmic).
     solved_epoch, diverged_epoch : first epoch solved / diverged, -1 never.
-    loss : the final loss (float64).
+    loss : the final loss (float64); initial_loss: the start's.
     outcome : 0 solved, 1..G the unsolved cells grouped by where their
         outputs ended (largest group first; ``TrainResult.stuck_groups``),
         G + 1 the smaller groups, -1 diverged; ``outcome_labels`` names each.
-    criterion : what ``trainable`` means, "solved" or "finite" (not diverged).
+    criterion : what ``trainable`` means: "solved", "finite" (not diverged)
+        or "converged" (finite, final loss below the initial one).
     spec : everything that made the map (for ``zoom`` and the file).
     resolved : whether the training dtype tells every cell's coordinates
         apart (a float32 map zoomed far enough has cells with equal rates).
@@ -71,6 +74,7 @@ class Map:
     outcome_labels: dict
     criterion: str
     spec: dict
+    initial_loss: np.ndarray = None
     resolved: bool = True
     seconds: float = field(default=0.0, compare=False)
 
@@ -88,8 +92,12 @@ class Map:
 
     @property
     def trainable(self):
-        """Per cell: solved (criterion "solved") or never diverged ("finite")."""
-        return self.solved if self.criterion == "solved" else ~self.diverged
+        """Per cell: solved, never diverged, or converged (see ``criterion``)."""
+        if self.criterion == "solved":
+            return self.solved
+        if self.criterion == "finite":
+            return ~self.diverged
+        return ~self.diverged & (self.loss < self.initial_loss)
 
     def boundary_dimension(self, min_boxes=8):
         """(estimate, (lo, hi)): the box-counting dimension of the boundary
@@ -155,7 +163,7 @@ class Map:
         from .results_file import write
 
         arrays = dict(x=self.x, y=self.y, solved_epoch=self.solved_epoch, diverged_epoch=self.diverged_epoch,
-                      loss=self.loss, outcome=self.outcome)
+                      loss=self.loss, outcome=self.outcome, initial_loss=self.initial_loss)
         meta = dict(map=dict(kind=self.kind, log=self.log, criterion=self.criterion, resolved=self.resolved,
                              seconds=self.seconds, outcome_labels={str(k): v for k, v in self.outcome_labels.items()},
                              spec=_jsonable(self.spec)), versions=versions())
@@ -172,7 +180,7 @@ class Map:
 
         arrays, meta = read(path)
         m = meta.get("map")
-        need = ("x", "y", "solved_epoch", "diverged_epoch", "loss", "outcome")
+        need = ("x", "y", "solved_epoch", "diverged_epoch", "loss", "outcome", "initial_loss")
         if not isinstance(m, dict) or any(k not in arrays for k in need):
             raise ValueError(f"{path} is a fastxor results file but not a map (fastxor map --out writes those)")
         spec = dict(m["spec"])
@@ -182,7 +190,7 @@ class Map:
         spec["directions"] = arrays.get("directions")
         return cls(m["kind"], arrays["x"], arrays["y"], m["log"], arrays["solved_epoch"], arrays["diverged_epoch"],
                    arrays["loss"], arrays["outcome"], {int(k): v for k, v in m["outcome_labels"].items()},
-                   m["criterion"], spec, m["resolved"], m.get("seconds", 0.0))
+                   m["criterion"], spec, arrays["initial_loss"], m["resolved"], m.get("seconds", 0.0))
 
 
 RESOLUTION_NOTE = ("note: {dtype} cannot tell every cell's coordinates apart at this zoom (neighbouring cells "
@@ -201,9 +209,10 @@ def lr_map(hidden_lr=(1e-2, 1e2), output_lr=(1e-2, 1e2), resolution=256, epochs=
     resolution : R (R x R cells) or (Rx, Ry).
     init : "philox" or "torch" (network ``index`` of ``seed``, width
         ``hidden``, default 2) or a ``Params`` holding one network.
-    criterion : what counts as trainable: "solved" or "finite" (never
-        diverged); default "finite" for ``output="linear"`` (where training
-        can diverge: Sohl-Dickstein's setting), else "solved".
+    criterion : what counts as trainable: "solved", "finite" (never
+        diverged) or "converged" (finite, and the final loss below the
+        start's); default "converged" for ``output="linear"`` (where
+        training can diverge: Sohl-Dickstein's setting), else "solved".
     dtype : "float64" by default: cells ten decades of zoom apart differ in
         the 11th digit, beyond float32's (a float32 map says where it stops
         resolving them).
@@ -288,7 +297,7 @@ def _spec(kind, xr, yr, resolution, epochs, log, criterion, dtype, backend, bloc
     res = _resolution(resolution)
     X, y, fn = _training_data(train_options.get("function"), train_options.get("X"), train_options.get("y"))
     output = train_options.get("output", "sigmoid")
-    criterion = criterion or ("finite" if output == "linear" else "solved")
+    criterion = criterion or ("converged" if output == "linear" else "solved")
     check_choice("criterion", criterion, CRITERIA)
     if kind == "lr":
         x_range, y_range = _range("hidden_lr", xr, True), _range("output_lr", yr, True)
@@ -435,6 +444,7 @@ def _train_map(spec, progress):
     solved = np.empty(n, np.int32)  # epochs fit: EPOCHS_MAX < 2^31
     diverged = np.empty(n, np.int32)
     loss = np.empty(n, np.float64)
+    start_loss = np.empty(n, np.float64) if spec["kind"] == "basin" else None
     keep = n * S <= OUTPUTS_KEPT_MAX
     outputs = np.empty((n, S), np.uint8) if keep else None
     P = len(center)
@@ -451,6 +461,8 @@ def _train_map(spec, progress):
             flat = (center[:, None] + np.outer(u, x[j]) + np.outer(v, y[i])).astype(dt)
             cell_opts = opts
         p = Params.from_flat(np.ascontiguousarray(flat), h, d)
+        if start_loss is not None:
+            start_loss[lo:lo + m] = _loss_at(p, X, Y, opts)
         cb = None
         if progress is not None:
             cb = (lambda lo_, m_: (lambda e, total: progress(lo_ * epochs + m_ * e, n * epochs)))(lo, m)
@@ -465,8 +477,22 @@ def _train_map(spec, progress):
         del r, p, flat
     outcome, labels = _outcomes(solved, diverged, loss, outputs, spec["train"].get("output", "sigmoid"))
     shape = (ry, rx)
+    if start_loss is None:  # every cell of an lr map starts from the same network
+        p = Params.from_flat(center.astype(dt)[:, None], h, d)
+        start_loss = np.broadcast_to(_loss_at(p, X, Y, opts), (n,))
     return Map(spec["kind"], x, y, log, solved.reshape(shape), diverged.reshape(shape), loss.reshape(shape),
-               outcome.reshape(shape), labels, spec["criterion"], spec, resolved, time.perf_counter() - t0)
+               outcome.reshape(shape), labels, spec["criterion"], spec, start_loss.reshape(shape), resolved,
+               time.perf_counter() - t0)
+
+
+def _loss_at(p, X, Y, opts):
+    """The loss of networks ``p`` (the reference's forward pass, in their dtype)."""
+    from .backends.numpy_reference import forward, loss_of
+
+    dt = p.dtype
+    with np.errstate(all="ignore"):
+        _, _, z2, out = forward(p, X.astype(dt), opts.get("activation", "sigmoid"), opts.get("output", "sigmoid"))
+        return loss_of(out, Y.astype(dt), opts.get("loss", "mse"), z2).astype(np.float64)
 
 
 def _quantised(pred, output):

@@ -104,6 +104,8 @@ def test_every_basin_map_cell_starts_where_it_says(rng):
         one = fastxor.train(init=fastxor.Params(W1, p.b1, p.W2, b2), epochs=400, lr=0.7, momentum=0.5,
                             dtype="float64")
         assert one.solved_epoch[0] == m.solved_epoch[i, j] and one.loss[0] == m.loss[i, j]
+        start = fastxor.train(init=fastxor.Params(W1, p.b1, p.W2, b2), epochs=0, dtype="float64")
+        np.testing.assert_allclose(m.initial_loss[i, j], start.loss[0], rtol=1e-13)
     r = basin_map(center, "random", 1.0, resolution=4, epochs=0, direction_seed=3)
     u, v = r.spec["directions"]
     np.testing.assert_allclose([u @ u, v @ v, u @ v], [1, 1, 0], atol=1e-12)
@@ -118,9 +120,14 @@ def test_every_basin_map_cell_starts_where_it_says(rng):
 def test_outcomes_name_solved_stuck_groups_and_divergence():
     """A linear-output map where large rates diverge: outcome -1 exactly
     where diverged, 0 exactly where solved, the rest grouped by outputs;
-    trainable follows the criterion ("finite" is the default here)."""
+    trainable follows the criterion ("converged" is the default here)."""
     m = lr_map((0.01, 30), (0.01, 30), resolution=24, epochs=400, output="linear", activation="tanh")
-    assert m.criterion == "finite"
+    assert m.criterion == "converged"
+    start = fastxor.train(init=fastxor.init_params(1, 2, 0, dtype="float64"), epochs=0, output="linear",
+                          activation="tanh", dtype="float64")
+    np.testing.assert_allclose(m.initial_loss, start.loss[0], rtol=1e-15)
+    np.testing.assert_array_equal(m.trainable, ~m.diverged & (m.loss < start.loss[0]))
+    m.criterion = "finite"
     np.testing.assert_array_equal(m.outcome == -1, m.diverged)
     np.testing.assert_array_equal(m.outcome == 0, m.solved & ~m.diverged)
     np.testing.assert_array_equal(m.trainable, ~m.diverged)
