@@ -16,7 +16,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install -q ".[test]" torch==2.13.0
 	touch $@
 
-.PHONY: run test bench bench-startup bench-scale bench-recipes bench-inputs bench-parity bench-landscape bench-dask clean
+.PHONY: run test bench bench-startup bench-scale bench-recipes bench-inputs bench-parity bench-maps bench-landscape bench-dask clean
 run: $(VENV)/.installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
@@ -49,6 +49,12 @@ bench-inputs: $(VENV)/.installed
 bench-parity: $(VENV)/.test-installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(PY) bench/parity.py
+
+# trainability maps: a 4096^2 map against the kernel alone (time, peak memory), and the README's three
+# worked examples, images in docs/maps/ (about 25 minutes)
+bench-maps: $(VENV)/.test-installed
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(PY) bench/maps.py all
 
 # Dask on this machine: cluster start, task overhead, efficiency against one process (about 2 minutes)
 bench-dask: $(VENV)/.test-installed

@@ -246,53 +246,74 @@ _DIVERGED_COLOUR = "#000000"
 
 
 def plot_map(m, path):
-    """A trainability map (``fastxor.maps.Map``): solved cells shaded by their
-    first solved epoch (colour bar, logarithmic), each stuck group and
-    divergence in its own flat colour (legend); log axes where the map's are."""
+    """A trainability map (``fastxor.maps.Map``) as an image, log axes where
+    the map's are. Criterion "solved": solved cells shaded by their first
+    solved epoch (colour bar), each unsolved group and divergence in its own
+    flat colour. "finite" / "converged": trainable cells shaded by final
+    loss / initial loss (colour bar), the untrainable finite ones red,
+    diverged ones black (Sohl-Dickstein's convergent/divergent picture)."""
     plt = _pyplot()
     from matplotlib import colors, patches, ticker
 
     ry, rx = m.shape
     rgb = np.zeros((ry, rx, 3))
     cmap = plt.get_cmap("viridis")
-    solved = m.outcome == 0
-    epochs = np.where(solved, m.solved_epoch, 0).astype(np.float64)
-    top = max(float(epochs.max()), 1.0)
-    norm = colors.LogNorm(vmin=1, vmax=top + 1) if top > 10 else colors.Normalize(vmin=0, vmax=top)
-    shade = norm(epochs + 1 if top > 10 else epochs)
-    rgb[solved] = cmap(np.ma.getdata(shade)[solved])[:, :3]
     handles = []
-    for code, label in sorted(m.outcome_labels.items()):
-        if code == 0:
-            continue
-        colour = _DIVERGED_COLOUR if code < 0 else _STUCK_COLOURS[min(code - 1, len(_STUCK_COLOURS) - 1)]
-        where = m.outcome == code
+
+    def paint(where, colour, label):
         if where.any():
             rgb[where] = colors.to_rgb(colour)
-            handles.append(patches.Patch(color=colour, label=f"{label} ({100 * where.mean():.1f} %)"))
+            text = label if len(label) <= 58 else label[:55] + "..."
+            handles.append(patches.Patch(color=colour, label=f"{text} ({100 * where.mean():.1f} %)"))
+
+    if m.criterion == "solved":
+        good = m.outcome == 0
+        value = np.where(good, m.solved_epoch, 0).astype(np.float64) + 1
+        norm = colors.LogNorm(vmin=1, vmax=max(float(value.max()), 2.0))
+        bar = "first solved epoch + 1"
+        for code, label in sorted(m.outcome_labels.items()):
+            if code:
+                colour = _DIVERGED_COLOUR if code < 0 else _STUCK_COLOURS[min(code - 1, len(_STUCK_COLOURS) - 1)]
+                paint(m.outcome == code, colour, label)
+    else:
+        good = m.trainable
+        with np.errstate(all="ignore"):
+            ratio = np.log10(np.maximum(m.loss / m.initial_loss, 1e-300))
+        value = np.where(good, ratio, 0.0)
+        low = float(np.nanmin(value[good])) if good.any() else -1.0
+        norm = colors.Normalize(vmin=min(low, -1e-3), vmax=0.0)
+        bar = "log10(final loss / initial loss)"
+        paint(~good & ~m.diverged, _STUCK_COLOURS[0], "finite, not converged" if m.criterion == "converged"
+              else "untrainable")
+        paint(m.diverged, _DIVERGED_COLOUR, "diverged")
+    rgb[good] = cmap(np.ma.getdata(norm(value))[good])[:, :3]
     fx = np.log10 if m.log else (lambda a: a)
     half_x = (fx(m.x[-1]) - fx(m.x[0])) / (2 * (rx - 1))
     half_y = (fx(m.y[-1]) - fx(m.y[0])) / (2 * (ry - 1))
     extent = (fx(m.x[0]) - half_x, fx(m.x[-1]) + half_x, fx(m.y[0]) - half_y, fx(m.y[-1]) + half_y)
-    fig, ax = plt.subplots(figsize=(8, 7.5))
+    fig, ax = plt.subplots(figsize=(8, 6.5 + 0.22 * len(handles)))
     ax.imshow(rgb, origin="lower", extent=extent, aspect="auto", interpolation="nearest")
-    if m.log:
-        fmt = ticker.FuncFormatter(lambda v, _: f"{10 ** v:.3g}")
-        ax.xaxis.set_major_formatter(fmt)
-        ax.yaxis.set_major_formatter(fmt)
+    for axis, values in ((ax.xaxis, m.x), (ax.yaxis, m.y)):  # enough digits to tell a zoomed map's ticks apart
+        span = abs(values[-1] - values[0]) / max(abs(values[0]), abs(values[-1]), 1e-300)
+        digits = max(3, int(np.ceil(-np.log10(max(span, 1e-16)))) + 3)
+        if m.log:
+            axis.set_major_formatter(ticker.FuncFormatter(lambda v, _, d=digits: f"{10 ** v:.{d}g}"))
+        else:
+            axis.set_major_formatter(ticker.FuncFormatter(lambda v, _, d=digits: f"{v:.{d}g}"))
     names = (("hidden-layer lr (W1, b1)", "output-layer lr (W2, b2)") if m.kind == "lr"
-             else tuple(f"{d}" for d in m.spec.get("directions_label", ("u", "v"))))
+             else tuple(m.spec.get("directions_label", ("u", "v"))))
     ax.set(xlabel=names[0] + (" (log)" if m.log else ""), ylabel=names[1] + (" (log)" if m.log else ""))
     title = f"{m.kind} map, {rx} x {ry}, {m.spec['epochs']} epochs, trainable = {m.criterion}"
     try:
         d, (lo, hi) = m.boundary_dimension()
-        title += f"\nboundary dimension {d:.2f} ({lo:.2f}..{hi:.2f})"
+        title += f"\nboundary dimension {d:.2f} (scales {lo:.2f}..{hi:.2f})"
     except ValueError:
         pass
     ax.set_title(title, fontsize=10)
-    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, label="first solved epoch" + (" + 1" if top > 10 else ""))
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=bar)
     if handles:  # below the map: it would hide cells
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7,
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.1), ncol=1, fontsize=7,
                   frameon=False)
-    return _save(fig, path)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.clf()
+    return Path(path)
