@@ -43,7 +43,7 @@ _AXIS_OPTIONS = ("lr", "lr_output")
 _NOT_OPTIONS = ("n_networks", "init", "seed", "start", "init_scale", "progress", "interruptible", "device_arrays")
 
 
-@dataclass
+@dataclass(repr=False)
 class Map:
     """A trained 2-D slice: per-cell arrays of shape (len(y), len(x)), row = y.
 
@@ -81,6 +81,10 @@ class Map:
     @property
     def shape(self):
         return self.outcome.shape
+
+    def __repr__(self):  # the dataclass's would print every per-cell array
+        return (f"<fastxor.Map {self.kind} {self.shape[1]} x {self.shape[0]}, {self.spec['epochs']} epochs, "
+                f"{100 * self.trainable.mean():.1f} % trainable ({self.criterion})>")
 
     @property
     def diverged(self):

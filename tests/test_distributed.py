@@ -49,7 +49,7 @@ def test_odd_shards_are_bit_identical_to_one_call(client, rng, tmp_path):
     seed = int(rng.integers(0, 2**32))
     opts = dict(epochs=int(rng.integers(300, 2000)), seed=seed, start=int(rng.integers(0, 10**6)),
                 lr=rng.uniform(0.1, 3.0, n), momentum=0.9, weight_decay=rng.choice([0.0, 1e-3], n),
-                record_every=97, target_loss=0.05)
+                record_every=97, target_loss=0.05, lr_output=rng.uniform(0.1, 3.0, n))
     r = fd.train(n, client=client, shard_networks=shard, out=tmp_path / "run", progress=False, **opts)
     one = fastxor.train(n, **opts)
     assert r.shards == -(-n // shard) and r.shards_run == r.shards and r.workers == 2
@@ -58,6 +58,7 @@ def test_odd_shards_are_bit_identical_to_one_call(client, rng, tmp_path):
     loaded = fastxor.load(tmp_path / "run")
     _assert_same_run(loaded, one)
     np.testing.assert_array_equal(loaded.config["lr"], one.config["lr"])
+    np.testing.assert_array_equal(loaded.config["lr_output"], one.config["lr_output"])
 
 
 def test_sweep_on_the_cluster_equals_sweep(client, rng):

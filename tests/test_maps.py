@@ -154,6 +154,7 @@ def test_zoom_is_deterministic_and_float64_resolves_ten_decades(rng):
 
 def test_save_load_and_plot(tmp_path):
     m = basin_map("philox", "random", 2.0, resolution=16, epochs=300, lr=2.0, seed=4)
+    assert repr(m) == f"<fastxor.Map basin 16 x 16, 300 epochs, {100 * m.solved.mean():.1f} % trainable (solved)>"
     m.save(tmp_path / "m.npz")
     back = Map.load(tmp_path / "m.npz")
     for f in ("x", "y", "solved_epoch", "diverged_epoch", "loss", "outcome"):
