@@ -51,7 +51,7 @@ bench-parity: $(VENV)/.test-installed
 	$(PY) bench/parity.py
 
 # trainability maps: a 4096^2 map against the kernel alone (time, peak memory), and the README's three
-# worked examples, images in docs/maps/ (about 25 minutes)
+# worked examples, images in docs/maps/ (about 13 minutes)
 bench-maps: $(VENV)/.test-installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(PY) bench/maps.py all

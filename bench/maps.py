@@ -16,8 +16,8 @@ lr 3 and zoomed over six decades; (3) a Kolen-Pollack basin map of the seed's ne
 its first-layer weights, after two training lengths. Images go to
 docs/maps/, figures to bench/results/maps-<date>.json.
 
-Run: ``make bench-maps`` (about 20 minutes on 2 cores; needs torch and
-matplotlib, both in the test setup).
+Run: ``make bench-maps`` (13 minutes on 2 cores: the scale benchmark 3, the
+examples 10; needs torch and matplotlib, both in the test setup).
 """
 import argparse
 import json

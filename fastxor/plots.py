@@ -301,7 +301,7 @@ def plot_map(m, path):
         else:
             axis.set_major_formatter(ticker.FuncFormatter(lambda v, _, d=digits: f"{v:.{d}g}"))
     names = (("hidden-layer lr (W1, b1)", "output-layer lr (W2, b2)") if m.kind == "lr"
-             else tuple(m.spec.get("directions_label", ("u", "v"))))
+             else tuple(f"{d} (offset from the centre)" for d in m.spec.get("directions_label", ("u", "v"))))
     ax.set(xlabel=names[0] + (" (log)" if m.log else ""), ylabel=names[1] + (" (log)" if m.log else ""))
     title = f"{m.kind} map, {rx} x {ry}, {m.spec['epochs']} epochs, trainable = {m.criterion}"
     try:

@@ -23,21 +23,42 @@ TWO_GROUPS = [
 ]
 
 
+def _calm_starts(rng, X, y, epochs, lr, options, n=3):
+    """``n`` torch-initialised starts (float64) whose trajectories rounding
+    does not move: the reference in float64 and in long double agree to
+    1e-10. Why: Adam hovering where its gradient is rounding noise (or a
+    ReLU unit chattering at its kink) random-walks, and any two
+    implementations part there at once (seen: 1.2e-3 between float64 and
+    long double runs of the reference itself, AdamW + ReLU at 2 000 epochs)."""
+    opts = dict(options)
+    wd, mom = opts.pop("weight_decay", None), opts.pop("momentum", None)
+    lr_out = opts.pop("lr_output")
+    seeds = [int(s) for s in rng.integers(0, 2**31, 4 * n)]
+    p = torch_init(seeds, 3, inputs=X.shape[1])
+    kw = dict(recipe_options=dict(opts, lr_output=np.full(len(seeds), lr_out)), weight_decay=wd, momentum=mom)
+    a = run_backend("numpy", p.astype(np.float64), X, y, epochs, np.full(len(seeds), lr), **kw)
+    b = run_backend("numpy", p.astype(np.longdouble), X, y, epochs, np.full(len(seeds), lr), **kw)
+    apart = np.abs(a["params"].to_flat() - b["params"].to_flat().astype(np.float64)).max(axis=0)
+    calm = np.flatnonzero(apart < 1e-10)
+    assert len(calm) >= n, f"only {len(calm)} of {len(seeds)} fresh starts are not chaotic"
+    return p.astype(np.float64)[calm[:n]]
+
+
 @pytest.mark.parametrize("case", range(len(TWO_GROUPS)))
 def test_two_parameter_groups_match_torch_float64(case, rng):
     """2 000 epochs of torch.optim with [W1, b1] at lr and [W2, b2] at
     lr_output (and the network without its final sigmoid for a linear
     output) against fastxor.train on the reference and the Numba kernel:
     float64 to 1e-9 (the same formulas; a rate applied to the wrong layer
-    moves the parameters by 1e-2 within a few steps)."""
+    moves the parameters by 1e-2 within a few steps), on starts whose
+    trajectories rounding does not move (``_calm_starts``)."""
     pytest.importorskip("torch")
     from fastxor.torch_compat import train_torch
 
     opts, output, activation, lr, lr_out = TWO_GROUPS[case]
     function = str(rng.choice(["xor", "parity3", "majority3"]))
     X, y = boolean_function(function)
-    seeds = [int(s) for s in rng.integers(0, 2**31, 3)]
-    p = torch_init(seeds, 3, inputs=X.shape[1]).astype(np.float64)
+    p = _calm_starts(rng, X, y, 2000, lr, dict(opts, output=output, activation=activation, lr_output=lr_out))
     for backend in ("numpy", "numba"):
         r = fastxor.train(init=p, epochs=2000, lr=lr, lr_output=lr_out, function=function, dtype="float64",
                           backend=backend, activation=activation, output=output, record_every=100, **opts)
