@@ -105,9 +105,10 @@ def _with_split_rates_and_linear_output(backend, rng):
 
     def forced(rng_, n):
         opts, mom, wd, lr = draw(rng_, n)
-        opts["lr_output"] = lr * np.exp(rng_.uniform(-1.5, 1.5, n))
-        if opts["loss"] == "mse":
-            opts["output"] = "linear"
+        if "lr_output" not in opts:
+            opts["lr_output"] = lr * np.exp(rng_.uniform(-1.5, 0.5, n))
+        if opts["loss"] == "mse" and opts.get("output") != "linear":
+            helpers.calm_linear_output(opts, lr)
         return opts, mom, wd, lr
 
     helpers.random_recipe = forced
