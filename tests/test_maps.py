@@ -51,7 +51,7 @@ def test_box_counting_on_shapes_of_known_dimension(rng):
     slope, offset = rng.uniform(0.2, 0.8), rng.uniform(0, 200)
     for mask in (yy > slope * xx + offset, (xx - 500) ** 2 + (yy - 520) ** 2 < rng.uniform(300, 450) ** 2):
         d, (lo, hi) = box_counting(mask)
-        assert abs(d - 1) < 0.05 and lo <= 1.0 + 0.01 and hi >= 1.0 - 0.02, (d, lo, hi)
+        assert abs(d - 1) < 0.05 and lo <= 1.0 + 0.01 and hi >= 1.0 - 0.04, (d, lo, hi)
     koch = np.log(4) / np.log(3)
     d, (lo, hi) = box_counting(_raster(_koch(7), r))
     assert lo < koch < hi and abs(d - koch) < 0.06, (d, lo, hi)
@@ -94,15 +94,13 @@ def test_every_basin_map_cell_starts_where_it_says(rng):
     filter-normalised ones have each neuron's norm of the centre and no
     bias entries."""
     center = fastxor.init_params(1, 3, int(rng.integers(0, 2**32)), dtype="float64")
-    m = basin_map(center, ("W1[2,1]", "b2"), ((-2, 1), (-0.5, 3)), resolution=(5, 4), epochs=400, lr=0.7,
-                  momentum=0.5)
+    m = basin_map(center, ("W1[2,1]", "b2"), ((-2, 1), (-0.5, 3)), resolution=(5, 4), epochs=400, lr=0.7)
     for i, j in ((0, 0), (3, 4), (1, 2)):
         p = center.astype(np.float64)
         W1, b2 = p.W1.copy(), p.b2.copy()
         W1[0, 2, 1] += m.x[j]
         b2[0, 0] += m.y[i]
-        one = fastxor.train(init=fastxor.Params(W1, p.b1, p.W2, b2), epochs=400, lr=0.7, momentum=0.5,
-                            dtype="float64")
+        one = fastxor.train(init=fastxor.Params(W1, p.b1, p.W2, b2), epochs=400, lr=0.7, dtype="float64")
         assert one.solved_epoch[0] == m.solved_epoch[i, j] and one.loss[0] == m.loss[i, j]
         start = fastxor.train(init=fastxor.Params(W1, p.b1, p.W2, b2), epochs=0, dtype="float64")
         np.testing.assert_allclose(m.initial_loss[i, j], start.loss[0], rtol=1e-13)
@@ -178,20 +176,31 @@ def _peak(**kw):
         tracemalloc.stop()
 
 
-def test_a_map_streams_in_blocks():
+def _streams(backend, small, big):
     """The same map in blocks of 1000 cells or in one: identical. Streamed,
     each further cell costs its share of the map's arrays and the final
-    grouping (measured 68 B), not a training's (about 280 B a network): the
-    traced peak grows by < 100 B a cell from 128^2 to 256^2 cells, and is
-    under half the peak of training the 256^2 cells in one block."""
-    lr_map(resolution=4, epochs=1, dtype="float32")  # compiled before measuring
-    whole, whole_peak = _peak(resolution=256, block=2**19)
-    small, small_peak = _peak(resolution=128, block=1000)
-    big, big_peak = _peak(resolution=256, block=1000)
-    np.testing.assert_array_equal(whole.loss, big.loss)
-    np.testing.assert_array_equal(whole.outcome, big.outcome)
-    assert (big_peak - small_peak) / (256**2 - 128**2) < 100, (small_peak, big_peak)
+    grouping (measured 68 B), not a training's (about 280 B a network on
+    the Numba backend): the traced peak grows by < 100 B a cell from small^2
+    to big^2 cells, and is under half the peak of training all big^2 cells
+    in one block."""
+    lr_map(resolution=4, epochs=1, dtype="float32", backend=backend)  # compiled before measuring
+    whole, whole_peak = _peak(resolution=big, block=2**19, backend=backend)
+    _, small_peak = _peak(resolution=small, block=1000, backend=backend)
+    streamed, big_peak = _peak(resolution=big, block=1000, backend=backend)
+    np.testing.assert_array_equal(whole.loss, streamed.loss)
+    np.testing.assert_array_equal(whole.outcome, streamed.outcome)
+    assert (big_peak - small_peak) / (big**2 - small**2) < 100, (small_peak, big_peak)
     assert big_peak < whole_peak / 2, (big_peak, whole_peak)
+
+
+def test_a_map_streams_in_blocks():
+    _streams("numba", 128, 256)
+
+
+def test_a_map_streams_in_blocks_on_the_gpu_backend(cupy_device):
+    """The same through the CUDA kernel's loader (the strict fake CuPy without
+    a GPU, whose device arrays are host arrays tracemalloc sees)."""
+    _streams("cupy", 128, 256)
 
 
 def test_gpu_backend_streams_a_map(cupy_device):
