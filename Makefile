@@ -16,7 +16,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install -q ".[test]" torch==2.13.0
 	touch $@
 
-.PHONY: run test bench bench-startup bench-scale bench-recipes bench-inputs bench-parity bench-maps bench-landscape bench-dask clean
+.PHONY: run test docs bench bench-startup bench-scale bench-recipes bench-inputs bench-parity bench-maps bench-landscape bench-dask clean
 run: $(VENV)/.installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
@@ -25,6 +25,11 @@ run: $(VENV)/.installed
 test: $(VENV)/.test-installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/pytest -q -n auto tests
+
+# the documentation site, from docs/ and mkdocs.yml, into site/
+docs: $(VENV)/.test-installed
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(PY) -m mkdocs build --strict
 
 bench: $(VENV)/.test-installed
 	$(PIP) install -q ".[bench]"
