@@ -66,6 +66,16 @@ class Landscape:
         k = self.kind if mask is None else self.kind[mask]
         return {name: int((k == name).sum()) for name in KINDS}
 
+    def __repr__(self):  # the dataclass's would print every Hessian
+        from .notebook import text_repr
+
+        return text_repr("Landscape", self.summary())
+
+    def _repr_html_(self):  # Jupyter
+        from .notebook import html_repr
+
+        return html_repr("Landscape", self.summary())
+
     def summary(self):
         """Counts per kind, overall and within each stuck group, with the criteria."""
         t = self.thresholds

@@ -86,6 +86,11 @@ class Map:
         return (f"<fastxor.Map {self.kind} {self.shape[1]} x {self.shape[0]}, {self.spec['epochs']} epochs, "
                 f"{100 * self.trainable.mean():.1f} % trainable ({self.criterion})>")
 
+    def _repr_html_(self):  # Jupyter: the map's image and its summary
+        from .notebook import html_repr, png_of
+
+        return html_repr("Map", self.summary(), png_of(self.plot))
+
     @property
     def diverged(self):
         return self.diverged_epoch >= 0

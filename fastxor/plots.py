@@ -314,6 +314,6 @@ def plot_map(m, path):
     if handles:  # below the map: it would hide cells
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.1), ncol=1, fontsize=7,
                   frameon=False)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
     fig.clf()
-    return Path(path)
+    return path if hasattr(path, "write") else Path(path)  # a file object (a notebook's image) stays one

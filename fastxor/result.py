@@ -174,7 +174,14 @@ class TrainResult:
         return self.statistics().summary()
 
     def __repr__(self):
-        return f"TrainResult(\n{self.summary()}\n)"
+        from .notebook import text_repr
+
+        return text_repr("TrainResult", self.summary())
+
+    def _repr_html_(self):  # Jupyter
+        from .notebook import html_repr
+
+        return html_repr("TrainResult", self.summary())
 
 
 def group_stuck(predictions, loss, stuck, tol=0.05, max_groups=5, unit=1.0):

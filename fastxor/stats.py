@@ -391,6 +391,16 @@ class Stats:
             loss_quantiles=self.losses.quantiles(transform=loss_bin_centres),
         )
 
+    def __repr__(self):  # the dataclass's would print every count array
+        from .notebook import text_repr
+
+        return text_repr("Stats", self.summary())
+
+    def _repr_html_(self):  # Jupyter
+        from .notebook import html_repr
+
+        return html_repr("Stats", self.summary())
+
     def summary(self):
         """A short human-readable report (what ``fastxor train`` prints)."""
         s, c = self.as_dict(), self.config

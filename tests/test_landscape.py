@@ -139,7 +139,11 @@ def test_a_real_run_classified(rng, tmp_path):
     assert land.hessian.shape == (3_000, 9, 9) and land.hessian_eigenvalues.shape == (3_000, 9)
     stuck = ~r.solved & ~r.diverged
     counts = land.counts(stuck)
-    assert counts["plateau"] == max(counts.values()) and counts["local-minimum"] == 0
+    # plateaus are the most common end point the probe can decide, and about half of all stuck networks
+    # (measured 0.49-0.56 over 9 seeds); most of the rest are still descending after 20 000 epochs, so
+    # which of the two is larger is seed noise (seen 442 plateaus against 453 undecided)
+    assert counts["plateau"] > max(counts["saddle"], counts["local-minimum"]) and counts["local-minimum"] == 0
+    assert counts["plateau"] > 0.4 * stuck.sum(), counts
     plateau = land.kind == "plateau"
     assert (land.growth[plateau] > 1e-3).all() and (land.descent[plateau] <= 1e-2).all()
     assert (land.descent[np.char.startswith(land.why, "still descending")] > 1e-2).all()
