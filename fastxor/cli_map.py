@@ -3,11 +3,12 @@
 import argparse
 import sys
 
-from . import config
+from . import config, options
 
-#: The train options a map passes through (lr and lr_output are an lr map's axes).
-_TRAIN = ("hidden", "function", "optimizer", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps",
-          "loss", "activation", "output", "target_loss")
+#: The train options a map sets itself (its axes, its start, its own defaults) or has no use for.
+_OWN = ("networks", "epochs", "lr", "lr_output", "dtype", "seed", "init", "init_scale", "record_every")
+#: The train options a map passes through, from the option table (basin maps add lr and lr_output).
+_TRAIN = tuple(o.name for o in options.TRAIN if o.name not in _OWN)
 
 
 def _pair(text):
