@@ -482,9 +482,9 @@ def _train_map(spec, progress):
         diverged[lo:lo + m] = r.diverged_epoch
         loss[lo:lo + m] = r.loss
         if keep:
-            outputs[lo:lo + m] = _quantised(r.predictions, spec["train"].get("output", "sigmoid"))
+            outputs[lo:lo + m] = _quantised(r.predictions)
         del r, p, flat
-    outcome, labels = _outcomes(solved, diverged, loss, outputs, spec["train"].get("output", "sigmoid"))
+    outcome, labels = _outcomes(solved, diverged, loss, outputs)
     shape = (ry, rx)
     if start_loss is None:  # every cell of an lr map starts from the same network
         p = Params.from_flat(center.astype(dt)[:, None], h, d)
@@ -504,7 +504,7 @@ def _loss_at(p, X, Y, opts):
         return loss_of(out, Y.astype(dt), opts.get("loss", "mse"), z2).astype(np.float64)
 
 
-def _quantised(pred, output):
+def _quantised(pred):
     """Outputs as 8 bits for grouping: [0, 1] in 1/255 steps (a linear
     output is clipped there; NaN reads as 0.5)."""
     q = np.asarray(pred, dtype=np.float64) * 255.0
@@ -512,7 +512,7 @@ def _quantised(pred, output):
     return np.clip(np.round(q), 0, 255).astype(np.uint8)
 
 
-def _outcomes(solved, diverged, loss, outputs, output):
+def _outcomes(solved, diverged, loss, outputs):
     """(outcome codes, labels): solved, the stuck groups by where the outputs
     ended (``result.group_stuck``), diverged."""
     from .result import group_stuck
