@@ -470,14 +470,18 @@ def _train_map(spec, progress):
             flat = (center[:, None] + np.outer(u, x[j]) + np.outer(v, y[i])).astype(dt)
             cell_opts = opts
         p = Params.from_flat(np.ascontiguousarray(flat), h, d)
-        if start_loss is not None:
-            start_loss[lo:lo + m] = _loss_at(p, X, Y, opts)
         cb = None
         if progress is not None:
             cb = (lambda lo_, m_: (lambda e, total: progress(lo_ * epochs + m_ * e, n * epochs)))(lo, m)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            r = train(init=p, epochs=epochs, X=X, y=Y, progress=cb, **cell_opts)
+            # the loss history's one column is epoch 0's: each start's loss, from the kernel's own forward pass
+            r = train(init=p, epochs=epochs, X=X, y=Y, progress=cb, record_every=max(epochs, 1), **cell_opts)
+        first = r.loss_history[:, 0] if epochs else r.loss
+        if spec["kind"] == "basin":
+            start_loss[lo:lo + m] = first
+        elif lo == 0:  # every cell of an lr map starts from the same network
+            start_loss = np.broadcast_to(np.float64(first[0]), (n,))
         solved[lo:lo + m] = r.solved_epoch
         diverged[lo:lo + m] = r.diverged_epoch
         loss[lo:lo + m] = r.loss
@@ -486,22 +490,9 @@ def _train_map(spec, progress):
         del r, p, flat
     outcome, labels = _outcomes(solved, diverged, loss, outputs)
     shape = (ry, rx)
-    if start_loss is None:  # every cell of an lr map starts from the same network
-        p = Params.from_flat(center.astype(dt)[:, None], h, d)
-        start_loss = np.broadcast_to(_loss_at(p, X, Y, opts), (n,))
     return Map(spec["kind"], x, y, log, solved.reshape(shape), diverged.reshape(shape), loss.reshape(shape),
                outcome.reshape(shape), labels, spec["criterion"], spec, start_loss.reshape(shape), resolved,
                time.perf_counter() - t0)
-
-
-def _loss_at(p, X, Y, opts):
-    """The loss of networks ``p`` (the reference's forward pass, in their dtype)."""
-    from .backends.numpy_reference import forward, loss_of
-
-    dt = p.dtype
-    with np.errstate(all="ignore"):
-        _, _, z2, out = forward(p, X.astype(dt), opts.get("activation", "sigmoid"), opts.get("output", "sigmoid"))
-        return loss_of(out, Y.astype(dt), opts.get("loss", "mse"), z2).astype(np.float64)
 
 
 def _quantised(pred):
