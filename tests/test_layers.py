@@ -16,7 +16,9 @@ from helpers import assert_random_recipes_match_reference, assert_same_result, r
 TWO_GROUPS = [
     (dict(), "sigmoid", "sigmoid", 0.5, 2.0),
     (dict(momentum=0.9), "sigmoid", "tanh", 0.2, 0.05),
-    (dict(momentum=0.8, nesterov=True, weight_decay=1e-3), "linear", "tanh", 0.05, 0.2),
+    # lr_output 0.1, not 0.2: at 0.2 (an effective 1.0 with momentum 0.8) a
+    # linear output on parity3 oscillates chaotically in 8 of 12 starts
+    (dict(momentum=0.8, nesterov=True, weight_decay=1e-3), "linear", "tanh", 0.05, 0.1),
     (dict(optimizer="adam"), "sigmoid", "sigmoid", 0.01, 0.05),
     (dict(optimizer="adamw", weight_decay=0.05), "linear", "relu", 0.02, 0.005),
     (dict(), "linear", "sigmoid", 0.3, 0.3),
