@@ -86,12 +86,13 @@ def main():
     import fastxor
     from fastxor.backends import cupy_kernel as gpu
     from fastxor.arrays import to_host
-    from fastxor.bench.harness import check_against_fastxor, timed
+    from fastxor.bench.harness import check_against_fastxor, environment, timed
 
     res = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), python=platform.python_version(),
                fastxor=fastxor.__version__, numpy=np.__version__, cupy=cupy.__version__,
                device=gpu.device_description(), cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
-               driver=cupy.cuda.runtime.driverGetVersion(), host_cpus=os.cpu_count(), figures={}, errors=[])
+               driver=cupy.cuda.runtime.driverGetVersion(), host_cpus=os.cpu_count(), environment=environment(),
+               figures={}, errors=[])
     for name in ("numba", "torch", "jax"):
         try:
             res[name] = __import__(name).__version__

@@ -24,6 +24,31 @@ def cpu_name():
     return proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
 
 
+#: The instruction-set features that decide what the kernels compile to (the
+#: SIMD width, FMA) and how NumPy's exp/log round: a results file records
+#: which of them its machine had.
+SIMD_FEATURES = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512bf16",
+                 "neon", "sve", "asimd")
+
+
+def cpu_description():
+    """The CPU as LLVM sees it: its microarchitecture (``znver4``,
+    ``sapphirerapids``: under a hypervisor ``model name`` is often just
+    "AMD EPYC") and which of SIMD_FEATURES it has; {} without llvmlite."""
+    try:
+        import llvmlite.binding as llvm
+    except ImportError:
+        return {}
+    features = llvm.get_host_cpu_features()
+    return dict(cpu_arch=llvm.get_host_cpu_name(), cpu_flags=[f for f in SIMD_FEATURES if features.get(f)])
+
+
+def memory_gib():
+    """Total memory in GiB (one decimal), or None."""
+    kib = proc_field("/proc/meminfo", "MemTotal")
+    return round(int(kib.split()[0]) / 2**20, 1) if kib else None
+
+
 def available_memory():
     """Bytes the OS could give us now, or None when it cannot say."""
     kib = proc_field("/proc/meminfo", "MemAvailable")

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from ..data import boolean_function
-from ..machine import cpu_name, versions
+from ..machine import cpu_description, cpu_name, memory_gib, versions
 from ..params import init_params
 from .peers import IMPLS, RECIPES, by_name
 
@@ -25,9 +25,12 @@ TOLERANCE = 1e-4  # max |peer - fastxor| per parameter, relative to 1 + |p|, bey
 
 
 def environment():
-    """CPU, cores, GPU and the versions of everything measured."""
-    env = dict(cpu=cpu_name(), cores=os.cpu_count(), machine=platform.machine(), clock_ghz=cpu_clock_ghz(),
-               **versions(("numba", "torch", "jax", "cupy")))
+    """When and where a results file was measured: the date, the CPU (model,
+    microarchitecture, SIMD features, measured clock, cores), memory, OS,
+    GPU with its driver, and the versions of everything measured."""
+    env = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpu=cpu_name(), **cpu_description(),
+               cores=os.cpu_count(), machine=platform.machine(), clock_ghz=cpu_clock_ghz(), memory_gib=memory_gib(),
+               os=platform.platform(), **versions(("numba", "llvmlite", "torch", "jax", "cupy")))
     try:
         import numba
 
