@@ -16,7 +16,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install -q ".[test]" torch==2.13.0
 	touch $@
 
-.PHONY: run test docs bench bench-startup bench-scale bench-recipes bench-inputs bench-parity bench-maps bench-landscape bench-dask clean
+.PHONY: run test docs bench bench-everyday bench-startup bench-scale bench-recipes bench-inputs bench-parity bench-maps bench-landscape bench-dask clean
 run: $(VENV)/.installed
 	$(PIP) install -q --no-deps --force-reinstall .
 	$(VENV)/bin/fastxor train --networks 100000 --epochs 100000
@@ -37,6 +37,12 @@ bench: $(VENV)/.test-installed
 	$(PY) -m pytest bench -q --benchmark-columns=median --benchmark-sort=name
 
 # first result in fresh processes: empty cache, warm cache, a new variant, beside JAX's jit (about 3 minutes)
+# the figures a user meets first: the seed's script, one network, make run's job, numba against numpy
+# float32 and float64 (about 2 minutes)
+bench-everyday: $(VENV)/.test-installed
+	$(PIP) install -q --no-deps --force-reinstall .
+	$(PY) bench/everyday.py
+
 bench-startup: $(VENV)/.test-installed
 	$(PIP) install -q ".[bench]"
 	$(PIP) install -q --no-deps --force-reinstall .

@@ -338,7 +338,7 @@ def parser():
     t.add_argument("--out", help="save every per-network array to this .npz (fastxor.load reads it)")
     t.add_argument("--resume", metavar="NPZ",
                    help="continue the run saved in NPZ by --epochs more (saved back to NPZ unless --out)")
-    d = t.add_argument_group("on a Dask cluster (pip install 'fastxor[dask]'); --out is then a directory of "
+    d = t.add_argument_group("on a Dask cluster (the dask extra); --out is then a directory of "
                              "shard files, and rerunning the same command resumes it")
     d.add_argument("--workers", type=int, default=None, help="a local cluster of K worker processes")
     d.add_argument("--scheduler", metavar="ADDRESS", help="an existing cluster's scheduler, e.g. tcp://host:8786")

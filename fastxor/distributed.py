@@ -32,6 +32,7 @@ import numpy as np
 
 from .shards import (PER_NETWORK, RUN_FILE, RunStats, ShardNotSaved, plan, prepare_out,  # noqa: F401
                      read_run_file, run_shard, shard_path, shard_stats, write_run_file)
+from .machine import install_hint
 from .options import DEFAULTS
 from .stats import Stats
 from .validate import check_int
@@ -130,7 +131,7 @@ def connect(client=None, workers=None, scheduler_file=None, threads=None, cache_
     try:
         from distributed import Client
     except ImportError:
-        raise ImportError("fastxor.distributed needs Dask: pip install 'fastxor[dask]'") from None
+        raise ImportError(f"fastxor.distributed needs Dask: {install_hint('dask')}") from None
     if client is not None and not isinstance(client, (str, Client)):
         raise TypeError(f"client must be a distributed.Client, an address string or None, got "
                         f"{type(client).__name__}")

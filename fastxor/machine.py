@@ -82,6 +82,22 @@ def versions(modules=("numba", "cupy", "torch")):
     return out
 
 
+def install_hint(extra):
+    """How to add an optional extra: from the checkout fastxor was installed
+    from (the name ``fastxor`` on the package index is an unrelated project)."""
+    where = "."
+    try:
+        import json
+        from importlib import metadata
+
+        url = json.loads(metadata.distribution("fastxor").read_text("direct_url.json") or "{}").get("url", "")
+        if url.startswith("file://") and os.path.isdir(url[7:]):
+            where = url[7:]
+    except Exception:  # noqa: BLE001 - a hint never fails; '.' is the checkout's own spelling
+        pass
+    return f"pip install '{where}[{extra}]' (from the fastxor checkout; 'pip install fastxor' is another project)"
+
+
 #: What to do when a run does not fit: said by every memory refusal.
 MEMORY_ADVICE = ("use fewer networks, train in batches (start=...), a larger record_every, "
                  "or spread the run over several machines")

@@ -1,4 +1,4 @@
-"""Figures of a run or a sweep (matplotlib, an optional extra: ``fastxor[plot]``).
+"""Figures of a run or a sweep (matplotlib, an optional extra: ``plot``).
 
 Each function writes one PNG and returns its path; ``plot_result`` and
 ``plot_sweep`` write the standard set that ``fastxor plot`` produces.
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import to_host
+from .machine import install_hint
 from .backends.numpy_reference import forward
 
 
@@ -15,7 +16,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as exc:
-        raise ImportError("plotting needs matplotlib: pip install 'fastxor[plot]'") from exc
+        raise ImportError(f"plotting needs matplotlib: {install_hint('plot')}") from exc
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
 

@@ -1,12 +1,13 @@
 """PyTorch interop: the seed's model, its initialisation, and its training loop.
 
-torch is an optional extra (``pip install fastxor[torch]``); nothing here is
+torch is an optional extra (``pip install '.[torch]'`` in the checkout); nothing here is
 imported by ``import fastxor``, and every entry point says how to install it.
 """
 import numpy as np
 
 from . import config
 from .data import INPUTS_MAX, X_BOOL
+from .machine import install_hint
 from .options import DEFAULTS as D
 from .params import Params
 from .validate import check_int, check_per_network
@@ -17,8 +18,8 @@ def _torch():
         import torch
     except ImportError as exc:  # pragma: no cover - exercised without torch
         raise ImportError(
-            "this feature needs PyTorch: pip install 'fastxor[torch]' "
-            "(or the CPU build: pip install torch==2.13.0)"
+            f"this feature needs PyTorch: {install_hint('torch')}, or its CPU build alone: "
+            "pip install torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu"
         ) from exc
     return torch
 

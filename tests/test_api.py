@@ -148,11 +148,35 @@ def test_cupy_without_a_gpu_says_what_is_missing(monkeypatch):
     gpu.problem.cache_clear()
     monkeypatch.setitem(__import__("sys").modules, "cupy", None)
     try:
-        with pytest.raises(ImportError, match=r"CuPy is not installed: pip install 'fastxor\[gpu\]' \(cupy-cuda12x"):
+        with pytest.raises(ImportError, match=r"CuPy is not installed: pip install '[^']*\[gpu\]' \(from the fastxor "
+                                              r"checkout; 'pip install fastxor' is another project\); the extra gpu13"):
             fastxor.train(4, epochs=1, backend="cupy")
         assert "cupy" not in fastxor.available_backends()
     finally:
         gpu.problem.cache_clear()
+
+
+def test_install_hints_name_the_checkout_never_the_index(monkeypatch, tmp_path):
+    """The name fastxor on the package index is an unrelated project: a hint
+    installs the extra from the checkout fastxor came from, else from '.'."""
+    import json
+    from importlib import metadata
+
+    from fastxor.machine import install_hint
+
+    class Dist:
+        def __init__(self, text):
+            self.text = text
+
+        def read_text(self, name):
+            return self.text if name == "direct_url.json" else None
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist(json.dumps({"url": f"file://{tmp_path}"})))
+    assert install_hint("dask").startswith(f"pip install '{tmp_path}[dask]'")
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist(None))
+    assert install_hint("plot").startswith("pip install '.[plot]'")
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist(json.dumps({"url": "https://example.org/x.whl"})))
+    assert install_hint("torch").startswith("pip install '.[torch]'")
 
 
 def test_params_iterate_over_networks_and_refuse_indices_past_the_end():

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import config
 from ..data import X_BOOL, boolean_inputs
+from ..machine import install_hint
 from ..arrays import array_module
 from ..state import history_rows
 
@@ -24,7 +25,7 @@ SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 #: Widths whose kernel keeps everything in registers (checked by nvcc -Xptxas -v in
 #: the tests); wider networks still run correctly, spilling to local memory.
 REGISTER_RESIDENT = {"f32": 24, "f64": 8}
-INSTALL = "pip install 'fastxor[gpu]' (cupy-cuda12x; or cupy-cuda13x for CUDA 13 drivers)"
+INSTALL = install_hint("gpu") + "; the extra gpu13 for CUDA 13 drivers"
 #: CuPy compiles kernels at run time with NVRTC, which a driver alone lacks.
 TOOLKIT = ("CuPy compiles kernels with NVRTC and the CUDA headers: install a CUDA toolkit matching the "
            "driver (CuPy finds it through CUDA_PATH), or with CuPy >= 14 pip install 'cupy-cuda12x[ctk]'")

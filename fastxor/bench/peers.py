@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..machine import install_hint
 from ..options import DEFAULTS, RECIPE
 from ..params import Params
 
@@ -243,13 +244,13 @@ RECIPE_DEFAULTS = {k: DEFAULTS[k] for k in RECIPE if k != "target_loss"}
 
 IMPLS = (
     Impl("fastxor numba", "numba", "pip install numba", _fastxor("numba"), recipes=True),
-    Impl("fastxor cupy", "cupy", "pip install 'fastxor[gpu]'", _fastxor("cupy"), device="gpu", recipes=True),
+    Impl("fastxor cupy", "cupy", install_hint("gpu"), _fastxor("cupy"), device="gpu", recipes=True),
     Impl("fastxor numpy", "", "", _fastxor("numpy"), recipes=True),
-    Impl("seed loop (torch)", "torch", "pip install 'fastxor[torch]'", _seed_loop_setup, max_networks=1,
+    Impl("seed loop (torch)", "torch", install_hint("torch"), _seed_loop_setup, max_networks=1,
          recipes=True),
-    Impl("torch batched", "torch", "pip install 'fastxor[torch]'", _torch_batched_setup, recipes=True),
-    Impl("torch.func vmap", "torch", "pip install 'fastxor[torch]'", _torch_vmap_setup),
-    Impl("jax vmap+fori_loop", "jax", "pip install 'fastxor[bench]'", _jax_setup, recipes=True),
+    Impl("torch batched", "torch", install_hint("torch"), _torch_batched_setup, recipes=True),
+    Impl("torch.func vmap", "torch", install_hint("torch"), _torch_vmap_setup),
+    Impl("jax vmap+fori_loop", "jax", install_hint("bench"), _jax_setup, recipes=True),
     Impl("numpy vectorised", "", "", _numpy_setup),
 )
 
