@@ -128,3 +128,30 @@ def test_epoch_loop_instruction_count():
     assert prof["instructions_per_network_epoch"] <= 380
     assert prof["mix"].get("control", 0) <= 4
     assert prof["h100_issue_bound_ne_per_s"] > 8e10
+
+
+def test_the_common_path_leaves_out_what_forward_branches_skip():
+    """``sass.branched_over`` on a hand-made loop: the two instructions a
+    predicated forward BRA jumps over are off the common path; the backward
+    branch and the rest are on it."""
+    from fastxor.bench import sass
+
+    text = "\n".join([
+        "/*0100*/ FADD R1, R2, R3 ;", "/*0110*/ @P0 BRA 0x140 ;", "/*0120*/ FMUL R4, R4, R5 ;",
+        "/*0130*/ DADD R6, R6, R8 ;", "/*0140*/ FFMA R1, R1, R2, R3 ;", "/*0150*/ @P1 BRA 0x100 ;"])
+    loop = sass.epoch_loop(sass.instructions(text))
+    assert len(loop) == 6 and sass.branched_over(loop) == 2
+
+
+def test_float64_common_path_is_shorter_than_the_static_loop():
+    """float64's sigmoids branch over exp's range fix-ups: the common path is
+    shorter than the static count, and float32 H = 2 (no such branches) has
+    the two equal."""
+    from fastxor.bench import sass
+
+    why = sass.problem()
+    if why:
+        pytest.skip(why)
+    f64, f32 = sass.profile(2, "float64"), sass.profile(2, "float32")
+    assert 0.6 * f64["instructions_per_network_epoch"] < f64["common_path"] < f64["instructions_per_network_epoch"]
+    assert f32["common_path"] == f32["instructions_per_network_epoch"]
