@@ -20,6 +20,7 @@ import numpy as np
 
 from . import config
 from .params import Params
+from .progress import ProgressBar, check as check_progress
 from .state import n_params, param_names
 from .validate import check_choice, check_dtype, check_int, check_real
 
@@ -225,7 +226,8 @@ def lr_map(hidden_lr=(1e-2, 1e2), output_lr=(1e-2, 1e2), resolution=256, epochs=
     dtype : "float64" by default: cells ten decades of zoom apart differ in
         the 11th digit, beyond float32's (a float32 map says where it stops
         resolving them).
-    progress : None or ``f(done, total)`` in network-epochs.
+    progress : None, True (a progress bar: a terminal, a notebook or a log)
+        or ``f(done, total)`` in network-epochs.
     train_options : any other ``fastxor.train`` option (function, X/y,
         optimizer, loss, activation, output, momentum, ...).
     """
@@ -441,6 +443,11 @@ def _train_map(spec, progress):
     dt = np.dtype(opts["dtype"])
     X, Y = np.array(spec["X"]), np.array(spec["y"])
     n, S, epochs = rx * ry, len(Y), spec["epochs"]
+    if check_progress(progress) is False:
+        progress = None
+    if progress is True:  # the bar counts cells x epochs as networks x epochs
+        bar = ProgressBar(n, label=f"{spec['kind']} map")
+        progress = lambda done, total: bar(done / n, total / n)  # noqa: E731
     center = np.asarray(spec["center"], dtype=np.float64)
     if spec["kind"] == "lr":
         resolved = _resolves(x, dt) and _resolves(y, dt)

@@ -1,23 +1,39 @@
-"""A dependency-free progress bar for long training runs (stderr)."""
+"""A dependency-free progress bar for long training runs: on a terminal, in a
+Jupyter notebook, or in a log file."""
 import sys
 import time
+
+
+def in_notebook(stream):
+    """Whether ``stream`` is a Jupyter kernel's output (ipykernel's OutStream):
+    there a bar is one output line updated in place, through IPython's
+    display handles (a notebook is not a terminal, so it would otherwise get
+    a new line per update)."""
+    return type(stream).__module__.split(".")[0] == "ipykernel"
 
 
 class ProgressBar:
     """``bar(done, total)`` draws epochs done, network-epochs/s and ETA.
 
     Silent for runs that finish within ``delay`` seconds, so short commands
-    print nothing extra. On a terminal the bar redraws in place; otherwise
-    (a log file) it writes a line at most every ``log_every`` seconds.
+    print nothing extra. On a terminal the bar redraws in place; in a Jupyter
+    notebook it is one output line updated in place (at most every
+    ``notebook_every`` seconds); otherwise (a log file) it writes a line at
+    most every ``log_every`` seconds. ``label`` prefixes the line.
     """
 
-    def __init__(self, n_networks, stream=None, delay=1.0, log_every=10.0, epoch0=0):
+    def __init__(self, n_networks, stream=None, delay=1.0, log_every=10.0, epoch0=0, label="",
+                 notebook_every=0.2):
         self.n = n_networks
         self.stream = stream or sys.stderr
         self.delay, self.log_every, self.epoch0 = delay, log_every, epoch0
+        self.label = f"{label}: " if label else ""
         self.t0 = time.perf_counter()
         self.last = None
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.notebook = not self.tty and in_notebook(self.stream)
+        self.notebook_every = notebook_every
+        self.handle = None
         self.drawn = False
 
     def __call__(self, done, total):
@@ -25,7 +41,8 @@ class ProgressBar:
         elapsed = now - self.t0
         if elapsed < self.delay and done < total:
             return
-        if not self.tty and self.last is not None and now - self.last < self.log_every and done < total:
+        every = self.notebook_every if self.notebook else self.log_every
+        if not self.tty and self.last is not None and now - self.last < every and done < total:
             return
         if not self.drawn and done >= total and elapsed < self.delay:
             return
@@ -35,13 +52,41 @@ class ProgressBar:
         width = 30
         filled = int(width * done / total) if total else width
         line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] epoch {self.epoch0 + done}/{self.epoch0 + total} "
+            f"{self.label}[{'#' * filled}{'.' * (width - filled)}] epoch {self.epoch0 + done:.0f}/{self.epoch0 + total:.0f} "
             f"{rate * self.n:.3g} network-epochs/s, {elapsed:.0f} s, ETA {_fmt(eta)}"
         )
+        self.drawn = True
+        if self.notebook:
+            self._show(line)
+            return
         end = "\n" if done >= total or not self.tty else ""
         self.stream.write(("\r" if self.tty else "") + line + end)
         self.stream.flush()
-        self.drawn = True
+
+    def _show(self, line):
+        from IPython.display import Pretty, display
+
+        if self.handle is None:
+            self.handle = display(Pretty(line), display_id=True)
+        else:
+            self.handle.update(Pretty(line))
+
+
+def check(progress, signature="f(done, total)"):
+    """``progress`` unchanged if it is None, a bool or a callable; else one
+    clear TypeError before any work starts."""
+    if progress is None or isinstance(progress, bool) or callable(progress):
+        return progress
+    raise TypeError(f"progress must be None, True/False or a callable {signature}, got {progress!r}")
+
+
+def resolve(progress, n_networks, epoch0=0):
+    """A ``progress=`` argument as the trainers take it: None or False (no
+    report), True (a ``ProgressBar`` on stderr: a terminal, a notebook or a
+    log), or a callable ``f(done, total)``, used as given."""
+    if check(progress) is None or progress is False:
+        return None
+    return ProgressBar(n_networks, epoch0=epoch0) if progress is True else progress
 
 
 def _fmt(seconds):

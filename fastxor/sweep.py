@@ -18,6 +18,7 @@ from .inits import initial_parameters
 from .options import DEFAULTS as D
 from .outputs import HeldSignals
 from .params import Params
+from .progress import ProgressBar, check as check_progress
 from .data import check_targets
 from .stats import Stats, loss_bin_centres
 from .validate import check_dtype, check_in_dtype, check_int, check_real, check_recipe
@@ -61,8 +62,8 @@ def sweep(
     ``function`` (a name or truth table, or a list of them: a grid axis, e.g.
     ["parity2", "parity3", "parity4"]) or ``X``/``y``: the training data, as
     in ``train``; the ``function`` column names it ("custom" for X/y).
-    ``progress``: None or ``f(label, done, total)``, label naming the
-    launch. ``client``: a ``distributed.Client`` or scheduler address: every
+    ``progress``: None, True (a progress bar per launch: a terminal, a
+    notebook or a log) or ``f(label, done, total)``, label naming the launch. ``client``: a ``distributed.Client`` or scheduler address: every
     cell's networks train as shards on that Dask cluster
     (``fastxor.distributed``; ``shard_networks`` per shard), with the same
     rows as here. Returns one row per cell, columns ``COLUMNS`` (target columns
@@ -95,6 +96,7 @@ def sweep(
     networks = check_int("networks", networks, 1, 2**40)
     seed = check_int("seed", seed, 0, config.SEED_MAX)
     dt = check_dtype(dtype)
+    progress = check_progress(progress, "f(label, done, total)") or None
     if init not in ("philox", "torch"):
         raise ValueError(f"init must be 'philox' or 'torch', got {init!r}")
     functions = [None] if function is None else _values("function", function, lambda n, v: v)
@@ -164,7 +166,10 @@ def _launch(launch, cells, scales, networks, init, seed, dt, inputs, progress, i
     per_net = [np.repeat([c[i] for c in cells], networks) for i in (0, 2, 3)]
     lr_out = None if cells[0][4] is None else np.repeat([c[4] for c in cells], networks)
     label = (f"{f} " if f else "") + f"hidden={h} {o}/{lo}/{ac}" + ("" if out == "sigmoid" else f"/{out} output")
-    cb = (lambda d, t: progress(label, d, t)) if progress else None
+    if progress is True:  # a bar per launch, its label first
+        cb = ProgressBar(len(cells) * networks, label=label)
+    else:
+        cb = (lambda d, t: progress(label, d, t)) if progress else None
     return train(init=p, lr=per_net[0], momentum=per_net[1], weight_decay=per_net[2], progress=cb, optimizer=o,
                  loss=lo, activation=ac, output=out, lr_output=lr_out, interruptible=interruptible, function=f,
                  **options)

@@ -25,6 +25,7 @@ from .machine import require_memory
 from .outputs import HeldSignals
 from .inits import initial_parameters
 from .params import Params
+from .progress import resolve as resolve_progress
 from .result import TrainResult
 from .state import Data, KernelOutput, Recipe, State, history_rows
 from .options import DEFAULTS as D
@@ -177,12 +178,14 @@ def train(
     dtype : "float32" (the seed's) or "float64".
     backend : "auto" (fastest here), "numba", "numpy" (the reference) or "cupy".
     record_every : int >= 0; k > 0 records the loss at epochs 0, k, 2k, ...
-    progress : None, or ``f(epochs_done, epochs_total)`` called after each
-        segment of about half a second (results are identical either way).
+    progress : None; True for a progress bar (on a terminal or a log: stderr;
+        in a Jupyter notebook: one line updated in place); or
+        ``f(epochs_done, epochs_total)``, called after each segment of about
+        half a second (results are identical either way).
     interruptible : True: Ctrl-C ends training at the last finished segment
         and returns it (``config["interrupted"]``, ``config["epochs"]`` done).
     fast_math : cupy only: a hardware tanh.approx sigmoid (faster, not
-        bit-comparable; see the README for its effect on success rates).
+        bit-comparable; docs/gpu.md gives its effect on success rates).
     device_arrays : cupy only: leave the result's arrays on the GPU (CuPy).
     optimizer : "sgd" (``torch.optim.SGD``), "adam" or "adamw" (``torch.optim.
         Adam`` / ``AdamW``; note fastxor's weight_decay default is 0 for both).
@@ -233,8 +236,7 @@ def train(
         if value is not None and np.ndim(value) == 0:  # a number: checked before it becomes N of them
             v = check_per_network(name, value, 1, low=0.0, low_open=name == "lr")
             check_in_dtype(name, v[0], dt, nonzero=name == "lr")
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be None or a callable f(done, total), got {progress!r}")
+    progress = resolve_progress(progress, n)
     recipe_options, coef = check_recipe(
         n, dt, optimizer=optimizer, momentum=momentum, dampening=dampening, nesterov=nesterov,
         weight_decay=weight_decay, betas=betas, eps=eps, loss=loss, activation=activation, target_loss=target_loss,
@@ -383,6 +385,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
         old = result.loss_history
         out.history[:, :old.shape[1]] = old
     data = Data(X, y, target_sides(y))
+    progress = resolve_progress(progress, n, done)
     ran, interrupted = _run(chosen, state, data, more, k, recipe, out, progress, interruptible)
     cfg = dict(c, epochs=done + ran, backend=chosen.NAME)
     cfg.pop("interrupted", None)
