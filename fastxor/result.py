@@ -178,6 +178,13 @@ class TrainResult:
 
         return text_repr("TrainResult", self.summary())
 
+    def to_xarray(self):
+        """An ``xarray.Dataset``: dims network, parameter, sample, input and
+        epoch; per-network settings as coordinates (``labelled.result_dataset``)."""
+        from .labelled import result_dataset
+
+        return result_dataset(self)
+
     def _repr_html_(self):  # Jupyter
         from .notebook import html_repr
 

@@ -194,10 +194,12 @@ def _sweep_on_cluster(client, shard_networks, launches, cells, networks, common)
 def _table(rows):
     table = np.array(rows, dtype=list(COLUMNS))
     try:
-        import pandas as pd
-    except ImportError:
+        import pandas  # noqa: F401 - asked first: sweep_table may be imported already while pandas is not
+    except ImportError:  # no pandas: the structured array
         return table
-    return pd.DataFrame(table)
+    from .sweep_table import SweepTable
+
+    return SweepTable(table)
 
 
 def row(st, hidden, lr, init_scale, momentum, weight_decay, lr_output=None):
