@@ -348,7 +348,7 @@ def parser():
     m = sub.add_parser("merge", help="the statistics of a distributed run's directory of shard files")
     m.add_argument("path", help="the --out directory of fastxor train --workers/--scheduler")
     s = sub.add_parser("sweep", help="grid of lr x hidden x init-scale x recipe, N seeds per cell")
-    _common(s, 10_000)
+    _common(s, options.SWEEP_NETWORKS)
     for name in ("lr", "hidden", "init_scale", *options.RECIPE):
         _option_argument(s, name, lists=True)
     s.add_argument("--out", help="write the table as CSV")

@@ -16,6 +16,7 @@ import numpy as np
 from . import config
 from .inits import initial_parameters
 from .options import DEFAULTS as D
+from .options import SWEEP_NETWORKS
 from .outputs import HeldSignals
 from .params import Params
 from .progress import ProgressBar, check as check_progress
@@ -45,7 +46,7 @@ def _values(name, values, check):
 
 
 def sweep(
-    lr=(D["lr"],), hidden=(D["hidden"],), init_scale=(D["init_scale"],), *, networks=1000, epochs=D["epochs"],
+    lr=(D["lr"],), hidden=(D["hidden"],), init_scale=(D["init_scale"],), *, networks=SWEEP_NETWORKS, epochs=D["epochs"],
     seed=D["seed"], init=D["init"], function=None, X=None, y=None, dtype=D["dtype"], backend="auto", progress=None,
     optimizer=(D["optimizer"],), loss=(D["loss"],), activation=(D["activation"],), momentum=(D["momentum"],),
     weight_decay=(D["weight_decay"],), dampening=D["dampening"], nesterov=D["nesterov"], betas=D["betas"],
