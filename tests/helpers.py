@@ -157,9 +157,11 @@ def random_data(rng):
     return rng.normal(0, 1.5, (s, d)), rng.uniform(0, 1, s)
 
 
-def assert_random_recipes_match_reference(backend, rng, data=None):
+def assert_random_recipes_match_reference(backend, rng, data=None, rounds=2):
     """``backend`` against the reference: float64, 70 networks (for numba a
-    full and a partial SIMD chunk), fresh random recipes.
+    full and a partial SIMD chunk), ``rounds`` fresh random recipes (each a
+    new kernel to compile: 2 per test and run keep the suite within its time,
+    and every run draws new ones).
 
     The same float64 operations up to FMA contraction and few-ulp vector
     exp/log/tanh. Each network's parameters lie within SENSITIVITY_K x its rounding
@@ -169,7 +171,7 @@ def assert_random_recipes_match_reference(backend, rng, data=None):
     differences grow faster than under SGD: seen 1e-11 in 300 epochs);
     networks long double moves by < 1e-12 agree with identical event epochs
     and loss histories."""
-    for _ in range(3):
+    for _ in range(rounds):
         hidden = int(rng.integers(1, 4))
         X, y = data(rng) if data else boolean_function(str(rng.choice(["xor", "nand", "or"])))
         opts, mom, wd, lr = random_recipe(rng, 70)
