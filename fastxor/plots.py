@@ -23,10 +23,18 @@ def _pyplot():
     return plt
 
 
+def _close(fig):
+    """Release a saved figure: pyplot keeps every figure it made until closed
+    (clearing is not enough), so a loop of plots grew without bound."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def _save(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    fig.clf()
+    _close(fig)
     return Path(path)
 
 
@@ -110,7 +118,7 @@ def decision_surfaces(result, path, per_kind=3):
     else:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="output")
     fig.savefig(path, dpi=110)
-    fig.clf()
+    _close(fig)
     return Path(path)
 
 
@@ -170,7 +178,7 @@ def sample_outputs(result, path, per_kind=3):
         ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    fig.clf()
+    _close(fig)
     return Path(path)
 
 
@@ -194,7 +202,7 @@ def success_heatmap(table, path):
                xlabel="learning rate", ylabel="init scale", title=f"H = {h}: % solved")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
     fig.savefig(path, dpi=110)
-    fig.clf()
+    _close(fig)
     return Path(path)
 
 
@@ -316,5 +324,5 @@ def plot_map(m, path):
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.1), ncol=1, fontsize=7,
                   frameon=False)
     fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
-    fig.clf()
+    _close(fig)
     return path if hasattr(path, "write") else Path(path)  # a file object (a notebook's image) stays one

@@ -272,3 +272,16 @@ def test_torch_init_scaled_and_sweep_with_torch_init(rng):
     t = sweep(0.5, 3, 1.7, networks=4, epochs=50, seed=seeds[0], init="torch")
     one = fastxor.train(init=fastxor.torch_init(range(seeds[0], seeds[0] + 4), 3, 1.7), epochs=50, lr=0.5)
     assert t["loss_median"][0] == pytest.approx(float(np.median(one.loss)), rel=2.4e-3)  # binned: fastxor.stats
+
+
+def test_plots_release_their_figures(tmp_path):
+    """Every figure written to a file is closed: a loop of plots (a notebook,
+    a batch of runs) does not accumulate pyplot figures."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from fastxor import plots
+
+    r = fastxor.train(30, epochs=50, record_every=10, backend="numpy")
+    before = set(plt.get_fignums())
+    for i in range(3):
+        plots.plot_result(r, tmp_path / f"run{i}")
+    assert set(plt.get_fignums()) == before and len(list(tmp_path.rglob("*.png"))) >= 9
