@@ -300,18 +300,14 @@ def _common(p, networks):
     grid cell, or None for train (whose unset options are told apart from a
     resumed run's settings)."""
     D, o = options.DEFAULTS, options.BY_NAME
-
-    def given(name):  # train: None until the run's settings are known; sweep: the default
-        return None if networks is None else D[name]
-
     p.add_argument("--networks", type=int, default=networks,
                    help=o["networks"].allowed + f" (default {networks or D['networks']})")
+    # --epochs has its default in train too: there it counts the epochs to add to a resumed run
     p.add_argument("--epochs", type=int, default=D["epochs"], help=options.help_text("epochs"))
-    p.add_argument("--seed", type=int, default=given("seed"), help=options.help_text("seed"))
-    p.add_argument("--init", default=given("init"), choices=("philox", "torch"), help=options.help_text("init"))
-    p.add_argument("--dtype", default=given("dtype"), choices=sorted(config.DTYPES), help=options.help_text("dtype"))
+    for name in ("seed", "init", "dtype"):
+        _option_argument(p, name, lists=networks is not None)
     p.add_argument("--backend", default="auto", choices=config.BACKENDS)
-    p.add_argument("--function", default=given("function"),
+    p.add_argument("--function", default=None if networks is None else D["function"],
                    help=f"{o['function'].allowed}: {', '.join(TWO_INPUT)}; parity2..parity8, majority3/5/7, mux6; "
                         "or a truth table of 2^D digits like 0110 or 01101001 (inputs in binary counting order)"
                         + ("; comma-separated: a grid axis" if networks else f" (default {D['function']})"))

@@ -52,9 +52,9 @@ def _check_no_local_memory(arch, recipes, boolean=True):
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_nvcc_compiles_register_resident_kernels(arch):
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
-    recipes = [Recipe(h, f32) for h in (1, 2, 3, 4, 8, 16, gpu.REGISTER_RESIDENT["f32"])]
+    recipes = [Recipe(h, f32) for h in (1, 2, 3, 4, 8, 16, gpu.REGISTER_RESIDENT["f32"][2])]
     recipes += [Recipe(2, f32, fast_math=True)]
-    recipes += [Recipe(h, f64) for h in (1, 2, 4, gpu.REGISTER_RESIDENT["f64"])]
+    recipes += [Recipe(h, f64) for h in (1, 2, 4, gpu.REGISTER_RESIDENT["f64"][2])]
     _check_no_local_memory(arch, recipes)
 
 
@@ -89,6 +89,23 @@ def test_nvcc_keeps_parity3_and_parity4_in_registers(arch):
     real = _check_no_local_memory(arch, [Recipe(1, np.dtype(np.float32), inputs=4, samples=16)], boolean=False)
     # boolean X is computed from the sample index, real X held in registers (measured: 72-80 against 168)
     assert real["fastxor_train_h1_f32_d4s16_realx"][0] > report["fastxor_train_h1_f32_d4s16"][0] + 32
+
+
+def test_the_register_resident_widths_hold_for_d_inputs(arch="sm_90"):
+    """REGISTER_RESIDENT for D > 2 (the D = 2 widths: above, both arches):
+    the widest float32 kernel of 3, 4 and 8 inputs and float64 of 3 and 8
+    keep everything in registers; one unit wider, 4-bit parity spills (the
+    table is a boundary, not just a safe value)."""
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    table = gpu.REGISTER_RESIDENT
+    recipes = [Recipe(table["f32"][d], f32, inputs=d, samples=2**d) for d in (3, 4, 8)]
+    recipes += [Recipe(table["f64"][d], f64, inputs=d, samples=2**d) for d in (3, 8)]
+    assert all(gpu.register_resident(r) for r in recipes)
+    _check_no_local_memory(arch, recipes)
+    wider = Recipe(table["f32"][4] + 1, f32, inputs=4, samples=16)
+    assert not gpu.register_resident(wider)
+    regs, *local = _ptxas_report(arch, [wider])[gpu.entry_name(wider)]
+    assert any(local), "one unit wider than the table should spill"
 
 
 def test_loader_source_names_the_real_file():

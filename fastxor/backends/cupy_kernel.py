@@ -22,9 +22,21 @@ from ..state import history_rows
 SOURCE = "train_xor.cu"
 BLOCK = 128
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-#: Widths whose kernel keeps everything in registers (checked by nvcc -Xptxas -v in
-#: the tests); wider networks still run correctly, spilling to local memory.
-REGISTER_RESIDENT = {"f32": 24, "f64": 8}
+#: The widest H whose kernel keeps everything in registers, per dtype and input
+#: count D (boolean inputs, the seed's recipe; measured with nvcc 13 -Xptxas -v
+#: for sm_90: one more unit spills, except where the table ends at a width not
+#: tried beyond). It falls with D because the unrolled samples' activations
+#: stay live for the backward pass (S x H values up to 16 samples). Wider
+#: networks still run correctly, spilling to local memory (slower).
+REGISTER_RESIDENT = {"f32": {2: 24, 3: 17, 4: 13, 5: 14, 6: 12, 7: 10, 8: 10},
+                     "f64": {2: 8, 3: 9, 4: 8, 5: 7, 6: 6, 7: 5, 8: 4}}
+
+
+def register_resident(recipe):
+    """Whether ``recipe``'s kernel (boolean inputs, D <= 8) is measured to stay
+    in registers: H within REGISTER_RESIDENT for its dtype and D."""
+    widest = REGISTER_RESIDENT[SUFFIX[recipe.dtype]].get(recipe.inputs)
+    return widest is not None and recipe.hidden <= widest
 INSTALL = install_hint("gpu") + "; the extra gpu13 for CUDA 13 drivers"
 #: CuPy compiles kernels at run time with NVRTC, which a driver alone lacks.
 TOOLKIT = ("CuPy compiles kernels with NVRTC and the CUDA headers: install a CUDA toolkit matching the "
