@@ -98,3 +98,20 @@ def test_the_documentation_site_builds_strictly(tmp_path):
     api_page = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "lr_map" in api_page and "Train many D-H-1 networks" in api_page
     shutil.rmtree(tmp_path / "site")
+
+
+def test_the_documented_train_signature_is_the_real_one():
+    """docs/usage.md writes out ``fastxor.train``'s signature: every parameter,
+    in order, with its default, as the function has them."""
+    import inspect
+
+    import fastxor
+
+    text = (ROOT / "docs" / "usage.md").read_text()
+    written = re.search(r"`fastxor\.train\((.*?)\)` returns", text).group(1)
+    documented = ast.parse(f"def train({written}): pass").body[0].args
+    names = [a.arg for a in documented.args + documented.kwonlyargs]
+    defaults = [ast.literal_eval(d) for d in documented.defaults + documented.kw_defaults]
+    real = inspect.signature(fastxor.train).parameters.values()
+    assert names == [p.name for p in real]
+    assert defaults == [p.default for p in real]
