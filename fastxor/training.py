@@ -13,6 +13,7 @@ Data flow: arguments -> ``State`` (flat (P, N) parameters, made once) ->
 """
 import contextlib
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -48,17 +49,25 @@ def check_memory(backend, n, recipe, epochs, record_every, extra=0):
 
 
 class _Pacer:
-    """Epoch-segment lengths: about ``seconds`` each, and long enough that the
-    per-segment fixed cost ``fixed`` (moving the state into the kernel's
-    chunks and back, measured by a zero-epoch run) stays under 2 % of a
-    segment. The time per epoch is the median of the last three segments'
-    (a shared machine is noisy); lengths grow at most 4x a step.
+    """Epoch-segment lengths: about ``seconds`` each, and always long enough
+    that the per-segment fixed cost ``fixed`` (moving the state into the
+    kernel's chunks and back, measured by a zero-epoch run of the whole
+    state) stays under 2 % of a segment: where that takes segments longer
+    than ``seconds`` (millions of networks), they are 50 x ``fixed``, however
+    long (a 10 s cap once made the pacer fall into one-epoch segments when
+    the fixed cost passed 10 s, at ~3e8 networks on a GPU). The time per
+    epoch is the median of the last three segments' (a shared machine is
+    noisy); lengths grow at most 4x a step until a segment's compute time,
+    at least ``reliable`` seconds, measures it well.
     """
 
-    def __init__(self, n, total, fixed=0.0, seconds=0.5, longest=10.0):
-        self.left, self.fixed = total, fixed
-        self.target = min(longest, max(seconds, 50 * fixed))
-        self.next = max(1, min(total, int(2e7 // n)))  # ~0.1 s before the first measurement
+    def __init__(self, n, total, fixed=0.0, seconds=0.5, reliable=0.05):
+        self.left, self.fixed, self.reliable = total, fixed, reliable
+        self.target = max(seconds, 50 * fixed)
+        # the first segment, before any measurement: ~0.1 s on a CPU (2e8 network-epochs/s),
+        # and at least a fixed cost's worth of compute at 1e9 (not a string of one-epoch
+        # segments, each paying a fixed cost of seconds, at 1e8+ networks on a GPU)
+        self.next = max(1, min(total, int(max(2e7, 1e9 * fixed) // n)))
         self.per_epoch = []
 
     def take(self):
@@ -67,9 +76,11 @@ class _Pacer:
         return e
 
     def measured(self, epochs, dt):
-        self.per_epoch.append(max(dt - self.fixed, 1e-9) / epochs)
+        compute = dt - self.fixed
+        self.per_epoch.append(max(compute, 1e-9) / epochs)
         per_epoch = float(np.median(self.per_epoch[-3:]))
-        self.next = max(1, int(min((self.target - self.fixed) / per_epoch, 4 * epochs)))
+        grow = 4 * epochs if compute < self.reliable else float("inf")
+        self.next = max(1, math.ceil(min((self.target - self.fixed) / per_epoch, grow)))  # ceil: within 2 %
 
 
 def _run(backend, state, data, epochs, record_every, recipe, out, progress, interruptible):

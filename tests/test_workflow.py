@@ -285,3 +285,33 @@ def test_plots_release_their_figures(tmp_path):
     for i in range(3):
         plots.plot_result(r, tmp_path / f"run{i}")
     assert set(plt.get_fignums()) == before and len(list(tmp_path.rglob("*.png"))) >= 9
+
+
+@pytest.mark.parametrize("n, fixed, per_epoch", [
+    (1_000, 1e-4, 1_000 / 3e8),  # CPU, a small run
+    (10_000_000, 0.08, 1e7 / 3e8),  # CPU, 10^7 networks
+    (10_000_000, 0.4, 1e7 / 7.5e10),  # GPU, 10^7
+    (300_000_000, 12.0, 3e8 / 7.5e10),  # GPU, 3e8: a 10 s cap made one-epoch segments here
+    (1_000_000_000, 40.0, 1e9 / 7.5e10),  # GPU, 10^9
+])
+def test_the_pacer_keeps_the_fixed_cost_small_at_any_size(n, fixed, per_epoch):
+    """The pacer driven by a simulated machine whose every segment costs
+    ``fixed`` plus ``per_epoch`` per epoch (10^5 epochs): no one-epoch
+    segments after the first few, at most 3 segments before the lengths are
+    measured, and the fixed costs within 2 % of the wall time plus those
+    first segments' (a run shorter than one target segment pays them anyway)."""
+    from fastxor.training import _Pacer
+
+    epochs = 100_000
+    pacer, lengths, spent = _Pacer(n, epochs, fixed=fixed), [], 0.0
+    while pacer.left > 0:
+        e = pacer.take()
+        lengths.append(e)
+        pacer.measured(e, fixed + e * per_epoch)
+    compute = epochs * per_epoch
+    ramp = next(i for i, e in enumerate(lengths) if e * per_epoch >= 0.05 or i == len(lengths) - 1)
+    assert ramp <= 3, lengths[:10]
+    assert min(lengths[ramp + 1:-1], default=2) > 1  # never collapses to single epochs
+    steady = (len(lengths) - ramp - 1) * fixed
+    assert steady <= 0.02 * (compute + steady) + fixed, lengths[:10]  # the last segment may be short
+    assert len(lengths) * fixed <= 0.02 * (compute + steady) + (ramp + 2) * fixed
