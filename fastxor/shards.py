@@ -57,8 +57,6 @@ def run_shard(options, lo, n, path=None, threads=None):
     """Train networks lo..lo+n-1 of the run ``options`` (fastxor.train's
     keywords, per-network arrays whole); save them to ``path`` (atomically)
     if given; return their ``Stats``. This is the task a worker runs."""
-    import numba
-
     from .training import train
 
     opts = dict(options)
@@ -67,8 +65,7 @@ def run_shard(options, lo, n, path=None, threads=None):
             opts[k] = np.asarray(opts[k])[lo:lo + n]
     opts["start"] = opts.get("start", 0) + lo
     with KERNEL_LOCK:
-        limit = numba.config.NUMBA_NUM_THREADS  # Dask's thread variables do not reach Numba
-        numba.set_num_threads(max(1, min(threads or limit, limit)))
+        _numba_threads(threads, opts.get("backend", "auto"))
         r = train(n, **opts)
     if path is not None:
         try:
@@ -76,6 +73,20 @@ def run_shard(options, lo, n, path=None, threads=None):
         except OSError as exc:
             raise ShardNotSaved(f"{exc.strerror or exc}: {exc.filename or path}") from exc
     return r.statistics()
+
+
+def _numba_threads(threads, backend):
+    """Give the Numba kernel this worker's share of the cores (Dask's thread
+    variables do not reach Numba); nothing where the shard does not run on
+    Numba (a GPU worker's cupy shards: its Numba threads are left as set)."""
+    if backend not in ("auto", "numba"):
+        return
+    try:
+        import numba
+    except ImportError:
+        return
+    limit = numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(max(1, min(threads or limit, limit)))
 
 
 class ShardNotSaved(OSError):

@@ -285,3 +285,28 @@ def test_a_shard_that_cannot_be_saved_is_one_line(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("fastxor: error: shard 0 (networks 0..1499) could not be "
                                                      "saved: File too large"), p.stderr
     assert "Traceback" not in p.stderr and "rerun the same command" in errors[0]
+
+
+def test_a_shard_sets_numba_threads_only_when_it_runs_on_numba(rng, tmp_path):
+    """A shard on another backend (a GPU worker's cupy, here the reference)
+    leaves Numba's thread count alone, and trains the same networks as that
+    slice of one call; a numba shard takes its share of the cores."""
+    import numba
+
+    from fastxor import shards
+
+    opts = dict(epochs=40, seed=int(rng.integers(0, 2**32)), backend="numpy", lr=np.linspace(0.2, 2.0, 50))
+    whole = fastxor.train(50, **opts)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        st = shards.run_shard(opts, 20, 30, path=tmp_path / "s.npz", threads=2)
+        assert numba.get_num_threads() == 1
+        part = fastxor.load(tmp_path / "s.npz")
+        np.testing.assert_array_equal(part.params.to_flat(), whole.params[20:50].to_flat())
+        assert st.networks == 30 and st.solved == whole.solved[20:].sum()
+        if numba.config.NUMBA_NUM_THREADS >= 2:
+            shards.run_shard(dict(opts, backend="numba"), 0, 10, threads=2)
+            assert numba.get_num_threads() == 2
+    finally:
+        numba.set_num_threads(before)
