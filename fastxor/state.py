@@ -166,6 +166,10 @@ class State:
         the first solve / divergence / loss <= target, -1 while none.
     epoch : global epoch of the next update (epochs trained so far).
     init : ``params.InitSpec`` or None; ``materialise()`` makes the parameters.
+    device : the GPU backend's copy of this state kept on the device between
+        epoch segments (``cupy_kernel._Resident``), or None. While it is set,
+        the host arrays above are stale; the backend's final run brings them
+        back and clears it.
     """
 
     params: object
@@ -179,6 +183,7 @@ class State:
     buffers: object = None
     target_epoch: object = None
     lr_output: object = None
+    device: object = None
 
     @classmethod
     def fresh(cls, params, lr, init=None, recipe=None, momentum=None, weight_decay=None, lr_output=None):

@@ -335,6 +335,42 @@ def test_gpu_benchmark_script_runs_end_to_end(fake, tmp_path, monkeypatch):
 # --- the fake itself: strict where CuPy would silently misbehave ------------------
 
 
+@pytest.mark.parametrize("options", [{}, dict(optimizer="adam", target_loss=0.05, function="parity3", hidden=3)])
+def test_a_run_that_fits_stays_on_the_device_between_segments(options, fake, monkeypatch, rng):
+    """Ten epoch segments of a run that fits the GPU: the state goes up once
+    and comes back once, with each segment's loss history (the streamed path,
+    forced, moves the whole state every segment), and both equal one launch
+    bit for bit."""
+    from fastxor import training
+
+    class TenSegments(training._Pacer):
+        def __init__(self, n, total, **kw):
+            super().__init__(n, total, **kw)
+            self.next = max(1, total // 10)
+
+        def measured(self, epochs, dt):
+            pass
+
+    kw = dict(epochs=300, seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=7,
+              lr=rng.uniform(0.1, 2.0, 3000), **options)
+    one = fastxor.train(3000, **kw)
+    monkeypatch.setattr(training, "_Pacer", TenSegments)
+    moved = {}
+    for how in ("resident", "streamed"):
+        if how == "streamed":
+            monkeypatch.setattr(gpu, "_fits_at_once", lambda *a: False)
+        fake._fake.copied.update(to_device=0, to_host=0)
+        r = fastxor.train(3000, progress=lambda d, t: None, **kw)
+        moved[how] = dict(fake._fake.copied)
+        assert_same_run(one, r)
+        for name in ("target_epoch", "optimizer_state"):
+            a, b = getattr(one, name), getattr(r, name)
+            assert (a is None) == (b is None) and (a is None or np.array_equal(a, b)), name
+    history = one.loss_history.nbytes
+    assert moved["resident"]["to_host"] - history < (moved["streamed"]["to_host"] - history) / 5, moved
+    assert moved["resident"]["to_device"] < moved["streamed"]["to_device"] / 5, moved
+
+
 @pytest.mark.parametrize("n, record_every, options, capacity", [
     (2_000_000, 0, {}, 0),  # the seed's recipe, one chunk
     (2_000_000, 1, dict(optimizer="adam"), 64 << 20),  # optimizer buffers and history, many chunks

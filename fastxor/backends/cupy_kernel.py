@@ -226,7 +226,8 @@ def memory_bytes(n, recipe, rows):
     parameters (a result's Params are views of the state), plus the largest
     host copy one chunk's results pass through (``_from_device``: the
     parameters, optimizer buffers, predictions or history of a chunk), plus
-    twice ``solved_by``'s block (the packaging's temporaries). Within 0.97-1.2x
+    ``solved_by``'s block (twice when the run streams through in chunks: the
+    packaging's temporaries and a chunk's host copies meet). Within 0.97-1.2x
     of the peak tracemalloc measures on the fake CuPy from 5e5 networks on
     (tests/test_gpu_backend.py; the slack of ``config.MEMORY_FRACTION`` covers
     the 3 %); it was 2x ``run_bytes``, 1.4-2x the peak, and 0.8x at 64
@@ -237,8 +238,9 @@ def memory_bytes(n, recipe, rows):
     item = recipe.dtype.itemsize
     chunk = _chunk_networks(n, recipe, rows, given_init=False)  # the larger chunk of the two layouts
     largest = max(recipe.n_params, recipe.n_buffers, recipe.samples, rows)
+    streams = _chunk_networks(n, recipe, rows, given_init=True) < n  # not kept on the GPU: see _Resident
     return (run_bytes(n, recipe, rows) - n * recipe.n_params * item + chunk * largest * item
-            + 2 * SOLVED_BLOCK * (item + 8))
+            + (1 + streams) * SOLVED_BLOCK * (item + 8))
 
 
 def _chunk_networks(n, recipe, rows, given_init):
@@ -265,15 +267,20 @@ def run(state, data, epochs, record_every, recipe, out, final=True):
     A fresh Philox state (``state.init``) is made inside the kernel,
     bit-identical to ``init_params``. The kernel takes the global epoch of
     its first step, so a segment is one launch per chunk of networks (per
-    LAUNCH_EPOCHS epochs), and always computes the final outputs (``final``
-    is free on a GPU).
+    LAUNCH_EPOCHS epochs), and always computes the final outputs.
+
+    A run whose networks fit the GPU at once stays there between segments
+    (``_Resident``): an intermediate segment (``final=False``) copies back
+    only the loss history it recorded; the final one brings back the state
+    and outputs. Larger runs stream through in chunks every segment.
     """
     for lo in range(0, max(epochs, 1), LAUNCH_EPOCHS):
-        _launch(state, data, min(LAUNCH_EPOCHS, epochs - lo), record_every, recipe, out)
+        last = lo + LAUNCH_EPOCHS >= epochs
+        _launch(state, data, min(LAUNCH_EPOCHS, epochs - lo), record_every, recipe, out, final and last)
     return out
 
 
-def _launch(state, data, epochs, record_every, recipe, out):
+def _launch(state, data, epochs, record_every, recipe, out, final=True):
     """``epochs`` epochs of every network, in chunks of networks that fit the GPU."""
     import cupy
 
@@ -281,15 +288,17 @@ def _launch(state, data, epochs, record_every, recipe, out):
     n, P = state.n_networks, recipe.n_params
     xp = array_module(out.loss)  # numpy, or cupy for device_arrays
     on_device = xp is not np
+    k, epoch0 = record_every, state.epoch
+    rows = history_rows(epoch0 + epochs, k) - history_rows(epoch0, k)  # multiples of k in [epoch0, epoch0 + epochs)
+    if not on_device and (state.device is not None or _fits_at_once(state, recipe, rows)):
+        return _launch_resident(state, data, epochs, record_every, recipe, out, final)
     spec, given = state.init, state.params is not None
     if not given:
         state.params = xp.empty((P, n), dtype=dt)
         state.init = None
     elif on_device and array_module(state.params) is np:
         state.params = cupy.asarray(state.params)
-    k, epoch0 = record_every, state.epoch
     col0 = history_rows(epoch0, k)
-    rows = history_rows(epoch0 + epochs, k) - col0  # multiples of k in [epoch0, epoch0 + epochs)
     chunk = _chunk_networks(n, recipe, rows, given)
     kernel = get_kernel(recipe, boolean_data(data.X))
     d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
@@ -331,6 +340,84 @@ def _launch(state, data, epochs, record_every, recipe, out):
         if rows:
             _from_device(out.history[sl, col0:col0 + rows], b["history"], transpose=True)
     state.epoch += epochs
+
+
+def _fits_at_once(state, recipe, rows):
+    """Whether every network of the run fits the GPU in one chunk, with the
+    layout of given parameters (two parameter buffers: last segment's and
+    this one's) and this launch's ``rows`` of loss history."""
+    return _chunk_networks(state.n_networks, recipe, rows, given_init=True) >= state.n_networks
+
+
+class _Resident:
+    """A run's state on the GPU between segments: the parameters in two
+    buffers (the kernel reads one, writes the other: its pointers are
+    ``__restrict__``), optimizer buffers, coefficient rows, event epochs,
+    loss and predictions; ``epoch``: the global epoch it holds."""
+
+    def __init__(self, cupy, state, recipe):
+        n, dt = state.n_networks, np.dtype(recipe.dtype)
+        self.buf = _ChunkBuffers(cupy, n, chunk_layout(recipe, 0, given_init=True)).views(n)
+        self.epoch = state.epoch
+        self.fresh = True  # the parameters are still on the host (or still to be made by Philox)
+        _to_device(self.buf["rates"], state.rate_rows(recipe))
+        for name in ("solved", "diverged") + (("target",) if recipe.target_loss is not None else ()):
+            _to_device(self.buf[name], getattr(state, f"{name}_epoch"))
+        if recipe.n_buffers:
+            _to_device(self.buf["buffers"], state.buffers)
+        self.dt = dt
+
+
+def _launch_resident(state, data, epochs, record_every, recipe, out, final):
+    """One launch of a run kept on the GPU (``_Resident``), made on its first
+    segment; a final launch copies the state and outputs back and frees it."""
+    import cupy
+
+    n, P = state.n_networks, recipe.n_params
+    res = state.device
+    if res is None or res.epoch != state.epoch:
+        res = state.device = _Resident(cupy, state, recipe)
+    b, null = res.buf, np.uint64(0)
+    k, epoch0 = record_every, state.epoch
+    col0 = history_rows(epoch0, k)
+    rows = history_rows(epoch0 + epochs, k) - col0
+    history = cupy.empty((rows, n), dtype=res.dt) if rows else None
+    seed = start = 0
+    scale = null
+    if res.fresh:
+        if state.params is None:  # Philox, made in the kernel
+            spec = state.init
+            seed, start, scale = spec.seed, spec.start, cupy.asarray(spec.scales)
+            init = null
+        else:
+            _to_device(b["init"], state.params)
+            init = b["init"]
+        res.fresh = False
+    else:
+        init = b["init"]  # the last launch's parameters (swapped in below)
+    d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(res.dt))
+    bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else null
+    get_kernel(recipe, boolean_data(data.X))((-(-n // BLOCK),), (BLOCK,), (
+        init, np.uint64(seed), np.uint64(start), scale, b["rates"], cupy.asarray(recipe.constants()), bias, d,
+        np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(n), b["params"], b.get("buffers", null),
+        b["loss"], b["pred"], b["solved"], b["diverged"], b.get("target", null), null if history is None else history))
+    b["init"], b["params"] = b["params"], b["init"]  # this launch's output is the next one's input
+    state.epoch += epochs
+    res.epoch = state.epoch
+    if rows:
+        _from_device(out.history[:, col0:col0 + rows], history, transpose=True)
+    if final:  # everything back, the device copy freed
+        if state.params is None:
+            state.params = np.empty((P, n), dtype=res.dt)
+            state.init = None
+        _from_device(state.params, b["init"])
+        if recipe.n_buffers:
+            _from_device(state.buffers, b["buffers"])
+        _from_device(out.loss, b["loss"])
+        _from_device(out.predictions, b["pred"], transpose=True)
+        for name in ("solved", "diverged") + (("target",) if recipe.target_loss is not None else ()):
+            _from_device(getattr(state, f"{name}_epoch"), b[name])
+        state.device = None
 
 
 def adam_bias_corrections(recipe, epoch0, epochs):

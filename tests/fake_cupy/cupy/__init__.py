@@ -21,7 +21,9 @@ def asarray(a, dtype=None, order=None):
     """A device array; a host array or scalar is copied to the device."""
     if isinstance(a, ndarray):
         return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
-    return from_host(np.asarray(a, dtype=dtype))
+    host = np.asarray(a, dtype=dtype)
+    _fake.copied["to_device"] += host.nbytes
+    return from_host(host)
 
 
 array = asarray

@@ -22,6 +22,9 @@ DEFAULT_CAPACITY = 4 << 30
 
 capacity = DEFAULT_CAPACITY
 launches = 0
+#: Bytes copied between host and device (asarray/set/item assignment of host
+#: arrays, get), for tests of what a run moves.
+copied = {"to_device": 0, "to_host": 0}
 
 
 class OutOfMemoryError(MemoryError):
@@ -169,6 +172,7 @@ def reset():
     global capacity, launches
     gc.collect()
     capacity, launches = DEFAULT_CAPACITY, 0
+    copied.update(to_device=0, to_host=0)
     pool.free_all_blocks()
     pool.set_limit(0)
 

@@ -108,6 +108,8 @@ class ndarray(NDArrayOperatorsMixin):
 
     def __setitem__(self, key, value):
         # CuPy's _scatter_op copies a host value to the device (cupy.array(value))
+        if isinstance(value, np.ndarray):
+            _fake.copied["to_device"] += value.nbytes
         self._a[unwrap(key, "index")] = value._a if isinstance(value, ndarray) else value
 
     def __iter__(self):
@@ -132,6 +134,7 @@ class ndarray(NDArrayOperatorsMixin):
             # (_internal_ascontiguousarray, cupy/_core/core.pyx): it can run
             # out of device memory exactly where a chunked run is tight
             empty(self.shape, self.dtype)
+        _fake.copied["to_host"] += self._a.nbytes
         return np.array(self._a, order=order)
 
     def set(self, arr, stream=None):
@@ -139,6 +142,7 @@ class ndarray(NDArrayOperatorsMixin):
             raise ValueError(f"fake CuPy: set() needs a NumPy array of shape {self.shape} and dtype {self.dtype}")
         if not self._a.flags.c_contiguous:
             raise RuntimeError("Cannot set to non-contiguous array")
+        _fake.copied["to_device"] += arr.nbytes
         self._a[...] = arr
 
     def copy(self, order="C"):
