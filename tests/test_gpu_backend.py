@@ -335,6 +335,18 @@ def test_gpu_benchmark_script_runs_end_to_end(fake, tmp_path, monkeypatch):
 # --- the fake itself: strict where CuPy would silently misbehave ------------------
 
 
+def test_recording_the_loss_changes_no_network(cupy_device, rng):
+    """A run that records its loss and one that does not train the same
+    parameters, outputs and events, bit for bit."""
+    kw = dict(epochs=250, seed=int(rng.integers(0, 2**32)), backend="cupy", lr=rng.uniform(0.1, 2.0, 300))
+    plain, recorded = fastxor.train(300, **kw), fastxor.train(300, record_every=9, **kw)
+    for x, y in zip(plain.params.arrays(), recorded.params.arrays()):
+        np.testing.assert_array_equal(x, y)
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch"):
+        np.testing.assert_array_equal(getattr(plain, name), getattr(recorded, name), err_msg=name)
+    assert plain.loss_history is None and recorded.loss_history.shape == (300, 28)
+
+
 @pytest.mark.parametrize("options", [{}, dict(optimizer="adam", target_loss=0.05, function="parity3", hidden=3)])
 def test_a_run_that_fits_stays_on_the_device_between_segments(options, fake, monkeypatch, rng):
     """Ten epoch segments of a run that fits the GPU: the state goes up once
