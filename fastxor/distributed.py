@@ -61,15 +61,30 @@ def _scalar_options(options):
     return {k: v for k, v in options.items() if k not in PER_NETWORK or np.ndim(v) == 0}
 
 
-def _calibrate(options, threads=None):
+#: A calibration run lasts at least this long (or reaches CALIBRATION_MAX networks).
+CALIBRATION_SECONDS = 0.5
+CALIBRATION_MAX = 1 << 24
+
+
+def _calibrate(options, threads=None, n=CALIBRATION_MAX):
     """Network-epochs per second of one worker on this run's recipe, measured
-    after compiling it there (4 096 networks, up to 2 000 epochs)."""
+    after compiling it there: 4 096 networks (up to 2 000 epochs), then 8x as
+    many until a run lasts CALIBRATION_SECONDS (or reaches ``n`` networks,
+    at most CALIBRATION_MAX). Why: a GPU needs about 10^6 networks to fill
+    its SMs; measured at 4 096 (32 of an H100's 132 SMs busy) its rate came
+    out 10-25x low, and so did its shards."""
     opts = _scalar_options(options)
     epochs = max(1, min(options.get("epochs", DEFAULTS["epochs"]), 2_000))
     run_shard(dict(opts, epochs=1), 0, 64, None, threads)  # compile
-    t0 = time.perf_counter()
-    run_shard(dict(opts, epochs=epochs), 0, 4096, None, threads)
-    return 4096 * epochs / (time.perf_counter() - t0)
+    size, top = 4096, max(1, min(n, CALIBRATION_MAX))
+    while True:
+        size = min(size, top)
+        t0 = time.perf_counter()
+        run_shard(dict(opts, epochs=epochs), 0, size, None, threads)
+        seconds = time.perf_counter() - t0
+        if seconds >= CALIBRATION_SECONDS or size >= top:
+            return size * epochs / seconds
+        size *= 8
 
 
 class WarmKernel(_WorkerPlugin):
@@ -208,7 +223,7 @@ def _auto_shard(client, n, options, n_workers, threads):
     """Shard size from one worker's measured speed: about SHARD_SECONDS each,
     but at least 4 shards per worker when N allows, and at least 1024 networks
     (a multiple of 64, the CPU kernel's SIMD chunk)."""
-    rate = client.submit(_calibrate, options, threads, pure=False).result()
+    rate = client.submit(_calibrate, options, threads, n, pure=False).result()
     epochs = max(1, options.get("epochs", DEFAULTS["epochs"]))
     size = int(rate * SHARD_SECONDS / epochs)
     size = min(size, -(-n // (4 * n_workers)))

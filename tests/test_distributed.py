@@ -310,3 +310,25 @@ def test_a_shard_sets_numba_threads_only_when_it_runs_on_numba(rng, tmp_path):
             assert numba.get_num_threads() == 2
     finally:
         numba.set_num_threads(before)
+
+
+def test_calibration_grows_until_the_worker_is_busy(monkeypatch):
+    """A worker whose runs cost a fixed 20 ms plus N x epochs / 5e10 (a GPU:
+    fixed costs dominate small runs) is measured within 25 % of its 5e10
+    network-epochs/s; a single 4 096-network run (the old calibration) said
+    about 30x less. A small run stops growing at its own size."""
+    import time as _time
+
+    calls = []
+
+    def fake_shard(options, lo, n, path=None, threads=None):
+        calls.append(n)
+        _time.sleep(0.02 + n * options["epochs"] / 5e10)
+
+    monkeypatch.setattr(fd, "run_shard", fake_shard)
+    rate = fd._calibrate(dict(epochs=2000, backend="cupy"))
+    assert 0.75 * 5e10 <= rate <= 5e10 and calls[1] == 4096 and calls[-1] > 4096, (rate, calls)
+    assert 4096 * 2000 / (0.02 + 4096 * 2000 / 5e10) < 5e10 / 25  # what 4 096 networks alone measure
+    calls.clear()
+    fd._calibrate(dict(epochs=2000, backend="cupy"), n=10_000)
+    assert max(calls) == 10_000
