@@ -28,7 +28,7 @@ CONTEXT = re.compile(r"95 % CI|\d{4}-\d{2}-\d{2}|AVX-512|Zen \d")
 
 
 def numbers_in(path):
-    """Every number in a results file (JSON values and numbers inside strings, CSV cells)."""
+    """Every number in a results file (JSON values, numbers inside strings and keys, CSV cells)."""
     out = []
     if path.suffix == ".csv":
         for row in csv.reader(path.open()):
@@ -44,8 +44,9 @@ def numbers_in(path):
             return
         if isinstance(v, (int, float)):
             out.append(float(v))
-        elif isinstance(v, dict):
-            for x in v.values():
+        elif isinstance(v, dict):  # keys too: "fastxor new variant (H5 adam tanh bce)"
+            for key, x in v.items():
+                walk(key)
                 walk(x)
         elif isinstance(v, list):
             for x in v:
