@@ -10,7 +10,12 @@ The job: 1000 networks x 1000 epochs, float32, XOR (1e6 network-epochs).
   everything else (compiles that variant's kernel);
 - JAX: a fresh process importing JAX, jit-compiling and running the peer of
   ``fastxor bench`` (vmap of the train step in ``lax.fori_loop``) for the
-  same job and recipe.
+  same job and recipe;
+- fastxor cold and warm again in a *base install*: a fresh venv with only
+  ``pip install <checkout>`` (NumPy and Numba), what a user without the
+  extras has. The benchmark's own venv has SciPy (through JAX), and Numba's
+  first load of a cached kernel imports ``scipy.linalg`` when it is there
+  (its BLAS check): about 0.2 s of a warm start.
 Each is the wall time of the whole process (import, compile, run, print),
 repeated ``--repeat`` times; the median and the spread are reported.
 
@@ -55,15 +60,25 @@ def wall(argv, env):
     return time.perf_counter() - t
 
 
-def fastxor_cmd(extra=()):
-    return [sys.executable, "-m", "fastxor", "train", *JOB, "--backend", "numba", *extra]
+def fastxor_cmd(extra=(), python=sys.executable):
+    return [python, "-m", "fastxor", "train", *JOB, "--backend", "numba", *extra]
+
+
+def base_install(where):
+    """A venv at ``where`` with fastxor installed from this checkout and
+    nothing else; its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
+    python = str(Path(where) / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "-q", str(Path(__file__).resolve().parent.parent)], check=True,
+                   capture_output=True)
+    return python
 
 
 def jax_cmd(hidden, options):
     return [sys.executable, "-c", JAX_JOB.format(hidden=hidden, options=options)]
 
 
-def measure(repeat):
+def measure(repeat, base_python=None):
     rows = {}
     base = dict(os.environ)
 
@@ -82,6 +97,12 @@ def measure(repeat):
             assert _files(cache) == before, "a warm run wrote to the kernel cache"
             record("fastxor new variant (H5 adam tanh bce), warm cache", wall(fastxor_cmd(VARIANT), env))
             record("fastxor warm, that variant", wall(fastxor_cmd(VARIANT), env))
+        if base_python:
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(base, FASTXOR_CACHE_DIR=cache)
+                record("base install: fastxor cold (empty cache), seed's variant",
+                       wall(fastxor_cmd(python=base_python), env))
+                record("base install: fastxor warm (cached), seed's variant", wall(fastxor_cmd(python=base_python), env))
         if jax_ok:
             record("jax jit, seed's variant (fresh process)", wall(jax_cmd(2, dict(lr=0.1)), base))
             record("jax jit, H5 adam tanh bce (fresh process)", wall(jax_cmd(5, variant_options), base))
@@ -93,9 +114,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-base-install", action="store_true", help="skip the base-install venv (needs pip and a network)")
     args = ap.parse_args()
-    rows = measure(args.repeat)
+    with tempfile.TemporaryDirectory() as venv:
+        python = None if args.no_base_install else base_install(venv)
+        rows = measure(args.repeat, python)
+        base_has_scipy = python and subprocess.run([python, "-c", "import scipy"], capture_output=True).returncode == 0
+    here_has_scipy = subprocess.run([sys.executable, "-c", "import scipy"], capture_output=True).returncode == 0
     report = dict(environment=environment(), job="1000 networks x 1000 epochs, float32, XOR, backend numba",
+                  scipy_installed=dict(benchmark_venv=here_has_scipy, base_install=bool(base_has_scipy)),
                   wall_seconds=rows)
     width = max(map(len, rows))
     for name, r in rows.items():
