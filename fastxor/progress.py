@@ -12,6 +12,36 @@ def in_notebook(stream):
     return type(stream).__module__.split(".")[0] == "ipykernel"
 
 
+class _Line:
+    """Where a bar's line goes: a terminal (redrawn in place with a carriage
+    return), a Jupyter notebook (one output updated through an IPython
+    display handle), or a log (a line each time). ``live``: the first two,
+    which may redraw often."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.notebook = not self.tty and in_notebook(stream)
+        self.handle = None
+
+    @property
+    def live(self):
+        return self.tty or self.notebook
+
+    def draw(self, line, last):
+        if self.notebook:
+            from IPython.display import Pretty, display
+
+            if self.handle is None:
+                self.handle = display(Pretty(line), display_id=True)
+            else:
+                self.handle.update(Pretty(line))
+            return
+        end = "\n" if last or not self.tty else ""
+        self.stream.write(("\r" if self.tty else "") + line + end)
+        self.stream.flush()
+
+
 class ProgressBar:
     """``bar(done, total)`` draws epochs done, network-epochs/s and ETA.
 
@@ -30,10 +60,8 @@ class ProgressBar:
         self.label = f"{label}: " if label else ""
         self.t0 = time.perf_counter()
         self.last = None
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.notebook = not self.tty and in_notebook(self.stream)
+        self.out = _Line(self.stream)
         self.notebook_every = notebook_every
-        self.handle = None
         self.drawn = False
 
     def __call__(self, done, total):
@@ -41,8 +69,8 @@ class ProgressBar:
         elapsed = now - self.t0
         if elapsed < self.delay and done < total:
             return
-        every = self.notebook_every if self.notebook else self.log_every
-        if not self.tty and self.last is not None and now - self.last < every and done < total:
+        every = self.notebook_every if self.out.notebook else self.log_every
+        if not self.out.tty and self.last is not None and now - self.last < every and done < total:
             return
         if not self.drawn and done >= total and elapsed < self.delay:
             return
@@ -56,20 +84,7 @@ class ProgressBar:
             f"{rate * self.n:.3g} network-epochs/s, {elapsed:.0f} s, ETA {_fmt(eta)}"
         )
         self.drawn = True
-        if self.notebook:
-            self._show(line)
-            return
-        end = "\n" if done >= total or not self.tty else ""
-        self.stream.write(("\r" if self.tty else "") + line + end)
-        self.stream.flush()
-
-    def _show(self, line):
-        from IPython.display import Pretty, display
-
-        if self.handle is None:
-            self.handle = display(Pretty(line), display_id=True)
-        else:
-            self.handle.update(Pretty(line))
+        self.out.draw(line, done >= total)
 
 
 def check(progress, signature="f(done, total)"):
@@ -99,20 +114,20 @@ def _fmt(seconds):
 
 class ShardProgress:
     """``bar()`` after each finished shard: shards done/total, network-epochs/s
-    (of this call's shards) and ETA, on stderr; ``already`` shards were
-    finished before (a resumed run)."""
+    (of this call's shards) and ETA, on stderr (a terminal, a notebook or a
+    log, as ``ProgressBar``); ``already`` shards were finished before (a
+    resumed run)."""
 
     def __init__(self, total, already=0, ne_per_shard=0.0, stream=None, log_every=10.0):
         self.total, self.done, self.already, self.ne = total, already, already, ne_per_shard
-        self.stream = stream or sys.stderr
+        self.out = _Line(stream or sys.stderr)
         self.t0 = self.last = time.perf_counter()
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.log_every = log_every
 
     def __call__(self):
         self.done += 1
         now = time.perf_counter()
-        if not self.tty and now - self.last < self.log_every and self.done < self.total:
+        if not self.out.live and now - self.last < self.log_every and self.done < self.total:
             return
         self.last = now
         elapsed = now - self.t0
@@ -122,6 +137,4 @@ class ShardProgress:
         line = (f"[{'#' * filled}{'.' * (30 - filled)}] shards {self.done}/{self.total} "
                 f"{ran * self.ne / elapsed if elapsed > 0 else 0:.3g} network-epochs/s, {elapsed:.0f} s, "
                 f"ETA {_fmt(eta)}")
-        end = "\n" if self.done >= self.total or not self.tty else ""
-        self.stream.write(("\r" if self.tty else "") + line + end)
-        self.stream.flush()
+        self.out.draw(line, self.done >= self.total)

@@ -62,6 +62,19 @@ def test_a_notebook_gets_one_line_updated_in_place(fake_ipython):
     assert stream.getvalue() == ""  # nothing printed as stream lines
 
 
+def test_the_shard_bar_updates_one_notebook_line_too(fake_ipython):
+    """fastxor.distributed's bar over shards (one line per finished shard)
+    goes through the same writer: one display, then updates."""
+    from fastxor.progress import ShardProgress
+
+    stream = _kernel_stream()
+    bar = ShardProgress(3, ne_per_shard=1e6, stream=stream)
+    for _ in range(3):
+        bar()
+    assert [kind for kind, _ in fake_ipython] == ["display", "update", "update"]
+    assert "shards 3/3" in fake_ipython[-1][1] and stream.getvalue() == ""
+
+
 def test_a_terminal_redraws_one_line_and_a_log_gets_lines():
     tty, log = Terminal(), io.StringIO()
     for stream in (tty, log):
