@@ -238,7 +238,7 @@ def memory_bytes(n, recipe, rows):
     item = recipe.dtype.itemsize
     chunk = _chunk_networks(n, recipe, rows, given_init=False)  # the larger chunk of the two layouts
     largest = max(recipe.n_params, recipe.n_buffers, recipe.samples, rows)
-    streams = _chunk_networks(n, recipe, rows, given_init=True) < n  # not kept on the GPU: see _Resident
+    streams = not _fits_at_once(n, recipe, rows)  # not kept on the GPU: see _Resident
     return (run_bytes(n, recipe, rows) - n * recipe.n_params * item + chunk * largest * item
             + (1 + streams) * SOLVED_BLOCK * (item + 8))
 
@@ -290,7 +290,7 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
     on_device = xp is not np
     k, epoch0 = record_every, state.epoch
     rows = history_rows(epoch0 + epochs, k) - history_rows(epoch0, k)  # multiples of k in [epoch0, epoch0 + epochs)
-    if not on_device and (state.device is not None or _fits_at_once(state, recipe, rows)):
+    if not on_device and (state.device is not None or _fits_at_once(n, recipe, rows)):
         return _launch_resident(state, data, epochs, record_every, recipe, out, final)
     spec, given = state.init, state.params is not None
     if not given:
@@ -342,11 +342,11 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
     state.epoch += epochs
 
 
-def _fits_at_once(state, recipe, rows):
-    """Whether every network of the run fits the GPU in one chunk, with the
+def _fits_at_once(n, recipe, rows):
+    """Whether all ``n`` networks of a run fit the GPU in one chunk, with the
     layout of given parameters (two parameter buffers: last segment's and
-    this one's) and this launch's ``rows`` of loss history."""
-    return _chunk_networks(state.n_networks, recipe, rows, given_init=True) >= state.n_networks
+    this one's) and ``rows`` of loss history."""
+    return _chunk_networks(n, recipe, rows, given_init=True) >= n
 
 
 class _Resident:
