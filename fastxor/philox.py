@@ -112,20 +112,30 @@ def network_words(seed, start, n_networks, n_words):
     return words.reshape(n_networks, n_blocks * 4)[:, :n_words]
 
 
+#: Up to this many networks the NumPy definition makes the initial parameters
+#: (a few milliseconds): a first run of a small job then compiles no Philox
+#: kernel (about a second of a cold start); beyond, the compiled kernel.
+NUMPY_MAX = 1 << 14
+
+
 def init_flat(seed, start, scales, fan_in, dtype):
-    """``init_params``'s values as a flat (P, N) array of ``dtype``, made by a
-    compiled kernel over pieces of networks in threads (about 100x the NumPy
-    formulation above, which stays the readable definition it is tested
-    against, bit for bit).
+    """``init_params``'s values as a flat (P, N) array of ``dtype``: for more
+    than NUMPY_MAX networks made by a compiled kernel over pieces of networks
+    in threads (about 100x the NumPy formulation above, which stays the
+    readable definition it is tested against, bit for bit), else by that
+    definition itself.
 
     ``scales``: (N,) float64 init_scale per network; ``fan_in``: (P,) float64.
     """
     from .jit_cache import call_repairing, forget
 
     n, p = len(scales), len(fan_in)
-    out = np.empty((p, n), dtype=dtype)
     scales = np.ascontiguousarray(scales, dtype=np.float64)
     sqrt_fan_in = np.sqrt(np.asarray(fan_in, dtype=np.float64))
+    if n <= NUMPY_MAX:
+        values = uniform_pm1(network_words(seed, start, n, p)) * (scales[:, None] / sqrt_fan_in)
+        return np.ascontiguousarray(values.T.astype(dtype))
+    out = np.empty((p, n), dtype=dtype)
     threads = _threads(-(-n // 4096))
     bounds = [n * i // threads for i in range(threads + 1)]  # one range per thread, one kernel call each
     pieces = list(zip(bounds[:-1], bounds[1:]))

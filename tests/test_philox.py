@@ -79,11 +79,15 @@ def test_init_distribution_is_nn_linear_default(hidden):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numba_init_is_bit_identical_to_the_numpy_definition(dtype, rng):
-    """``init_params`` runs a Numba kernel per thread range (pieces of 4096 networks);
-    every value must equal the NumPy formulation, at any N, start (near
-    2**32, where the counter's high word turns over), width and scales."""
+    """``init_params`` runs a Numba kernel per thread range (pieces of 4096
+    networks) above ``philox.NUMPY_MAX`` networks, the NumPy definition up to
+    it; every value must equal the NumPy formulation, at any N (both sides
+    of the limit, pieces cut anywhere), start (near 2**32, where the
+    counter's high word turns over), width and scales."""
+    from fastxor import philox as module
+
     h = int(rng.integers(1, 33))
-    n = int(rng.choice([1, 4095, 4097, 9000]))
+    n = int(rng.choice([1, 4095, module.NUMPY_MAX + 1, module.NUMPY_MAX + 4097]))
     seed = int(rng.integers(0, 2**64 - 1, dtype=np.uint64))
     start = int(rng.choice([0, 2**32 - 5000, int(rng.integers(0, 2**60))]))
     scales = rng.uniform(0, 3, n)

@@ -465,7 +465,7 @@ def test_a_genuine_error_leaves_the_kernel_cache_alone():
     wrongly raises as it is, and no cache file is deleted."""
     from fastxor import jit_cache, philox
 
-    fastxor.init_params(10, seed=1)  # the Philox kernel compiled and cached
+    fastxor.init_params(philox.NUMPY_MAX + 1, seed=1)  # the Philox kernel compiled and cached (small N: NumPy)
     module = philox._kernel()
     d = jit_cache.cache_dir()
     if d is None:
