@@ -9,15 +9,15 @@ the arrays are the result's own (no copy where xarray can avoid one).
 import numpy as np
 
 from .machine import install_hint
+from .options import PER_NETWORK, TRAIN  # PER_NETWORK: coordinates along ``network`` when given per network
 from .state import param_names
 
-#: Per-network settings a run may have taken as one value per network: they
-#: become coordinates along ``network``.
-PER_NETWORK = ("lr", "lr_output", "init_scale", "momentum", "weight_decay")
-#: The columns of a sweep table that are grid axes (``sweep.COLUMNS``); the
-#: others are each cell's results.
-SWEEP_AXES = ("function", "hidden", "optimizer", "loss", "activation", "output", "lr", "lr_output", "init_scale",
-              "momentum", "weight_decay")
+#: The columns of a sweep table that are grid axes (the option table's, and
+#: the data set): those a launch is made for first (hidden width, recipe
+#: choices), then the per-network values one launch holds; the other columns
+#: are each cell's results.
+SWEEP_AXES = ("function", *(o.name for o in TRAIN if o.axis and not o.per_network and not o.choices),
+              *(o.name for o in TRAIN if o.axis and o.choices), *(o.name for o in TRAIN if o.axis and o.per_network))
 
 
 def _xarray():
