@@ -290,25 +290,21 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
     on_device = xp is not np
     k, epoch0 = record_every, state.epoch
     rows = history_rows(epoch0 + epochs, k) - history_rows(epoch0, k)  # multiples of k in [epoch0, epoch0 + epochs)
+    col0 = history_rows(epoch0, k)
     if not on_device and (state.device is not None or _fits_at_once(n, recipe, rows)):
-        return _launch_resident(state, data, epochs, record_every, recipe, out, final)
+        return _launch_resident(state, data, epochs, k, col0, rows, recipe, out, final)
     spec, given = state.init, state.params is not None
     if not given:
         state.params = xp.empty((P, n), dtype=dt)
         state.init = None
     elif on_device and array_module(state.params) is np:
         state.params = cupy.asarray(state.params)
-    col0 = history_rows(epoch0, k)
     chunk = _chunk_networks(n, recipe, rows, given)
     kernel = get_kernel(recipe, boolean_data(data.X))
-    d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
-    consts = cupy.asarray(recipe.constants())
-    bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else None
+    d, consts, bias = _launch_inputs(cupy, data, recipe, epoch0, epochs)
     rates = state.rate_rows(recipe)
-    tracked = recipe.target_loss is not None
     buf = _ChunkBuffers(cupy, chunk, chunk_layout(recipe, rows, given))
-    events = dict(solved=state.solved_epoch, diverged=state.diverged_epoch, target=state.target_epoch)
-    event_names = ("solved", "diverged") + (("target",) if tracked else ())
+    events = _events(state, recipe)
     null = np.uint64(0)  # CuPy's null pointer: for inputs and outputs this recipe or launch has none of
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
@@ -316,8 +312,8 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
         b = buf.views(m)
         arg = lambda name: b.get(name, null)  # noqa: E731
         _to_device(b["rates"], rates[:, sl])
-        for name in event_names:
-            _to_device(b[name], events[name][sl])
+        for name, host in events.items():
+            _to_device(b[name], host[sl])
         if recipe.n_buffers:
             _to_device(b["buffers"], state.buffers[:, sl])
         if given:
@@ -327,7 +323,7 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
         seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
         kernel((-(-m // BLOCK),), (BLOCK,), (
             arg("init"), np.uint64(seed), np.uint64(start), arg("scale"), b["rates"], consts,
-            null if bias is None else bias, d, np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(m),
+            bias, d, np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(m),
             b["params"], arg("buffers"), b["loss"], b["pred"], b["solved"], b["diverged"], arg("target"),
             arg("history")))
         _from_device(state.params[:, sl], b["params"])
@@ -335,11 +331,30 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
             _from_device(state.buffers[:, sl], b["buffers"])
         _from_device(out.loss[sl], b["loss"])
         _from_device(out.predictions[sl], b["pred"], transpose=True)
-        for name in event_names:
-            _from_device(events[name][sl], b[name])
+        for name, host in events.items():
+            _from_device(host[sl], b[name])
         if rows:
             _from_device(out.history[sl, col0:col0 + rows], b["history"], transpose=True)
     state.epoch += epochs
+
+
+def _events(state, recipe):
+    """The event epochs a launch carries in and out, name -> host array:
+    solved and diverged, and the target's when one is tracked."""
+    events = dict(solved=state.solved_epoch, diverged=state.diverged_epoch)
+    if recipe.target_loss is not None:
+        events["target"] = state.target_epoch
+    return events
+
+
+def _launch_inputs(cupy, data, recipe, epoch0, epochs):
+    """A launch's read-only inputs on the device: the data (X, y, target
+    sides), the recipe's constants, and Adam's bias-correction table (CuPy's
+    null pointer for SGD)."""
+    dt = np.dtype(recipe.dtype)
+    d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
+    bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else np.uint64(0)
+    return d, cupy.asarray(recipe.constants()), bias
 
 
 def _fits_at_once(n, recipe, rows):
@@ -356,32 +371,31 @@ class _Resident:
     loss and predictions; ``epoch``: the global epoch it holds."""
 
     def __init__(self, cupy, state, recipe):
-        n, dt = state.n_networks, np.dtype(recipe.dtype)
+        n = state.n_networks
         self.buf = _ChunkBuffers(cupy, n, chunk_layout(recipe, 0, given_init=True)).views(n)
         self.epoch = state.epoch
         self.fresh = True  # the parameters are still on the host (or still to be made by Philox)
         _to_device(self.buf["rates"], state.rate_rows(recipe))
-        for name in ("solved", "diverged") + (("target",) if recipe.target_loss is not None else ()):
-            _to_device(self.buf[name], getattr(state, f"{name}_epoch"))
+        for name, host in _events(state, recipe).items():
+            _to_device(self.buf[name], host)
         if recipe.n_buffers:
             _to_device(self.buf["buffers"], state.buffers)
-        self.dt = dt
 
 
-def _launch_resident(state, data, epochs, record_every, recipe, out, final):
+def _launch_resident(state, data, epochs, k, col0, rows, recipe, out, final):
     """One launch of a run kept on the GPU (``_Resident``), made on its first
-    segment; a final launch copies the state and outputs back and frees it."""
+    segment: ``epochs`` epochs recording the loss every ``k``, ``rows``
+    history columns from ``col0``. A final launch copies the state and
+    outputs back and frees the device copy."""
     import cupy
 
-    n, P = state.n_networks, recipe.n_params
+    n, P, dt = state.n_networks, recipe.n_params, np.dtype(recipe.dtype)
     res = state.device
     if res is None or res.epoch != state.epoch:
         res = state.device = _Resident(cupy, state, recipe)
     b, null = res.buf, np.uint64(0)
-    k, epoch0 = record_every, state.epoch
-    col0 = history_rows(epoch0, k)
-    rows = history_rows(epoch0 + epochs, k) - col0
-    history = cupy.empty((rows, n), dtype=res.dt) if rows else None
+    epoch0 = state.epoch
+    history = cupy.empty((rows, n), dtype=dt) if rows else None
     seed = start = 0
     scale = null
     if res.fresh:
@@ -395,10 +409,9 @@ def _launch_resident(state, data, epochs, record_every, recipe, out, final):
         res.fresh = False
     else:
         init = b["init"]  # the last launch's parameters (swapped in below)
-    d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(res.dt))
-    bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else null
+    d, consts, bias = _launch_inputs(cupy, data, recipe, epoch0, epochs)
     get_kernel(recipe, boolean_data(data.X))((-(-n // BLOCK),), (BLOCK,), (
-        init, np.uint64(seed), np.uint64(start), scale, b["rates"], cupy.asarray(recipe.constants()), bias, d,
+        init, np.uint64(seed), np.uint64(start), scale, b["rates"], consts, bias, d,
         np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(n), b["params"], b.get("buffers", null),
         b["loss"], b["pred"], b["solved"], b["diverged"], b.get("target", null), null if history is None else history))
     b["init"], b["params"] = b["params"], b["init"]  # this launch's output is the next one's input
@@ -408,15 +421,15 @@ def _launch_resident(state, data, epochs, record_every, recipe, out, final):
         _from_device(out.history[:, col0:col0 + rows], history, transpose=True)
     if final:  # everything back, the device copy freed
         if state.params is None:
-            state.params = np.empty((P, n), dtype=res.dt)
+            state.params = np.empty((P, n), dtype=dt)
             state.init = None
         _from_device(state.params, b["init"])
         if recipe.n_buffers:
             _from_device(state.buffers, b["buffers"])
         _from_device(out.loss, b["loss"])
         _from_device(out.predictions, b["pred"], transpose=True)
-        for name in ("solved", "diverged") + (("target",) if recipe.target_loss is not None else ()):
-            _from_device(getattr(state, f"{name}_epoch"), b[name])
+        for name, host in _events(state, recipe).items():
+            _from_device(host, b[name])
         state.device = None
 
 
