@@ -64,12 +64,14 @@ def sweep(
     ["parity2", "parity3", "parity4"]) or ``X``/``y``: the training data, as
     in ``train``; the ``function`` column names it ("custom" for X/y).
     ``progress``: None, True (a progress bar per launch: a terminal, a
-    notebook or a log) or ``f(label, done, total)``, label naming the launch. ``client``: a ``distributed.Client`` or scheduler address: every
+    notebook or a log) or ``f(label, done, total)``, label naming the
+    launch. ``client``: a ``distributed.Client`` or scheduler address: every
     cell's networks train as shards on that Dask cluster
     (``fastxor.distributed``; ``shard_networks`` per shard), with the same
     rows as here. Returns one row per cell, columns ``COLUMNS`` (target columns
     NaN without ``target_loss``): a pandas DataFrame when pandas is
-    installed, else a NumPy structured array.
+    installed (a ``SweepTable``, whose ``to_xarray()`` is the grid), else a
+    NumPy structured array.
 
     ``interruptible``: Ctrl-C or SIGTERM ends the sweep at the end of the
     running segment; the table then holds the finished launches' rows, the
