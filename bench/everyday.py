@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import fastxor
-from fastxor.bench.harness import environment
+from fastxor.bench.harness import environment, timed
 
 #: The seed's study script, as the notes give it (its `torch.tensor(data: ...)`
 #: annotations removed so that it runs).
@@ -62,9 +62,7 @@ for epoch in range(epochs):
 
 
 def wall(argv):
-    t0 = time.perf_counter()
-    res = subprocess.run(argv, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
+    res, seconds = timed(subprocess.run, argv, capture_output=True, text=True)
     if res.returncode:
         raise RuntimeError(f"{argv[:3]} failed: {res.stderr[-2000:]}")
     return seconds, res.stdout
@@ -72,9 +70,8 @@ def wall(argv):
 
 def timed_train(n, epochs, **kw):
     fastxor.train(min(n, 64), epochs=2, **kw)  # load (or compile) the kernel first
-    t0 = time.perf_counter()
-    r = fastxor.train(n, epochs=epochs, **kw)
-    return time.perf_counter() - t0, r
+    r, seconds = timed(fastxor.train, n, epochs=epochs, **kw)
+    return seconds, r
 
 
 def main():
