@@ -118,30 +118,37 @@ def is_new(name, source):
 
 
 def call_repairing(get_function, forget_function, *args):
-    """``get_function()(*args)``. When that fails inside Numba's cache, repair
-    and call a fresh one: broken entries on disk are deleted (warned once);
-    a cache that cannot be written (full disk, read-only, a file-size limit)
-    switches to compiling in memory (warned once). Any other error is raised
-    at once, the cache untouched."""
-    fn = get_function()
-    try:
-        return fn(*args)
-    except OSError as e:
-        if e.errno not in _UNWRITABLE or not _raised_in_numba_cache(e):
-            raise
-        _in_memory(f"the kernel cache cannot be written ({e.strerror or e})")
-    except Exception as e:
-        if not _raised_in_numba_cache(e):  # a genuine error: the cache is not touched
-            raise
-        removed = _discard(getattr(fn, "_cache", None))
-        if not removed:
-            raise
-        if not _STATE.get("repair_warned"):  # once per process, however many modules were broken
-            _STATE["repair_warned"] = True
-            warnings.warn(f"fastxor: discarded broken kernel-cache files ({removed[0].parent}); recompiling",
-                          RuntimeWarning, stacklevel=2)
-    forget_function()
+    """``get_function()(*args)``. When getting or calling the function fails
+    inside Numba's cache, repair and try again: broken entries on disk are
+    deleted, one module's at a time (warned once); a cache that cannot be
+    written (full disk, read-only, a file-size limit) switches to compiling
+    in memory (warned once). Any other error is raised at once, the cache
+    untouched."""
+    for _ in range(_REPAIRS):
+        fn = None
+        try:
+            fn = get_function()  # may load a cached C callback
+            return fn(*args)
+        except OSError as e:
+            if e.errno not in _UNWRITABLE or not _raised_in_numba_cache(e):
+                raise
+            _in_memory(f"the kernel cache cannot be written ({e.strerror or e})")
+        except Exception as e:
+            if not _raised_in_numba_cache(e):  # a genuine error: the cache is not touched
+                raise
+            removed = _discard(_entry_of(e) or getattr(fn, "_cache", None))
+            if not removed:
+                raise
+            if not _STATE.get("repair_warned"):  # once per process, however many modules were broken
+                _STATE["repair_warned"] = True
+                warnings.warn(f"fastxor: discarded broken kernel-cache files ({removed[0].parent}); recompiling",
+                              RuntimeWarning, stacklevel=2)
+        forget_function()
     return get_function()(*args)
+
+
+#: Broken modules ``call_repairing`` repairs in one call (a run loads two: its variant's and the driver).
+_REPAIRS = 4
 
 
 #: errno values of a cache write that cannot succeed: compile in memory instead.
@@ -157,6 +164,19 @@ def _raised_in_numba_cache(error):
             return True
         tb = tb.tb_next
     return False
+
+
+def _entry_of(error):
+    """The Numba cache object (it knows its files) whose load or save raised ``error``."""
+    found, tb = None, error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_filename.replace("\\", "/").endswith("numba/core/caching.py"):
+            owner = frame.f_locals.get("self")
+            if hasattr(owner, "_cache_path") and hasattr(owner, "_cache_file"):
+                found = owner
+        tb = tb.tb_next
+    return found
 
 
 def _discard(cache):

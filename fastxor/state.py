@@ -133,13 +133,22 @@ class Recipe:
         return (self.hidden, np.dtype(self.dtype).name, self.fast_math, self.optimizer, self.loss,
                 self.activation, self.momentum, self.nesterov, self.weight_decay,
                 self.target_loss is not None, self.momentum and self.dampening != 0, self.inputs, self.samples,
-                self.output, self.lr_output)
+                self.output, self.lr_output, self.lerp_low)
+
+    @property
+    def lerp_low(self):
+        """Which of torch's two forms Adam's ``exp_avg.lerp_(grad, 1 - beta1)``
+        takes: weight < 0.5 (``m + w (g - m)``, beta1 = 0.9) or not (``g - (1 - w)
+        (g - m)``), the weight rounded to the dtype as the kernel computes it.
+        A CPU kernel is compiled for one form: choosing per element cost 5-10 %."""
+        return self.optimizer != "sgd" and bool(np.dtype(self.dtype).type(1.0 - self.betas[0]) < 0.5)
 
     @property
     def is_seed(self):
         """The seed's recipe: sigmoid units, MSE, plain SGD with one rate, no target (on any data)."""
         k = self.kernel_key
-        return k[3:11] + k[13:] == ("sgd", "mse", "sigmoid", False, False, False, False, False, "sigmoid", False)
+        return k[3:11] + k[13:] == ("sgd", "mse", "sigmoid", False, False, False, False, False, "sigmoid", False,
+                                    False)
 
     def constants(self):
         """The run-time scalars as float64: beta1, beta2, eps, target loss (inf: none)."""

@@ -122,7 +122,8 @@ def random_recipe(rng, n):
                 opts["dampening"] = float(rng.choice([0.0, rng.uniform(0, 0.5)]))
     else:
         lr = np.exp(rng.uniform(np.log(1e-3), np.log(0.05), n))
-        opts["betas"] = (float(rng.uniform(0.7, 0.95)), float(rng.uniform(0.99, 0.9999)))
+        beta1 = rng.uniform(0.7, 0.95) if rng.random() < 0.8 else rng.uniform(0.2, 0.5)  # torch's two lerp forms
+        opts["betas"] = (float(beta1), float(rng.uniform(0.99, 0.9999)))
         opts["eps"] = float(10 ** rng.uniform(-9, -5))
     wd = rng.uniform(0, 1e-2, n) * (rng.random(n) < 0.7) if rng.random() < 0.5 else None
     if rng.random() < 0.5:

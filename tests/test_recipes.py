@@ -26,6 +26,7 @@ CASES = [
     (2, 0.01, "xor", "mse", "sigmoid", dict(optimizer="adam")),
     (3, 0.02, "xor", "mse", "sigmoid", dict(optimizer="adam", weight_decay=1e-3, betas=(0.8, 0.99), eps=1e-6), 400),
     (2, 0.02, "xor", "bce_logits", "tanh", dict(optimizer="adamw", weight_decay=0.05)),
+    (2, 0.02, "xor", "mse", "sigmoid", dict(optimizer="adam", betas=(0.3, 0.99))),  # torch's other lerp form
     (2, 0.5, "xor", "bce", "tanh", dict()),
     (4, 0.3, "xor", "mse", "relu", dict()),
     (3, 0.1, "xor", "bce_logits", "relu", dict(momentum=0.9)),
