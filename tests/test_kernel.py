@@ -1,4 +1,6 @@
 """The fused Numba kernel against the NumPy reference, on fresh random configurations."""
+import os
+import re
 from pathlib import Path
 
 import numba
@@ -233,3 +235,74 @@ def test_compiles_run_with_room_for_numba_s_recursion():
     assert seen == [numba_kernel.RECURSION_LIMIT] * 3 and sys.getrecursionlimit() == before
     fastxor.train(3, epochs=1, backend="numba")  # a run leaves the limit as it found it
     assert sys.getrecursionlimit() == before
+
+
+def test_variants_share_one_driver_that_never_links_them(rng):
+    """The driver over chunks is one compiled function per dtype, and a
+    variant's chunk functions are C callbacks it calls by address: two
+    variants run through the same driver, whose code holds none of theirs
+    (no floating-point arithmetic at all: it only copies), and each variant
+    has its own cached chunk functions."""
+    from fastxor import jit_cache
+
+    hidden = int(rng.integers(1, 4))
+    fastxor.train(70, epochs=3, hidden=hidden, backend="numba", seed=int(rng.integers(1000)))
+    fastxor.train(70, epochs=3, hidden=hidden, backend="numba", momentum=0.9, seed=int(rng.integers(1000)))
+    import shutil
+
+    if shutil.which("objdump") is None or jit_cache.cache_dir() is None:
+        pytest.skip("needs objdump and a writable kernel cache")
+    driver = numba_kernel.get_driver("float32")
+    assert len(driver.signatures) == 1  # the two variants' callbacks have one type
+    chunks = {m.__name__: m for k, m in numba_kernel._LOADED.items() if k[0] == hidden and k[1] == "float32"}
+    compiled = [m for m in chunks.values() if "train_chunk" in m.__dict__.get("_compiled", {})]
+    assert len(compiled) >= 2
+    pycache = jit_cache.cache_dir() / "__pycache__"
+    arithmetic = re.compile(r"\b(v?(mul|div|add)[sp]s|vfn?madd\w*)\s", re.M)
+    driver_code = _disassembly(pycache.glob(f"{driver.py_func.__module__}.train-*.nbc"))
+    assert "call" in driver_code and not arithmetic.search(driver_code)
+    for m in compiled:  # the check can fail: a variant's own code has the arithmetic
+        assert arithmetic.search(_disassembly(pycache.glob(f"{m.__name__}.train_chunk-*.nbc")))
+
+
+def _disassembly(entries):
+    """objdump's disassembly of the machine code in Numba cache entries (``.nbc``)."""
+    import subprocess
+
+    out = ""
+    for nbc in entries:
+        blob = nbc.read_bytes()
+        assert b"\x7fELF" in blob, f"no object code in {nbc.name}"
+        obj = Path(nbc.parent / (nbc.name + f".{os.getpid()}.o.tmp"))
+        obj.write_bytes(blob[blob.index(b"\x7fELF"):])
+        try:
+            out += subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+        finally:
+            obj.unlink()
+    assert out, "no cache entry"
+    return out
+
+
+def test_sel_is_a_conditional_expression():
+    """``sel(c, x, y)``, the kernels' branch-free choice, gives what
+    ``x if c else y`` gives, NaN comparisons (false) included, for floats and
+    for a mix of integer widths."""
+    from numba import njit
+
+    from fastxor.backends.numba_vmath import select
+
+    @njit
+    def both(c, x, y):
+        return select(c, x, y), x if c else y
+
+    for x, y in ((1.5, -2.0), (np.float32(3.0), np.float32(np.nan)), (np.nan, 0.0)):
+        for c in (x < y, x > y, x == x, False):
+            a, b = both(c, x, y)
+            assert (a == b) or (np.isnan(a) and np.isnan(b))
+
+    @njit
+    def widths(c, x, y):
+        return select(c, x, y)
+
+    assert widths(True, np.int32(-3), np.int64(2**40)) == -3
+    assert widths(np.int64(0), np.int32(-3), np.int64(2**40)) == 2**40
