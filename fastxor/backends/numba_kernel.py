@@ -16,7 +16,8 @@ never links a variant's code, so LLVM compiles each variant once (a driver
 that linked it compiled it twice: 40 % of a new variant's wait). The body
 chooses with ``sel`` (one LLVM select) where Python would write ``x if c
 else y``, which makes basic blocks that Numba's SSA pass pays for per
-variable. Together: a new Adam variant 14.5 s -> 6.4 s, the same machine code.
+variable. Together a new Adam variant's first result went from 13.5 s to
+5.9 s (``make bench-startup``), with the same machine code.
 
 Each generated module is loaded through ``jit_cache``: a module file in the
 kernel cache directory, so Numba's on-disk cache works and later runs skip
@@ -286,8 +287,8 @@ def _emit_constants(recipe):
             "    BETA1, BETA2 = consts[0], F(consts[1])",
             "    EPS, W2 = F(consts[2]), F(1.0 - consts[1])",
             "    W1 = F(1.0 - BETA1)  # torch: exp_avg.lerp_(grad, 1 - beta1)",
-            "    LERP_LOW = W1 < HALF  # torch's lerp: m + w (g - m) if w < 0.5, else g - (1 - w) (g - m)",
-            "    LERP_C = W1 if LERP_LOW else -(ONE - W1)",
+            # torch's lerp: m + w (g - m) if w < 0.5, else g - (1 - w) (g - m); the form is the recipe's
+            "    LERP_C = W1" if recipe.lerp_low else "    LERP_C = -(ONE - W1)",
         ]
     return L
 
@@ -342,15 +343,20 @@ def _emit_events(at, rows, recipe, with_loss=True):
     return lines
 
 
-#: The chunk functions' signatures (``chunk_signatures``): pointers, then
-#: the shapes of the arrays they view. Why pointers: they compile as C
-#: callbacks (``numba.cfunc``), which the driver calls by address, so the
-#: driver is compiled once per dtype and never links (and LLVM never compiles
-#: again) a variant's kernel: that second compile was 40 % of a new variant's.
-CHUNK_ARGS = ("a_p, consts_p, X_p, y_p, sides_p, epoch0, epochs, record_every, lo, m, history_p, history_rows, "
-              "history_cols")
-FINISH_ARGS = ("a_p, consts_p, X_p, y_p, sides_p, end, lo, m, n_total, loss_p, pred_p, solved_p, diverged_p, "
-               "target_p")
+#: The chunk functions' parameters, by name and kind: a pointer to the
+#: dtype's values (``float``), to float64 (``consts``) or int64 (``events``)
+#: values, or an integer (counts, and the shapes of the arrays pointed to).
+#: Why pointers: the functions compile as C callbacks (``numba.cfunc``), which
+#: the driver calls by address, so the driver is compiled once per dtype and
+#: never links (and LLVM never compiles again) a variant's kernel: that
+#: second compile was 40 % of a new variant's. ``chunk_signatures`` types them.
+_POINTERS = (("a_p", "float"), ("consts_p", "consts"), ("X_p", "float"), ("y_p", "float"), ("sides_p", "float"))
+_CHUNK_PARAMS = (*_POINTERS, ("epoch0", "int"), ("epochs", "int"), ("record_every", "int"), ("lo", "int"),
+                 ("m", "int"), ("history_p", "float"), ("history_rows", "int"), ("history_cols", "int"))
+_FINISH_PARAMS = (*_POINTERS, ("end", "int"), ("lo", "int"), ("m", "int"), ("n_total", "int"), ("loss_p", "float"),
+                  ("pred_p", "float"), ("solved_p", "events"), ("diverged_p", "events"), ("target_p", "events"))
+CHUNK_ARGS = ", ".join(name for name, _ in _CHUNK_PARAMS)
+FINISH_ARGS = ", ".join(name for name, _ in _FINISH_PARAMS)
 
 
 def chunk_signatures(dtype):
@@ -358,12 +364,9 @@ def chunk_signatures(dtype):
     from numba import types
 
     F = types.float32 if np.dtype(dtype) == np.float32 else types.float64
-    ptr, i64 = types.CPointer(F), types.int64
-    consts = types.CPointer(types.float64)
-    chunk = types.void(ptr, consts, ptr, ptr, ptr, i64, i64, i64, i64, i64, ptr, i64, i64)
-    events = types.CPointer(i64)
-    finish = types.void(ptr, consts, ptr, ptr, ptr, i64, i64, i64, i64, ptr, ptr, events, events, events)
-    return chunk, finish
+    kinds = dict(float=types.CPointer(F), consts=types.CPointer(types.float64), events=types.CPointer(types.int64),
+                 int=types.int64)
+    return tuple(types.void(*(kinds[kind] for _, kind in params)) for params in (_CHUNK_PARAMS, _FINISH_PARAMS))
 
 
 def _emit_views(recipe, n_a):
@@ -375,6 +378,18 @@ def _emit_views(recipe, n_a):
         f"    X = carray(X_p, ({S}, {D}))",
         f"    y = carray(y_p, ({S},))",
         f"    sides = carray(sides_p, ({S},))",
+    ]
+
+
+def _chunk_head(name, doc, recipe, n_a):
+    """A training chunk function's head: its definition, ``doc``, its arrays,
+    and the lane count's bound."""
+    return [
+        f"def {name}({CHUNK_ARGS}):",
+        f'    """{doc}"""',
+        *_emit_views(recipe, n_a),
+        "    history = carray(history_p, (history_rows, history_cols))",
+        f"    m = min(m, {config.NUMBA_CHUNK})  # tells LLVM the lane loops' bound",
     ]
 
 
@@ -413,11 +428,7 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, n_rows, recipe, d
         return [ind + f"for k in range({lanes}):", *[ind + "    " + line for stmt in zip(*gs) for line in stmt]]
 
     src = [
-        f"def {name}({CHUNK_ARGS}):",
-        f'    """{doc}"""',
-        *_emit_views(recipe, n_rows * C),
-        "    history = carray(history_p, (history_rows, history_cols))",
-        f"    m = min(m, {C})  # tells LLVM the lane loops' bound",
+        *_chunk_head(name, doc, recipe, n_rows * C),
         *_emit_data(recipe),
         *_emit_constants(recipe),
         *_emit_epoch_head(recipe),
@@ -483,7 +494,7 @@ def loops_over_samples(recipe):
 #: every other local of the loop body gets a per-group suffix.
 _SHARED = {"a", "k", "ep", "sel", "sig", "th", "relu", "lg", "lg1p", "ex", "sqrt", "as_int", "ZERO", "HALF",
            "ONE", "TWO", "INV_S", "TWO_OVER_S", "FS", "LOGMIN", "BCE_EPS", "TARGET", "first", "C1", "C2", "BETA2",
-           "W2", "EPS", "LERP_LOW", "LERP_C", "if", "else"}
+           "W2", "EPS", "LERP_C", "if", "else"}
 _DATA = re.compile(r"x\d+_\d+|[ys]\d+")
 
 
@@ -537,11 +548,8 @@ def _emit_looped(rows, C, n_rows, recipe):
     grad += [f"{at(G + row[f'w1_{j}_{i}'])} += e0_{j} * x0_{i}" for j in range(H) for i in range(D)]
     grad += [f"{at(G + row[f'b1_{j}'])} += e0_{j}" for j in range(H)]
     src = [
-        f"def train_chunk({CHUNK_ARGS}):",
-        f'    """Train the m networks of a chunk ({C} lanes), looping over the {S} samples."""',
-        *_emit_views(recipe, n_rows * C),
-        "    history = carray(history_p, (history_rows, history_cols))",
-        f"    m = min(m, {C})  # tells LLVM the lane loops' bound",
+        *_chunk_head("train_chunk", f"Train the m networks of a chunk ({C} lanes), looping over the {S} samples.",
+                     recipe, n_rows * C),
         *_emit_constants(recipe),
         *_emit_epoch_head(recipe),
         f"        a[{G * C}:{(G + P + 1) * C}] = ZERO  # gradients and loss sums",
@@ -610,9 +618,9 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     C = config.NUMBA_CHUNK
     G = lane_groups(H, recipe)
     W = C // G  # lanes per group: iteration k trains lanes k, k+W, ...
-    P, S = recipe.n_params, recipe.samples
+    S = recipe.samples
     rows, n_rows = chunk_rows(recipe)
-    NB, RT = recipe.n_buffers, rows["rates"]
+    RT = rows["rates"]
     i2 = " " * 8
 
     def lane(row, g):
