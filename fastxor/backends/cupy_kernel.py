@@ -21,6 +21,8 @@ from ..state import history_rows
 
 SOURCE = "train_xor.cu"
 BLOCK = 128
+#: CuPy's null pointer: for inputs and outputs a recipe or launch has none of.
+NULL = np.uint64(0)
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 #: The widest H whose kernel keeps everything in registers, per dtype and input
 #: count D (boolean inputs, the seed's recipe; measured with nvcc 13 -Xptxas -v
@@ -37,6 +39,8 @@ def register_resident(recipe):
     in registers: H within REGISTER_RESIDENT for its dtype and D."""
     widest = REGISTER_RESIDENT[SUFFIX[recipe.dtype]].get(recipe.inputs)
     return widest is not None and recipe.hidden <= widest
+
+
 INSTALL = install_hint("gpu") + "; the extra gpu13 for CUDA 13 drivers"
 #: CuPy compiles kernels at run time with NVRTC, which a driver alone lacks.
 TOOLKIT = ("CuPy compiles kernels with NVRTC and the CUDA headers: install a CUDA toolkit matching the "
@@ -301,16 +305,14 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
         state.params = cupy.asarray(state.params)
     chunk = _chunk_networks(n, recipe, rows, given)
     kernel = get_kernel(recipe, boolean_data(data.X))
-    d, consts, bias = _launch_inputs(cupy, data, recipe, epoch0, epochs)
+    inputs = _launch_inputs(cupy, data, recipe, epoch0, epochs)
     rates = state.rate_rows(recipe)
     buf = _ChunkBuffers(cupy, chunk, chunk_layout(recipe, rows, given))
     events = _events(state, recipe)
-    null = np.uint64(0)  # CuPy's null pointer: for inputs and outputs this recipe or launch has none of
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
         sl = slice(lo, lo + m)
         b = buf.views(m)
-        arg = lambda name: b.get(name, null)  # noqa: E731
         _to_device(b["rates"], rates[:, sl])
         for name, host in events.items():
             _to_device(b[name], host[sl])
@@ -321,11 +323,8 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
         else:
             _to_device(b["scale"], spec.scales[sl])
         seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
-        kernel((-(-m // BLOCK),), (BLOCK,), (
-            arg("init"), np.uint64(seed), np.uint64(start), arg("scale"), b["rates"], consts,
-            bias, d, np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(m),
-            b["params"], arg("buffers"), b["loss"], b["pred"], b["solved"], b["diverged"], arg("target"),
-            arg("history")))
+        _call(kernel, m, b, inputs, epoch0, epochs, k, b.get("init", NULL), seed, start, b.get("scale", NULL),
+              b.get("history", NULL))
         _from_device(state.params[:, sl], b["params"])
         if recipe.n_buffers:
             _from_device(state.buffers[:, sl], b["buffers"])
@@ -336,6 +335,17 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
         if rows:
             _from_device(out.history[sl, col0:col0 + rows], b["history"], transpose=True)
     state.epoch += epochs
+
+
+def _call(kernel, m, b, inputs, epoch0, epochs, k, init, seed, start, scale, history):
+    """One launch of ``kernel`` over ``m`` networks: the kernel's arguments in
+    its order, from the buffer views ``b`` (those a recipe lacks: null) and
+    ``_launch_inputs``."""
+    d, consts, bias = inputs
+    kernel((-(-m // BLOCK),), (BLOCK,), (
+        init, np.uint64(seed), np.uint64(start), scale, b["rates"], consts, bias, d, np.int64(epoch0),
+        np.int32(epochs), np.int32(k), np.int64(m), b["params"], b.get("buffers", NULL), b["loss"], b["pred"],
+        b["solved"], b["diverged"], b.get("target", NULL), history))
 
 
 def _events(state, recipe):
@@ -353,7 +363,7 @@ def _launch_inputs(cupy, data, recipe, epoch0, epochs):
     null pointer for SGD)."""
     dt = np.dtype(recipe.dtype)
     d = cupy.asarray(np.concatenate([np.ravel(data.X), np.ravel(data.y), np.ravel(data.sides)]).astype(dt))
-    bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else np.uint64(0)
+    bias = cupy.asarray(adam_bias_corrections(recipe, epoch0, epochs)) if recipe.optimizer != "sgd" else NULL
     return d, cupy.asarray(recipe.constants()), bias
 
 
@@ -393,27 +403,24 @@ def _launch_resident(state, data, epochs, k, col0, rows, recipe, out, final):
     res = state.device
     if res is None or res.epoch != state.epoch:
         res = state.device = _Resident(cupy, state, recipe)
-    b, null = res.buf, np.uint64(0)
+    b = res.buf
     epoch0 = state.epoch
     history = cupy.empty((rows, n), dtype=dt) if rows else None
     seed = start = 0
-    scale = null
+    scale = NULL
     if res.fresh:
         if state.params is None:  # Philox, made in the kernel
             spec = state.init
             seed, start, scale = spec.seed, spec.start, cupy.asarray(spec.scales)
-            init = null
+            init = NULL
         else:
             _to_device(b["init"], state.params)
             init = b["init"]
         res.fresh = False
     else:
         init = b["init"]  # the last launch's parameters (swapped in below)
-    d, consts, bias = _launch_inputs(cupy, data, recipe, epoch0, epochs)
-    get_kernel(recipe, boolean_data(data.X))((-(-n // BLOCK),), (BLOCK,), (
-        init, np.uint64(seed), np.uint64(start), scale, b["rates"], consts, bias, d,
-        np.int64(epoch0), np.int32(epochs), np.int32(k), np.int64(n), b["params"], b.get("buffers", null),
-        b["loss"], b["pred"], b["solved"], b["diverged"], b.get("target", null), null if history is None else history))
+    _call(get_kernel(recipe, boolean_data(data.X)), n, b, _launch_inputs(cupy, data, recipe, epoch0, epochs),
+          epoch0, epochs, k, init, seed, start, scale, NULL if history is None else history)
     b["init"], b["params"] = b["params"], b["init"]  # this launch's output is the next one's input
     state.epoch += epochs
     res.epoch = state.epoch
