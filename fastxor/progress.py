@@ -77,10 +77,8 @@ class ProgressBar:
         self.last = now
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else float("inf")
-        width = 30
-        filled = int(width * done / total) if total else width
         line = (
-            f"{self.label}[{'#' * filled}{'.' * (width - filled)}] epoch {self.epoch0 + done:.0f}/{self.epoch0 + total:.0f} "
+            f"{self.label}{_bar(done, total)} epoch {self.epoch0 + done:.0f}/{self.epoch0 + total:.0f} "
             f"{rate * self.n:.3g} network-epochs/s, {elapsed:.0f} s, ETA {_fmt(eta)}"
         )
         self.drawn = True
@@ -102,6 +100,12 @@ def resolve(progress, n_networks, epoch0=0):
     if check(progress) is None or progress is False:
         return None
     return ProgressBar(n_networks, epoch0=epoch0) if progress is True else progress
+
+
+def _bar(done, total, width=30):
+    """``[####......]``: the bar filled ``done / total`` (full when total is 0)."""
+    filled = int(width * done / total) if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}]"
 
 
 def _fmt(seconds):
@@ -133,8 +137,7 @@ class ShardProgress:
         elapsed = now - self.t0
         ran = self.done - self.already
         eta = elapsed / ran * (self.total - self.done) if ran else float("inf")
-        filled = int(30 * self.done / self.total)
-        line = (f"[{'#' * filled}{'.' * (30 - filled)}] shards {self.done}/{self.total} "
+        line = (f"{_bar(self.done, self.total)} shards {self.done}/{self.total} "
                 f"{ran * self.ne / elapsed if elapsed > 0 else 0:.3g} network-epochs/s, {elapsed:.0f} s, "
                 f"ETA {_fmt(eta)}")
         self.out.draw(line, self.done >= self.total)
