@@ -23,19 +23,19 @@ def _pyplot():
     return plt
 
 
-def _close(fig):
-    """Release a saved figure: pyplot keeps every figure it made until closed
-    (clearing is not enough), so a loop of plots grew without bound."""
+def _save(fig, path, layout=True, **options):
+    """Write ``fig`` to ``path`` (a file name, or a file object that stays
+    one: a notebook's image), laid out tightly unless ``layout`` is False
+    (figures with a colorbar over several axes), and release it: pyplot keeps
+    every figure it made until closed (clearing is not enough), so a loop of
+    plots grew without bound."""
     import matplotlib.pyplot as plt
 
+    if layout:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110, **options)
     plt.close(fig)
-
-
-def _save(fig, path):
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _close(fig)
-    return Path(path)
+    return path if hasattr(path, "write") else Path(path)
 
 
 def loss_curves(result, path, sample=30, seed=0):
@@ -117,9 +117,7 @@ def decision_surfaces(result, path, per_kind=3):
         axes[0, 0].text(0.5, 0.5, "no network to show:\nall diverged", ha="center", va="center")
     else:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="output")
-    fig.savefig(path, dpi=110)
-    _close(fig)
-    return Path(path)
+    return _save(fig, path, layout=False)
 
 
 def _forward_on(p, points, activation="sigmoid", output="sigmoid"):
@@ -176,10 +174,7 @@ def sample_outputs(result, path, per_kind=3):
         ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
         ax.set(ylim=(-0.05, 1.05), xlabel="sample (row of X)", ylabel="output", title=label)
         ax.legend(fontsize=7, ncol=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def success_heatmap(table, path):
@@ -201,9 +196,7 @@ def success_heatmap(table, path):
                yticks=range(len(scales)), yticklabels=[f"{v:g}" for v in scales],
                xlabel="learning rate", ylabel="init scale", title=f"H = {h}: % solved")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
-    fig.savefig(path, dpi=110)
-    _close(fig)
-    return Path(path)
+    return _save(fig, path, layout=False)
 
 
 def plot_sweep(table, out_dir):
@@ -323,6 +316,4 @@ def plot_map(m, path):
     if handles:  # below the map: it would hide cells
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.1), ncol=1, fontsize=7,
                   frameon=False)
-    fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
-    _close(fig)
-    return path if hasattr(path, "write") else Path(path)  # a file object (a notebook's image) stays one
+    return _save(fig, path, layout=False, bbox_inches="tight", format="png")
