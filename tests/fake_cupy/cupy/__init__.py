@@ -14,7 +14,8 @@ float32, float64, int32, int64, uint64, bool_ = (np.float32, np.float64, np.int3
 
 
 def get_default_memory_pool():
-    return _fake.pool
+    """Acts on the current device's pool at every call, as CuPy's."""
+    return _fake.DefaultPool()
 
 
 def asarray(a, dtype=None, order=None):
@@ -22,7 +23,7 @@ def asarray(a, dtype=None, order=None):
     if isinstance(a, ndarray):
         return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
     host = np.asarray(a, dtype=dtype)
-    _fake.copied["to_device"] += host.nbytes
+    _fake.count("to_device", host.nbytes)
     return from_host(host)
 
 

@@ -1,5 +1,13 @@
-"""The fake device: its capacity, its one memory pool, and the guard bytes
-around every allocation. Tests drive it through ``set_capacity`` / ``reset``.
+"""The fake devices: how many, their capacity, a memory pool per device, the
+current device of each host thread, and the guard bytes around every
+allocation. Tests drive it through ``set_devices`` / ``set_capacity`` /
+``reset``.
+
+Devices follow CUDA's rules as CuPy exposes them: the current device is per
+host thread (``cupy.cuda.Device(i)`` as a context), an array lives on the
+device that was current when it was made, and every pool call acts on the
+current device's pool (CuPy's ``MemoryPool`` holds one
+``SingleDeviceMemoryPool`` per device).
 
 Pool semantics follow ``SingleDeviceMemoryPool`` in CuPy's
 ``cupy/cuda/memory.pyx``: sizes are rounded up to 512 bytes; a free pooled
@@ -11,6 +19,7 @@ an allocation that does not fit, the pool frees its unused blocks, runs
 import gc
 import mmap
 import platform
+import threading
 import weakref
 
 import numpy as np
@@ -20,8 +29,11 @@ GUARD = 256  # bytes of sentinel before and after every allocation
 SENTINEL = 0xA5
 DEFAULT_CAPACITY = 4 << 30
 
-capacity = DEFAULT_CAPACITY
+capacity = DEFAULT_CAPACITY  # bytes per device
+device_count = 1
 launches = 0
+#: Launches per device id.
+launches_on = {}
 #: Bytes copied between host and device (asarray/set/item assignment of host
 #: arrays, get), for tests of what a run moves.
 copied = {"to_device": 0, "to_host": 0}
@@ -36,11 +48,30 @@ class OutOfMemoryError(MemoryError):
         super().__init__(msg)
 
 
+_thread = threading.local()
+_lock = threading.Lock()
+
+
+def current():
+    """The calling host thread's current device (0 until it sets one)."""
+    return getattr(_thread, "device", 0)
+
+
+def set_current(device):
+    _thread.device = int(device)
+
+
+def count(what, nbytes):
+    """Add to ``copied`` (host threads of several devices copy at once)."""
+    with _lock:
+        copied[what] += nbytes
+
+
 class Block:
     """One device allocation: ``size`` usable bytes between two guard zones."""
 
-    def __init__(self, size):
-        self.size = size
+    def __init__(self, size, device):
+        self.size, self.device = size, device
         # anonymous mmap, not a NumPy allocation: device memory is not host memory,
         # and tracemalloc (the tests' host-memory measure) does not see it
         self.raw = np.frombuffer(mmap.mmap(-1, GUARD + size + GUARD), dtype=np.uint8)
@@ -75,7 +106,10 @@ class Memory:
 
 
 class MemoryPool:
-    def __init__(self):
+    """One device's pool (CuPy's ``SingleDeviceMemoryPool``)."""
+
+    def __init__(self, device):
+        self.device = device
         self._free = []
         self._in_use = weakref.WeakSet()
         self._used = 0
@@ -103,12 +137,12 @@ class MemoryPool:
     def _fits(self, size):
         if self._limit and self.total_bytes() + size > self._limit:
             return False
-        return device_allocated() + size <= capacity
+        return self.total_bytes() + size <= capacity
 
     def _new(self, size):
         for attempt in range(3):  # as, then after, free_all_blocks; then after gc.collect too
             if self._fits(size):
-                return Block(size)
+                return Block(size, self.device)
             if attempt == 1:
                 gc.collect()
             self.free_all_blocks()
@@ -143,17 +177,37 @@ class MemoryPool:
         return self._limit
 
 
-pool = MemoryPool()
+pools = {}
 
 
-def device_allocated():
-    """Bytes taken from the device: blocks in use plus the pool's free blocks."""
-    return pool.total_bytes()
+def pool_of(device):
+    """The pool of ``device`` (made on first use)."""
+    with _lock:
+        return pools.setdefault(device, MemoryPool(device))
+
+
+def current_pool():
+    return pool_of(current())
+
+
+class DefaultPool:
+    """``cupy.get_default_memory_pool()``: every call acts on the current
+    device's pool, as CuPy's multi-device ``MemoryPool``."""
+
+    def __getattr__(self, name):
+        return getattr(current_pool(), name)
+
+
+def device_allocated(device=None):
+    """Bytes taken from a device (the current one by default): blocks in use
+    plus its pool's free blocks."""
+    return pool_of(current() if device is None else device).total_bytes()
 
 
 def check_guards():
-    """Name the first allocation whose guard bytes a kernel overwrote."""
-    for mem in list(pool._in_use):
+    """Name the first allocation on the current device whose guard bytes a
+    kernel overwrote."""
+    for mem in list(current_pool()._in_use):
         block = mem.block
         if not block.intact():
             raise RuntimeError(
@@ -162,19 +216,37 @@ def check_guards():
 
 
 def set_capacity(nbytes):
-    """The device's memory in bytes (what ``memGetInfo`` reports as total)."""
+    """Each device's memory in bytes (what ``memGetInfo`` reports as total)."""
     global capacity
     capacity = int(nbytes)
 
 
+def set_devices(n):
+    """``n`` devices (``runtime.getDeviceCount()``), ids 0..n-1."""
+    global device_count
+    device_count = int(n)
+
+
 def reset():
-    """A fresh device: default capacity, empty pool, no limit, zero launches."""
-    global capacity, launches
+    """One fresh device, current: default capacity, empty pools, no limit,
+    zero launches and copies."""
+    global capacity, launches, device_count
     gc.collect()
-    capacity, launches = DEFAULT_CAPACITY, 0
+    capacity, launches, device_count = DEFAULT_CAPACITY, 0, 1
+    launches_on.clear()
     copied.update(to_device=0, to_host=0)
-    pool.free_all_blocks()
-    pool.set_limit(0)
+    for p in list(pools.values()):
+        p.free_all_blocks()
+        p.set_limit(0)
+    set_current(0)
+
+
+def launched():
+    """Count one launch on the current device."""
+    global launches
+    with _lock:
+        launches += 1
+        launches_on[current()] = launches_on.get(current(), 0) + 1
 
 
 def ftz_emulated():

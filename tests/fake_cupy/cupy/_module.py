@@ -46,7 +46,8 @@ PRELUDE = r"""
 #define FAKECUPY_FTZ 0
 #endif
 struct fakecupy_dim3 { unsigned x, y, z; };
-static fakecupy_dim3 threadIdx, blockIdx, blockDim, gridDim;
+// per host thread: host threads driving different devices launch at once
+static thread_local fakecupy_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __global__ FAKECUPY_GLOBAL
 #define __device__
 #define __host__
@@ -188,7 +189,7 @@ class Function:
             keep.append(buf)
             ptrs[i] = ctypes.cast(buf, ctypes.c_void_p)
         self._launch(*(ctypes.c_uint(v) for v in g + b), ctypes.c_int(int(self._ftz)), ptrs)
-        _fake.launches += 1
+        _fake.launched()
         _fake.check_guards()
 
     def _convert(self, i, a, param):
@@ -206,6 +207,9 @@ class Function:
                 raise ValueError(f"{what}: the array is not C-contiguous (CuPy passes only its start pointer)")
             if (KIND[a.dtype.kind], a.dtype.itemsize) != (kind, size):
                 raise TypeError(f"{what}: array of dtype {a.dtype}")
+            if a.device_id != _fake.current():
+                raise ValueError(f"{what}: an array on device {a.device_id}, launched on device {_fake.current()} "
+                                 "(on a GPU: an illegal address, or a slow peer access)")
             return ctypes.pointer(ctypes.c_void_p(a._a.ctypes.data))
         if type(a) not in NUMPY_SCALARS:
             if isinstance(a, int):

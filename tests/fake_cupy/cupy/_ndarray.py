@@ -1,7 +1,10 @@
 """A device array: data in a pooled fake-device block, NumPy semantics for
 the operations fastxor uses, and CuPy's refusals: no implicit conversion to
-NumPy (``cupy/_core/core.pyx``: ``__array__`` raises TypeError), and NumPy
-arrays are not accepted where CuPy wants device arrays."""
+NumPy (``cupy/_core/core.pyx``: ``__array__`` raises TypeError), NumPy
+arrays are not accepted where CuPy wants device arrays, and an operation
+(a kernel CuPy launches: arithmetic, fill, copy into a view) refuses an
+array that is not on the current device. ``get``/``set``/``copy``/``astype``
+work from any current device: CuPy switches to the array's own for them."""
 import numbers
 
 import numpy as np
@@ -17,10 +20,20 @@ def _scalar(x):
     return isinstance(x, (numbers.Number, np.generic, bool))
 
 
+def on_current(a, where="argument"):
+    """Refuse a device array that is not on the current device, as CuPy's
+    kernels do (without peer access, a GPU would read an illegal address)."""
+    if a.device_id != _fake.current():
+        raise ValueError(f"Array device must be same as the current device: array device = {a.device_id} "
+                         f"while current = {_fake.current()} ({where})")
+
+
 def unwrap(x, where="argument"):
     """A device array's NumPy view; scalars and containers pass; a host NumPy
-    array is refused, as CuPy's kernels refuse it."""
+    array is refused, as CuPy's kernels refuse it, and so is an array of
+    another device than the current one."""
     if isinstance(x, ndarray):
+        on_current(x, where)
         return x._a
     if isinstance(x, np.ndarray):
         raise TypeError(f"Unsupported type {type(x)} ({where}: a NumPy array where CuPy needs a cupy.ndarray)")
@@ -38,18 +51,19 @@ def wrap(result):
     return result
 
 
-def empty(shape, dtype=float, order="C"):
+def empty(shape, dtype=float, order="C", device=None):
+    """On the current device (or ``device``)."""
     if order != "C":
         raise NotImplementedError("fake CuPy: C order only")
     shape = tuple(int(s) for s in ((shape,) if np.ndim(shape) == 0 else shape))
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    mem = _fake.pool.malloc(nbytes)
+    mem = _fake.pool_of(_fake.current() if device is None else device).malloc(nbytes)
     return ndarray(mem.block.view(dtype, shape), mem)
 
 
-def from_host(a):
-    out = empty(a.shape, a.dtype)
+def from_host(a, device=None):
+    out = empty(a.shape, a.dtype, device=device)
     out._a[...] = a
     return out
 
@@ -91,6 +105,16 @@ class ndarray(NDArrayOperatorsMixin):
     def data(self):
         return _MemoryPointer(self._a.ctypes.data)
 
+    @property
+    def device_id(self):
+        return self._mem.block.device
+
+    @property
+    def device(self):
+        from .cuda import Device
+
+        return Device(self.device_id)
+
     def _view(self, a):
         return ndarray(a, self._mem)
 
@@ -108,9 +132,10 @@ class ndarray(NDArrayOperatorsMixin):
 
     def __setitem__(self, key, value):
         # CuPy's _scatter_op copies a host value to the device (cupy.array(value))
+        on_current(self, "the array assigned to")
         if isinstance(value, np.ndarray):
-            _fake.copied["to_device"] += value.nbytes
-        self._a[unwrap(key, "index")] = value._a if isinstance(value, ndarray) else value
+            _fake.count("to_device", value.nbytes)
+        self._a[unwrap(key, "index")] = unwrap(value, "the value assigned") if isinstance(value, ndarray) else value
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -134,7 +159,7 @@ class ndarray(NDArrayOperatorsMixin):
             # (_internal_ascontiguousarray, cupy/_core/core.pyx): it can run
             # out of device memory exactly where a chunked run is tight
             empty(self.shape, self.dtype)
-        _fake.copied["to_host"] += self._a.nbytes
+        _fake.count("to_host", self._a.nbytes)
         return np.array(self._a, order=order)
 
     def set(self, arr, stream=None):
@@ -142,16 +167,16 @@ class ndarray(NDArrayOperatorsMixin):
             raise ValueError(f"fake CuPy: set() needs a NumPy array of shape {self.shape} and dtype {self.dtype}")
         if not self._a.flags.c_contiguous:
             raise RuntimeError("Cannot set to non-contiguous array")
-        _fake.copied["to_device"] += arr.nbytes
+        _fake.count("to_device", arr.nbytes)
         self._a[...] = arr
 
     def copy(self, order="C"):
-        return from_host(self._a)
+        return from_host(self._a, self.device_id)
 
     def astype(self, dtype, copy=True, **kwargs):
         if not copy and np.dtype(dtype) == self.dtype:
             return self
-        return from_host(self._a.astype(dtype, **kwargs))
+        return from_host(self._a.astype(dtype, **kwargs), self.device_id)
 
     def reshape(self, *shape, order="C"):
         r = self._a.reshape(*shape, order=order)
@@ -164,6 +189,7 @@ class ndarray(NDArrayOperatorsMixin):
         return self._view(self._a.transpose(*axes))
 
     def fill(self, value):
+        on_current(self, "fill")
         self._a.fill(value)
 
     def item(self):
@@ -175,6 +201,7 @@ class ndarray(NDArrayOperatorsMixin):
 
 def _reduction(name):
     def method(self, *args, **kwargs):
+        on_current(self, name)
         return wrap(getattr(self._a, name)(*unwrap(args), **unwrap_kw(kwargs, name)))
     method.__name__ = name
     return method

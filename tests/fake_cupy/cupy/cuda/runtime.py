@@ -1,5 +1,6 @@
-"""``cupy.cuda.runtime`` of the fake: one sm_90 device of ``_fake.capacity`` bytes
-(none when the environment sets FAKE_CUPY_NO_DEVICE=1)."""
+"""``cupy.cuda.runtime`` of the fake: ``_fake.device_count`` sm_90 devices of
+``_fake.capacity`` bytes each (none when the environment sets
+FAKE_CUPY_NO_DEVICE=1)."""
 import os
 
 from .. import _fake
@@ -12,10 +13,25 @@ class CUDARuntimeError(RuntimeError):
 def getDeviceCount():
     if os.environ.get("FAKE_CUPY_NO_DEVICE") == "1":
         raise CUDARuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
-    return 1
+    return _fake.device_count
+
+
+def _check(device):
+    if not 0 <= int(device) < getDeviceCount():
+        raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
+
+
+def getDevice():
+    return _fake.current()
+
+
+def setDevice(device):
+    _check(device)
+    _fake.set_current(device)
 
 
 def getDeviceProperties(device):
+    _check(device)
     return {"name": b"fake CuPy host device", "major": 9, "minor": 0,
             "totalGlobalMem": _fake.capacity, "multiProcessorCount": 1, "clockRate": 1_000_000}
 
@@ -29,7 +45,8 @@ def runtimeGetVersion():
 
 
 def memGetInfo():
-    """(free, total): the pool's free blocks count as taken, as on a real device."""
+    """(free, total) of the current device: the pool's free blocks count as
+    taken, as on a real device."""
     return _fake.capacity - _fake.device_allocated(), _fake.capacity
 
 
