@@ -56,6 +56,9 @@ def _distributed(args):
     """``fastxor train`` on a Dask cluster (--workers / --scheduler / --scheduler-file)."""
     from . import distributed
 
+    if args.devices is not None:
+        raise ValueError("--devices drives several GPUs from one process; on a Dask cluster each GPU worker "
+                         "uses its own GPU (dask-cuda's LocalCUDACluster): drop --devices")
     if args.resume:
         raise ValueError("--resume continues a single-process .npz run; a distributed run resumes by "
                          "rerunning the same command with the same --out directory")
@@ -120,7 +123,7 @@ def _train(args):
         if bad:
             raise ValueError(f"--resume {args.resume} continues the saved run with its own settings; "
                              f"these differ from it: {', '.join(bad)}. Drop them (only --epochs, "
-                             "--backend, --out and --progress apply to a resumed run)")
+                             "--backend, --devices, --out and --progress apply to a resumed run)")
     out = args.out or args.resume
     if out:
         check_path(out, ".npz", "--out" if args.out else "--resume", force=args.force, own=args.resume)
@@ -128,7 +131,7 @@ def _train(args):
     if args.resume:
         n, epoch0 = old.n_networks, old.config["epochs"]
         r = resume(old, args.epochs, backend=args.backend, progress=_progress(args, n, epoch0),
-                   interruptible=True)
+                   interruptible=True, devices=args.devices)
         ran = r.config["epochs"] - epoch0
     else:
         opts = {k: (v if getattr(args, k) is None else getattr(args, k)) for k, v in TRAIN_DEFAULTS.items()}
@@ -137,7 +140,7 @@ def _train(args):
             n, epochs=args.epochs, lr=opts["lr"], hidden=opts["hidden"], seed=opts["seed"],
             init=opts["init"], init_scale=opts["init_scale"], function=opts["function"], dtype=opts["dtype"],
             backend=args.backend, record_every=opts["record_every"], progress=_progress(args, n),
-            interruptible=True, **{k: opts[k] for k in RECIPE_OPTIONS},
+            interruptible=True, devices=args.devices, **{k: opts[k] for k in RECIPE_OPTIONS},
         )
         ran = r.config["epochs"]
     dt = time.perf_counter() - t0
@@ -316,6 +319,16 @@ def _common(p, networks):
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
 
+def _devices(text):
+    """``--devices``: all, or comma-separated GPU ids (checked against the machine by train)."""
+    if text == "all":
+        return text
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be all or GPU ids like 0,1, got {text!r}") from None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line (argparse prints the whole usage, 12-14 lines)."""
 
@@ -331,6 +344,9 @@ def parser():
     _common(t, None)  # None: unset options are told apart from a resumed run's settings
     for name in ("lr", "hidden", "init_scale", "record_every", *options.RECIPE):
         _option_argument(t, name, lists=False)
+    t.add_argument("--devices", type=_devices, default=None, metavar="all|IDS",
+                   help="train on these GPUs at once: all, or ids like 0,1 (implies --backend cupy; "
+                        "default: the current GPU)")
     t.add_argument("--out", help="save every per-network array to this .npz (fastxor.load reads it)")
     t.add_argument("--resume", metavar="NPZ",
                    help="continue the run saved in NPZ by --epochs more (saved back to NPZ unless --out)")

@@ -7,7 +7,7 @@ that is what SIMD lanes and coalesced GPU loads want; ``to_flat``/``from_flat``
 convert, in the order of ``state.param_rows``. Training keeps the flat form
 from start to end; a Params is built once, when the result is packaged.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -173,3 +173,7 @@ class InitSpec:
         from .philox import init_flat
 
         return init_flat(self.seed, self.start, self.scales, fan_in(self.hidden, self.inputs), np.dtype(self.dtype))
+
+    def part(self, lo, hi):
+        """Networks start+lo .. start+hi-1 of this init."""
+        return replace(self, n_networks=hi - lo, start=self.start + lo, scales=self.scales[lo:hi])

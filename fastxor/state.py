@@ -160,8 +160,9 @@ class Recipe:
 class State:
     """Per-network training state, flat, carried across epoch segments.
 
-    params : (P, N) in the recipe's dtype, rows in ``param_rows`` order; None
-        while ``init`` still describes it (a GPU makes it in registers).
+    params : (P, N) in the recipe's dtype, rows in ``param_rows`` order; None,
+        or values still to be made, while ``init`` describes them (a GPU makes
+        them in registers and writes them here).
     lr : (N,) learning rate per network, in the recipe's dtype (cast once):
         the hidden layer's when ``lr_output`` is given.
     lr_output : (N,) the output layer's learning rate, in the dtype, or None
@@ -213,10 +214,23 @@ class State:
 
     def materialise(self):
         """The (P, N) parameters, made on the host from ``init`` if needed."""
-        if self.params is None:
+        if self.init is not None:
             self.params = self.init.make_flat()
             self.init = None
         return self.params
+
+    def part(self, lo, hi):
+        """Networks lo..hi-1 as a State of views: a backend that trains it
+        trains those networks of this one in place (``init`` is cut to
+        networks start+lo.., the same random streams)."""
+        cut = slice(lo, hi)
+
+        def rows(a):
+            return None if a is None else a[..., cut]
+
+        return State(rows(self.params), self.lr[cut], self.solved_epoch[cut], self.diverged_epoch[cut], self.epoch,
+                     None if self.init is None else self.init.part(lo, hi), rows(self.momentum),
+                     rows(self.weight_decay), rows(self.buffers), self.target_epoch[cut], rows(self.lr_output))
 
     def rate_rows(self, recipe):
         """(R, N) per-network coefficients in the recipe's dtype, rows named by

@@ -161,7 +161,7 @@ def train(
     init_scale=D["init_scale"], start=0, progress=None, interruptible=False, fast_math=False, device_arrays=False,
     optimizer=D["optimizer"], momentum=D["momentum"], dampening=D["dampening"], nesterov=D["nesterov"],
     weight_decay=D["weight_decay"], betas=D["betas"], eps=D["eps"], loss=D["loss"], activation=D["activation"],
-    target_loss=D["target_loss"], lr_output=D["lr_output"], output=D["output"],
+    target_loss=D["target_loss"], lr_output=D["lr_output"], output=D["output"], devices=None,
 ):
     """Train many D-H-1 networks, full batch: by default the seed's XOR
     network and recipe (2 inputs, sigmoid hidden units, MSE, plain SGD), or
@@ -198,6 +198,10 @@ def train(
     fast_math : cupy only: a hardware tanh.approx sigmoid (faster, not
         bit-comparable; docs/gpu.md gives its effect on success rates).
     device_arrays : cupy only: leave the result's arrays on the GPU (CuPy).
+    devices : None (the current GPU, when the backend is cupy), "all" (every
+        GPU of this machine) or a list of GPU ids: the networks are split
+        among them, one host thread per GPU, with results identical to one
+        GPU's. Implies backend="cupy".
     optimizer : "sgd" (``torch.optim.SGD``), "adam" or "adamw" (``torch.optim.
         Adam`` / ``AdamW``; note fastxor's weight_decay default is 0 for both).
     momentum, dampening, nesterov : SGD's, as torch; momentum >= 0 a number
@@ -254,9 +258,12 @@ def train(
         lr_output=lr_output, output=output)
     check_targets(y, recipe_options["loss"])
     recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), X.shape[1], len(y), **recipe_options)
-    chosen = _backend_for(backend, n, recipe)
+    chosen = _backend_for(backend, n, recipe, devices)
     if (fast_math or device_arrays) and chosen.NAME != "cupy":
         raise ValueError(f"fast_math and device_arrays need backend='cupy', not {chosen.NAME!r}")
+    if device_arrays and devices is not None:
+        raise ValueError("device_arrays=True keeps the result on the current GPU: give devices=None (choose "
+                         "the GPU with cupy.cuda.Device(i))")
     if device_arrays and (progress is not None or interruptible):
         raise ValueError("device_arrays=True runs in one piece: no progress or interruptible")
     rows = history_rows(epochs, record_every) if record_every else None
@@ -284,7 +291,7 @@ def train(
         start=None if given else start,
         init_scale=None if given else _per_network_value(scales),
         init="given" if given else init, function=fn, dtype=recipe.dtype.name, backend=chosen.NAME,
-        fast_math=bool(fast_math), record_every=record_every, X=X.tolist(), y=y.tolist(),
+        devices=_devices_config(chosen), fast_math=bool(fast_math), record_every=record_every, X=X.tolist(), y=y.tolist(),
         lr=_per_network_value(rates), lr_desc=_describe(rates),
         **_recipe_config(recipe, coef),
     )
@@ -322,12 +329,27 @@ def _recipe_config(recipe, coef):
     )
 
 
-def _backend_for(backend, n, recipe):
-    """``backends.choose``; the GPU's fast-math sigmoid exists for float32 only."""
-    chosen = backends.choose(backend, n)
+def _backend_for(backend, n, recipe, devices=None):
+    """``backends.choose``, or the cupy backend on the GPUs ``devices``
+    (``cupy_devices``); the GPU's fast-math sigmoid exists for float32 only."""
+    if devices is None:
+        chosen = backends.choose(backend, n)
+    else:
+        if backend not in ("auto", "cupy"):
+            raise ValueError(f"devices= chooses GPUs: it needs backend='cupy' (or 'auto'), not {backend!r}")
+        backends.choose("cupy")  # ImportError, in words, where the GPU backend cannot run
+        from .backends.cupy_devices import Devices, device_ids
+
+        chosen = Devices(device_ids(devices))
     if recipe.fast_math and np.dtype(recipe.dtype) != np.float32:
         raise ValueError("fast_math=True is a float32 option (the GPU's tanh.approx sigmoid)")
     return chosen
+
+
+def _devices_config(chosen):
+    """The GPU ids a run used when it was given some (``config["devices"]``), else None."""
+    ids = getattr(chosen, "ids", None)
+    return None if ids is None else list(ids)
 
 
 def _check_inputs(params, X, name):
@@ -350,12 +372,14 @@ def _training_data(function, X, y):
     return X, y, function_of(X, y)
 
 
-def resume(result, epochs, *, backend="auto", progress=None, interruptible=False):
+def resume(result, epochs, *, backend="auto", progress=None, interruptible=False, devices=None):
     """Continue a run by ``epochs`` more: identical to one longer run.
 
     ``result``: a TrainResult (or a path saved by ``TrainResult.save``). The
     learning rates, data, dtype and record_every are the original run's;
     solved/diverged epochs and the loss history continue where they stopped.
+    ``backend``, ``devices``, ``progress`` and ``interruptible``: as
+    ``train``'s, for this part of the run (the results do not depend on them).
     """
     if isinstance(result, (str, os.PathLike)):
         result = TrainResult.load(result)
@@ -374,7 +398,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     options, coef = check_recipe(n, p.dtype, **dict(recipe, betas=tuple(recipe["betas"])))
     check_targets(y, options["loss"])
     recipe = Recipe(p.hidden, p.dtype, bool(c.get("fast_math", False)), X.shape[1], len(y), **options)
-    chosen = _backend_for(backend, n, recipe)
+    chosen = _backend_for(backend, n, recipe, devices)
     recipe = dataclasses.replace(recipe, fast_math=recipe.fast_math and chosen.NAME == "cupy")
     rows = history_rows(done + more, k) if k else None
     check_memory(chosen, n, recipe, done + more, k)
@@ -398,7 +422,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     data = Data(X, y, target_sides(y))
     progress = resolve_progress(progress, n, done)
     ran, interrupted = _run(chosen, state, data, more, k, recipe, out, progress, interruptible)
-    cfg = dict(c, epochs=done + ran, backend=chosen.NAME)
+    cfg = dict(c, epochs=done + ran, backend=chosen.NAME, devices=_devices_config(chosen))
     cfg.pop("interrupted", None)
     cfg.pop("epochs_requested", None)
     if interrupted:

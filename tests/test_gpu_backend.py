@@ -494,3 +494,198 @@ def test_fake_memory_behaves_like_cupys_pool(fake):
     assert fake.empty(9 << 20, dtype=np.uint8).nbytes == 9 << 20  # pooled blocks freed to make room
     with pytest.raises(TypeError, match="Implicit conversion"):
         np.asarray(fake.zeros(3))
+
+
+# --- several GPUs in one process (backends/cupy_devices.py) ------------------------
+
+
+def _gpus(cupy, k):
+    """``k`` GPUs: the fake gets them; a real machine with fewer skips."""
+    if is_fake(cupy):
+        cupy._fake.set_devices(k)
+    elif cupy.cuda.runtime.getDeviceCount() < k:
+        pytest.skip(f"needs {k} GPUs")
+
+
+@pytest.mark.parametrize("networks, devices, options", [
+    (1000, "all", {}),
+    (1001, [2, 0], dict(optimizer="adam", target_loss=0.05, hidden=3)),  # uneven ranges, listed order
+    (2, "all", dict(momentum=0.9, function="parity3", hidden=3, dtype="float64")),  # fewer networks than GPUs
+])
+def test_several_gpus_train_what_one_trains(networks, devices, options, cupy_device, rng):
+    """The networks split among GPUs (one host thread each) give one GPU's
+    run bit for bit, straight and in epoch segments (each GPU keeping its
+    range on the device), with every listed GPU used and the same statistics."""
+    _gpus(cupy_device, 3)
+    kw = dict(epochs=300, seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=7,
+              lr=rng.uniform(0.1, 2.0, networks), **options)
+    one = fastxor.train(networks, **kw)
+    ids = [0, 1, 2] if devices == "all" else devices
+    for progress in (None, lambda d, t: None):
+        if is_fake(cupy_device):
+            cupy_device._fake.launches_on.clear()
+        r = fastxor.train(networks, devices=devices, progress=progress, **kw)
+        assert_same_run(one, r)
+        for name in ("target_epoch", "optimizer_state"):
+            a, b = getattr(one, name), getattr(r, name)
+            assert (a is None) == (b is None) and (a is None or np.array_equal(a, b)), name
+        assert r.stats() == one.stats()
+        assert r.config["devices"] == ids and r.config["backend"] == "cupy"
+        if is_fake(cupy_device):
+            assert sorted(cupy_device._fake.launches_on) == sorted(ids[:networks])
+
+
+def test_gpus_run_at_once(cupy_device, rng, monkeypatch):
+    """Each GPU has its own host thread: every GPU's launch waits at a
+    barrier for the others' (a serial loop over the GPUs would time out)."""
+    import threading
+
+    _gpus(cupy_device, 3)
+    barrier, seen = threading.Barrier(3, timeout=30), []
+    real = gpu.get_kernel
+
+    def meeting(*args):
+        kernel = real(*args)
+
+        def launch(*a, **k):
+            seen.append((threading.get_ident(), cupy_device.cuda.Device().id))
+            barrier.wait()
+            return kernel(*a, **k)
+        return launch
+
+    monkeypatch.setattr(gpu, "get_kernel", meeting)
+    fastxor.train(600, epochs=50, seed=int(rng.integers(0, 2**32)), devices="all")
+    assert len(seen) == 3 and len({t for t, _ in seen}) == 3 and {d for _, d in seen} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_small_gpus_each_stream_their_range(given, fake, rng, monkeypatch):
+    """GPUs that each hold a third of their range's chunk buffers: each
+    streams its networks in chunks; the result equals one large GPU's."""
+    n, epochs, k = 3000, 120, 7
+    seed = int(rng.integers(0, 2**63))
+    init = init_params(n, 2, seed) if given else "philox"
+    kw = dict(epochs=epochs, seed=seed, backend="cupy", record_every=k, init=init, lr=rng.uniform(0.1, 2.0, n))
+    whole = fastxor.train(None if given else n, **kw)
+    per_net = gpu.bytes_per_network(Recipe(2, np.dtype(np.float32)), -(-epochs // k), given)
+    fake.get_default_memory_pool().free_all_blocks()
+    fake._fake.set_devices(2)
+    fake._fake.set_capacity(int(per_net * n / 2 / 3 / config.MEMORY_FRACTION) + 8 * 1024)
+    launches = _counting_launches(monkeypatch)
+    split = fastxor.train(None if given else n, devices=[0, 1], **kw)
+    assert launches[0] >= 6 and set(fake._fake.launches_on) == {0, 1}
+    assert_same_run(whole, split)
+
+
+def test_resume_on_other_gpus_continues_the_run(cupy_device, rng, tmp_path):
+    """A run saved from one GPU, resumed on two (API and CLI), equals one run."""
+    from fastxor.cli import main
+
+    _gpus(cupy_device, 2)
+    kw = dict(seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=9, optimizer="adam", lr=0.02)
+    one = fastxor.train(501, epochs=400, **kw)
+    fastxor.train(501, epochs=130, **kw).save(tmp_path / "half.npz")
+    assert_same_run(one, fastxor.resume(tmp_path / "half.npz", 270, devices="all"))
+    assert main(["train", "--resume", str(tmp_path / "half.npz"), "--epochs", "270", "--devices", "1,0",
+                 "--out", str(tmp_path / "cli.npz"), "--progress", "off"]) == 0
+    cli = fastxor.load(tmp_path / "cli.npz")
+    assert_same_run(one, cli)
+    assert cli.config["devices"] == [1, 0]
+
+
+def test_devices_are_checked(fake, capsys):
+    """A bad ``devices`` is one clear error naming the argument and the ids allowed."""
+    from fastxor.cli import main
+
+    fake._fake.set_devices(2)
+    for devices, error in [("gpu", ValueError), ([0, 2], ValueError), ([1, 1], ValueError), ([], ValueError),
+                           (True, TypeError), (1.5, TypeError), (["0"], TypeError)]:
+        with pytest.raises(error, match=r"devices (must be 'all' or GPU ids in \[0, 1\] \(this machine has 2 "
+                                        r"GPUs\)|lists a GPU twice)"):
+            fastxor.train(10, epochs=1, devices=devices)
+    assert fastxor.train(10, epochs=1, devices=1).config["devices"] == [1]
+    with pytest.raises(ValueError, match="devices= chooses GPUs: it needs backend='cupy'"):
+        fastxor.train(10, epochs=1, devices="all", backend="numba")
+    with pytest.raises(ValueError, match="device_arrays=True keeps the result on the current GPU"):
+        fastxor.train(10, epochs=1, devices="all", device_arrays=True)
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        main(["train", "--networks", "10", "--epochs", "1", "--devices", "0,x"])
+    assert usage.value.code == 2
+    assert main(["train", "--networks", "10", "--epochs", "1", "--devices", "3", "--progress", "off"]) == 2
+    err = capsys.readouterr().err
+    assert "--devices: must be all or GPU ids like 0,1, got '0,x'" in err
+    assert "devices must be 'all' or GPU ids in [0, 1] (this machine has 2 GPUs), got 3" in err
+    assert "Traceback" not in err
+
+
+def test_host_memory_estimate_of_several_gpus(fake, monkeypatch):
+    """With chunks streaming on four GPUs at once, the estimate covers the
+    host peak tracemalloc measures. It counts a chunk's host copy per GPU in
+    flight at once (real CuPy waits for a copy without the GIL, while the
+    fake copies holding it): within 1.2x of the peak plus the three copies
+    the fake does not overlap."""
+    import tracemalloc
+
+    from fastxor import training
+    from fastxor.state import history_rows
+
+    fake._fake.set_devices(4)
+    fake._fake.set_capacity(32 << 20)
+    seen = {}
+    check = training.check_memory
+
+    def spy(backend, n_, recipe, epochs, k, extra=0):
+        seen["estimate"] = backend.memory_bytes(n_, recipe, history_rows(epochs, k))
+        seen["copy"] = gpu.transit(n_ // 4, recipe, history_rows(epochs, k))[0]
+        return check(backend, n_, recipe, epochs, k, extra)
+
+    monkeypatch.setattr(training, "check_memory", spy)
+    kw = dict(epochs=2, record_every=1, optimizer="adam", devices="all")
+    fastxor.train(100, **kw)
+    tracemalloc.start()
+    try:
+        fastxor.train(1_000_000, **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= seen["estimate"] <= 1.2 * (peak + 3 * seen["copy"]), (seen, peak)
+
+
+def test_fake_devices_follow_cuda(fake):
+    """The fake's GPUs: the current device is per host thread; an array lives
+    where it was made; pools and free memory are per device; a kernel or an
+    operation given another device's array is refused, as on hardware."""
+    import threading
+
+    fake._fake.set_devices(2)
+    assert fake.cuda.runtime.getDeviceCount() == 2 and fake.cuda.Device().id == 0
+    a = fake.zeros(1000, np.float32)
+    with fake.cuda.Device(1):
+        b = fake.zeros(1000, np.float32)
+        assert fake.cuda.Device().id == 1 and fake.cuda.runtime.getDevice() == 1
+        assert fake.get_default_memory_pool().used_bytes() == 4096
+        in_thread = []
+        t = threading.Thread(target=lambda: in_thread.append(fake.cuda.Device().id))
+        t.start()
+        t.join()
+        assert in_thread == [0]
+        np.testing.assert_array_equal(a.get(), np.zeros(1000))  # get/set: from any device
+        with pytest.raises(ValueError, match="array device = 0 while current = 1"):
+            a + 1
+        with pytest.raises(ValueError, match="array device = 0 while current = 1"):
+            b[...] = a
+        f, n = _seed_kernel(fake), 4
+        f((1,), (32,), _seed_arguments(fake, n))
+        with pytest.raises(ValueError, match="on device 0, launched on device 1"):
+            with fake.cuda.Device(0):
+                loss = fake.empty(n, np.float32)
+            f((1,), (32,), _seed_arguments(fake, n, loss=loss))
+    assert a.device.id == 0 and b.device.id == 1 and fake.cuda.Device().id == 0
+    free = fake.cuda.runtime.memGetInfo()[0]
+    with fake.cuda.Device(1):
+        before = fake.cuda.runtime.memGetInfo()[0]
+        big = fake.empty(1 << 20, np.uint8)
+        assert fake.cuda.runtime.memGetInfo()[0] == before - (1 << 20)
+    assert fake.cuda.runtime.memGetInfo()[0] == free and big.device.id == 1
+    with pytest.raises(fake.cuda.runtime.CUDARuntimeError, match="invalid device ordinal"):
+        fake.cuda.Device(2)

@@ -236,14 +236,25 @@ def memory_bytes(n, recipe, rows):
     (tests/test_gpu_backend.py; the slack of ``config.MEMORY_FRACTION`` covers
     the 3 %); it was 2x ``run_bytes``, 1.4-2x the peak, and 0.8x at 64
     samples. GPU memory is handled by chunking."""
+    return host_bytes(n, recipe, rows, *transit(n, recipe, rows))
+
+
+def transit(n, recipe, rows):
+    """What the current GPU's share of ``n`` networks adds to ``memory_bytes``:
+    (bytes of the largest host copy of one chunk, whether it streams through
+    in chunks rather than staying on the GPU: see ``_Resident``)."""
+    chunk = _chunk_networks(n, recipe, rows, given_init=False)  # the larger chunk of the two layouts
+    largest = max(recipe.n_params, recipe.n_buffers, recipe.samples, rows)
+    return chunk * largest * recipe.dtype.itemsize, not _fits_at_once(n, recipe, rows)
+
+
+def host_bytes(n, recipe, rows, copies, streams):
+    """``memory_bytes`` given the chunk copies in flight at once and whether any GPU streams."""
     from ..data import SOLVED_BLOCK
     from ..state import run_bytes
 
     item = recipe.dtype.itemsize
-    chunk = _chunk_networks(n, recipe, rows, given_init=False)  # the larger chunk of the two layouts
-    largest = max(recipe.n_params, recipe.n_buffers, recipe.samples, rows)
-    streams = not _fits_at_once(n, recipe, rows)  # not kept on the GPU: see _Resident
-    return (run_bytes(n, recipe, rows) - n * recipe.n_params * item + chunk * largest * item
+    return (run_bytes(n, recipe, rows) - n * recipe.n_params * item + copies
             + (1 + streams) * SOLVED_BLOCK * (item + 8))
 
 
@@ -297,11 +308,11 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
     col0 = history_rows(epoch0, k)
     if not on_device and (state.device is not None or _fits_at_once(n, recipe, rows)):
         return _launch_resident(state, data, epochs, k, col0, rows, recipe, out, final)
-    spec, given = state.init, state.params is not None
-    if not given:
+    spec, given = state.init, state.init is None
+    if state.params is None:
         state.params = xp.empty((P, n), dtype=dt)
-        state.init = None
-    elif on_device and array_module(state.params) is np:
+    state.init = None
+    if given and on_device and array_module(state.params) is np:
         state.params = cupy.asarray(state.params)
     chunk = _chunk_networks(n, recipe, rows, given)
     kernel = get_kernel(recipe, boolean_data(data.X))
@@ -409,7 +420,7 @@ def _launch_resident(state, data, epochs, k, col0, rows, recipe, out, final):
     seed = start = 0
     scale = NULL
     if res.fresh:
-        if state.params is None:  # Philox, made in the kernel
+        if state.init is not None:  # Philox, made in the kernel
             spec = state.init
             seed, start, scale = spec.seed, spec.start, cupy.asarray(spec.scales)
             init = NULL
@@ -429,7 +440,7 @@ def _launch_resident(state, data, epochs, k, col0, rows, recipe, out, final):
     if final:  # everything back, the device copy freed
         if state.params is None:
             state.params = np.empty((P, n), dtype=dt)
-            state.init = None
+        state.init = None
         _from_device(state.params, b["init"])
         if recipe.n_buffers:
             _from_device(state.buffers, b["buffers"])
