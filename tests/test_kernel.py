@@ -165,6 +165,7 @@ def test_kernel_source_is_generated_per_width():
     (2, "float32", dict(loss="bce", activation="tanh", momentum=0.9, target_loss=0.05), "xor"),
     (3, "float32", {}, "parity3"), (4, "float32", {}, "parity4"),  # D = 3, 4: unrolled samples
     (3, "float32", {}, "parity5"), (2, "float32", {}, "parity8"),  # 32 and 256 samples: the loop over samples
+    (2, "float32", dict(loss="bce_logits"), "xor"),  # a run recording no loss: the quiet kernel
 ])
 def test_training_loop_compiles_to_simd(hidden, dtype, options, function):
     """A kernel that LLVM leaves scalar is still correct, only ~10x slower, so
@@ -190,7 +191,7 @@ def test_training_loop_compiles_to_simd(hidden, dtype, options, function):
     assert modules
     lanes = []
     for module in modules:
-        for nbc in (jit_cache.cache_dir() / "__pycache__").glob(f"{module.__name__}.train_chunk-*.nbc"):
+        for nbc in (jit_cache.cache_dir() / "__pycache__").glob(f"{module.__name__}.train_*-*.nbc"):
             blob = nbc.read_bytes()
             assert b"\x7fELF" in blob, f"no object code in {nbc.name}"
             obj = Path(nbc.parent / (nbc.name + ".o.tmp"))
@@ -281,6 +282,29 @@ def _disassembly(entries):
             obj.unlink()
     assert out, "no cache entry"
     return out
+
+
+def test_a_run_that_records_no_loss_compiles_the_quiet_kernel(rng):
+    """A BCE recipe without a target needs the loss only on the epochs it
+    records: a run that records none compiles ``train_quiet`` (the body
+    without the loss alone: about 40 % less to compile for a new variant)
+    and trains exactly what the full kernel trains, bit for bit."""
+    n = int(rng.integers(2, 3 * config.NUMBA_CHUNK))  # one lane group below a chunk, several above
+    kw = dict(epochs=300, hidden=int(rng.integers(1, 6)), loss=str(rng.choice(["bce", "bce_logits"])),
+              lr=rng.uniform(0.2, 3.0, n), seed=int(rng.integers(2**32)), backend="numba",
+              activation=str(rng.choice(["sigmoid", "tanh"])))
+    print(n, kw)
+    quiet = fastxor.train(n, **kw)
+    recipe = make_recipe(kw["hidden"], "float32", loss=kw["loss"], activation=kw["activation"])[0]
+    module = next(m for k, m in numba_kernel._LOADED.items() if k[3] == recipe.kernel_key)
+    assert {"train_quiet", "train_quiet_partial"} & set(module._compiled)
+    recorded = fastxor.train(n, record_every=7, **kw)
+    assert {"train_chunk", "train_chunk_partial"} & set(module._compiled)
+    for a, b in zip(quiet.params.arrays(), recorded.params.arrays()):
+        np.testing.assert_array_equal(a, b)
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch"):
+        np.testing.assert_array_equal(getattr(quiet, name), getattr(recorded, name), err_msg=name)
+    assert quiet.loss_history is None and np.isfinite(recorded.loss_history).all()
 
 
 def test_sel_is_a_conditional_expression():

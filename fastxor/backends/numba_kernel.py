@@ -360,7 +360,7 @@ FINISH_ARGS = ", ".join(name for name, _ in _FINISH_PARAMS)
 
 
 def chunk_signatures(dtype):
-    """The numba signatures of (train_chunk and train_partial, finish_chunk)."""
+    """The numba signatures of (train_chunk, train_quiet and their _partial forms, finish_chunk)."""
     from numba import types
 
     F = types.float32 if np.dtype(dtype) == np.float32 else types.float64
@@ -423,7 +423,9 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, n_rows, recipe, d
     """A chunk kernel: the epoch loop around a SIMD loop over ``lanes`` lanes
     whose body is the groups' statements interleaved, and the history.
     ``groups_no_loss``: a body without the loss for epochs that need none
-    (the BCE losses' logs cost more than the rest of the epoch's arithmetic)."""
+    (the BCE losses' logs cost more than the rest of the epoch's arithmetic).
+    ``groups`` None: a quiet kernel, for runs that record no loss: only the
+    body without it (half the code to compile; the same statements)."""
     def lane_loop(ind, gs):
         return [ind + f"for k in range({lanes}):", *[ind + "    " + line for stmt in zip(*gs) for line in stmt]]
 
@@ -433,6 +435,8 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, n_rows, recipe, d
         *_emit_constants(recipe),
         *_emit_epoch_head(recipe),
     ]
+    if groups is None:
+        return src + lane_loop("        ", groups_no_loss) + ["", ""]
     if groups_no_loss is None:
         src += lane_loop("        ", groups)
     else:
@@ -668,15 +672,18 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     groups = [body(g) for g in range(G)]  # the unrolled bodies, built only for the kernel that uses them
     lazy_loss = recipe.loss != "mse" and recipe.target_loss is None
     no_loss = [body(g, False) for g in range(G)] if lazy_loss else None
-    if G == 1:
-        src += _emit_epochs("train_chunk", "m", groups, no_loss, rows, C, n_rows, recipe,
-                            f"Train the m networks of a chunk ({C} lanes, one per network).")
-    else:
-        src += _emit_epochs("train_chunk", str(W), groups, no_loss, rows, C, n_rows, recipe,
-                            f"Train a full chunk: {G} groups of {W} lanes, the groups'\n"
+    for quiet in (False, True) if lazy_loss else (False,):
+        name, trains = ("train_quiet", "Train, recording no loss,") if quiet else ("train_chunk", "Train")
+        if G == 1:
+            src += _emit_epochs(name, "m", None if quiet else groups, no_loss, rows, C, n_rows, recipe,
+                                f"{trains} the m networks of a chunk ({C} lanes, one per network).")
+            continue
+        src += _emit_epochs(name, str(W), None if quiet else groups, no_loss, rows, C, n_rows, recipe,
+                            f"{trains} a full chunk: {G} groups of {W} lanes, the groups'\n"
                             "    statements interleaved.")
-        src += _emit_epochs("train_partial", "m", groups[:1], no_loss and no_loss[:1], rows, C, n_rows, recipe,
-                            "Train the m < C networks of a run smaller than a chunk, one\n"
+        src += _emit_epochs(name + "_partial", "m",
+                            None if quiet else groups[:1], no_loss and no_loss[:1], rows, C, n_rows, recipe,
+                            f"{trains} the m < C networks of a run smaller than a chunk, one\n"
                             "    group: a single network costs one lane, not one per group.")
     src += _finish_head(recipe, n_rows * C)
     src += _emit_data(recipe)
@@ -702,7 +709,7 @@ def driver_source(dtype):
 
     The last chunk of a run is padded to a full one (zero lanes cost a few
     microseconds per epoch), so a run compiles one chunk kernel, not two; a
-    run smaller than a chunk uses ``train_partial`` where a kernel has one.
+    run smaller than a chunk uses ``train_chunk_partial`` where a kernel has one.
     """
     dt = np.dtype(dtype).name
     src = [
@@ -801,7 +808,7 @@ def get_kernel(hidden, dtype, Xc=None, recipe=None):
 
 
 def chunk_function(module, name):
-    """The module's chunk function ``name`` (train_chunk, train_partial,
+    """The module's chunk function ``name`` (train_chunk, train_quiet, their _partial forms,
     finish_chunk) compiled as a C callback on first use, cached on disk
     beside the module."""
     compiled = module.__dict__.setdefault("_compiled", {})
@@ -858,12 +865,15 @@ def deep_recursion():
                 sys.setrecursionlimit(_deep["restore"])
 
 
-def _driver(module, n, recipe):
+def _driver(module, n, recipe, record_every):
     """The driver over a run of ``n`` networks with the module's chunk
-    functions: ``train_partial`` (one lane group, no padding) below one chunk
-    where the kernel has one."""
-    small = n < config.NUMBA_CHUNK and hasattr(module, "train_partial")
-    chunk = chunk_function(module, "train_partial" if small else "train_chunk")
+    functions: ``train_chunk_partial`` (one lane group, no padding) below one chunk
+    where the kernel has one; the quiet kernel (``train_quiet``) where the
+    kernel has one and the run records no loss (only it is compiled then)."""
+    name = "train_quiet" if record_every == 0 and hasattr(module, "train_quiet") else "train_chunk"
+    if n < config.NUMBA_CHUNK and hasattr(module, name + "_partial"):
+        name += "_partial"
+    chunk = chunk_function(module, name)
     return _Threaded(get_driver(module.F), chunk, chunk_function(module, "finish_chunk"), layout(recipe))
 
 
@@ -982,7 +992,7 @@ def run(state, data, epochs, record_every, recipe, out, final=True, specialise=T
             raise ValueError(f"the {name} array must be C-contiguous")
     with deep_recursion():  # the first call compiles the kernel
         jit_cache.call_repairing(
-            lambda: _driver(get_kernel(*key), n, recipe), lambda: _forget(key[:3] + (recipe.kernel_key,)),
+            lambda: _driver(get_kernel(*key), n, recipe, record_every), lambda: _forget(key[:3] + (recipe.kernel_key,)),
             flat, buffers, state.rate_rows(recipe), recipe.constants(), np.ascontiguousarray(data.X, dtype=dt),
             np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
             state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,
