@@ -140,7 +140,8 @@ def _train(args):
             n, epochs=args.epochs, lr=opts["lr"], hidden=opts["hidden"], seed=opts["seed"],
             init=opts["init"], init_scale=opts["init_scale"], function=opts["function"], dtype=opts["dtype"],
             backend=args.backend, record_every=opts["record_every"], progress=_progress(args, n),
-            interruptible=True, devices=args.devices, **{k: opts[k] for k in RECIPE_OPTIONS},
+            interruptible=True, devices=args.devices, device_arrays="auto" if not out else False,
+            **{k: opts[k] for k in RECIPE_OPTIONS},
         )
         ran = r.config["epochs"]
     dt = time.perf_counter() - t0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import config
+from .arrays import to_host
 from .data import INPUTS_MAX, X_BOOL
 from .options import DEFAULTS as D
 from .state import PARAM_FIELDS, fan_in, n_params, param_rows
@@ -84,10 +85,11 @@ class Params:
         return cls(*(flat[rows].T.reshape((n,) + shape) for rows, shape in param_rows(hidden, inputs).values()))
 
     def validated(self, dtype=None, name="init"):
-        """Return self as float arrays of ``dtype``, or raise naming ``name``."""
+        """Return self as float host arrays of ``dtype`` (a GPU's are copied
+        back), or raise naming ``name``."""
         arrays = []
         for field, a in zip(PARAM_FIELDS, self.arrays()):
-            a = np.asarray(a)
+            a = np.asarray(to_host(a))
             if a.dtype.kind not in "fiu":
                 raise TypeError(f"{name}.{field} must be a real numeric array, got dtype {a.dtype}")
             arrays.append(a)

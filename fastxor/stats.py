@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import options
-from .arrays import to_host
+from .arrays import array_module, to_host
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -55,14 +55,17 @@ class Counts:
 
     @classmethod
     def of(cls, x):
-        x = np.asarray(x, dtype=np.int64).reshape(-1)
+        """The histogram of the integers ``x``, a host or GPU array: counted
+        where they are, only the histogram is copied to the host."""
+        xp = array_module(x)
+        x = xp.asarray(x, dtype=np.int64).reshape(-1)
         if x.size and int(x.max()) - int(x.min()) < max(2**22, 2 * x.size):  # a dense range: O(N), no sort
             lo = int(x.min())
-            dense = np.bincount(x - lo)
-            v = np.flatnonzero(dense)
-            return cls(v + lo, dense[v])
-        v, c = np.unique(x, return_counts=True)
-        return cls(v, c.astype(np.int64))
+            dense = xp.bincount(x - lo)
+            v = xp.flatnonzero(dense)
+            return cls(to_host(v + lo), to_host(dense[v]))
+        v, c = xp.unique(x, return_counts=True)
+        return cls(to_host(v), to_host(c).astype(np.int64))
 
     @classmethod
     def weighted(cls, values, counts):
@@ -111,15 +114,17 @@ class Counts:
 
 def loss_bins(loss):
     """Each finite loss's bin: floor(log10(loss) * LOSS_BINS_PER_DECADE), or
-    ZERO_LOSS_BIN for 0 (in blocks: the float64 temporaries stay in cache)."""
-    out = np.empty(len(loss), dtype=np.int64)
+    ZERO_LOSS_BIN for 0 (in blocks: the float64 temporaries stay in cache),
+    where the losses are (host or GPU)."""
+    xp = array_module(loss)
+    out = xp.empty(len(loss), dtype=np.int64)
     for a in range(0, len(loss), 65536):
-        x = np.asarray(loss[a:a + 65536], dtype=np.float64)
+        x = xp.asarray(loss[a:a + 65536], dtype=np.float64)
         pos = x > 0
-        b = np.log10(np.where(pos, x, 1.0))
+        b = xp.log10(xp.where(pos, x, 1.0))
         b *= LOSS_BINS_PER_DECADE
-        np.floor(b, out=b)
-        out[a:a + 65536] = np.where(pos, b, ZERO_LOSS_BIN)
+        xp.floor(b, out=b)
+        out[a:a + 65536] = xp.where(pos, b, ZERO_LOSS_BIN)
     return out
 
 
@@ -134,13 +139,14 @@ def cell_coords(pred, side, unit=1.0):
     are in [0, 1]: clipped there, NaN counted at 0.5), an (N, S) int16 array;
     ``unit``: pred holds outputs times it (8-bit outputs: 255). In blocks:
     the float64 temporaries stay in cache."""
+    xp = array_module(pred)
     top = int(np.round(1.0 / side))
-    out = np.empty(pred.shape, dtype=np.int16)
+    out = xp.empty(pred.shape, dtype=np.int16)
     for a in range(0, len(pred), 65536):
-        c = np.asarray(pred[a:a + 65536], dtype=np.float64) / (side * unit)
-        np.round(c, out=c)
-        np.clip(c, 0, top, out=c)
-        c[np.isnan(c)] = np.round(0.5 / side)
+        c = xp.asarray(pred[a:a + 65536], dtype=np.float64) / (side * unit)
+        xp.round(c, out=c)
+        xp.clip(c, 0, top, out=c)
+        c[xp.isnan(c)] = np.round(0.5 / side)
         out[a:a + 65536] = c
     return out
 
@@ -150,25 +156,29 @@ def unique_cells(coords, side):
 
     Where the S outputs' mixed-radix number fits an int64 (S <= 11 at the
     summary's STUCK_TOL) the rows are sorted as those numbers (10^7 rows in
-    about a second), else as rows; the result is the same either way."""
+    about a second), else as rows; the result is the same either way. The
+    cells and counts are host arrays; the index is where ``coords`` is (a
+    GPU sorts its own rows, as numbers; rows of more samples are sorted on
+    the host)."""
+    xp = array_module(coords)
     n, s = coords.shape
     base = int(np.round(1.0 / side)) + 1
     if base**s < 2**63:
-        keys = np.zeros(n, dtype=np.int64)
+        keys = xp.zeros(n, dtype=np.int64)
         for i in range(s):
             keys *= base
             keys += coords[:, i]
         counts = Counts.of(keys)
-        index = np.searchsorted(counts.values, keys)
+        index = xp.searchsorted(xp.asarray(counts.values), keys)
         digits = counts.values[:, None] // base ** np.arange(s - 1, -1, -1, dtype=np.int64)[None, :] % base
         return digits.astype(np.int16), index, counts.counts
-    cells, index, counts = np.unique(coords, axis=0, return_inverse=True, return_counts=True)
-    return cells, index.reshape(-1), counts.astype(np.int64)
+    cells, index, counts = np.unique(to_host(coords), axis=0, return_inverse=True, return_counts=True)
+    return cells, xp.asarray(index.reshape(-1)), counts.astype(np.int64)
 
 
 def _pair_bin(bins):
     """A loss bin as the low part of a (cell, bin) pair key: 0 for ZERO_LOSS_BIN."""
-    return np.where(bins == ZERO_LOSS_BIN, 0, bins + _BIN_OFFSET)
+    return array_module(bins).where(bins == ZERO_LOSS_BIN, 0, bins + _BIN_OFFSET)
 
 
 def _bin_of_pair(low):
@@ -288,22 +298,25 @@ class Stats:
     @classmethod
     def of_arrays(cls, config, solved, diverged, solved_epoch, loss, predictions, target_epoch=None, n=None):
         """The statistics of per-network outcome arrays (a TrainResult's, or a
-        slice of them) trained with ``config``."""
-        solved, diverged = to_host(solved).astype(bool), to_host(diverged).astype(bool)
-        solved_epoch, loss, pred = to_host(solved_epoch), to_host(loss), to_host(predictions)
-        finite = np.isfinite(loss)
-        all_bins = loss_bins(np.where(finite, loss, 1.0))  # each loss's bin, computed once
+        slice of them) trained with ``config``. Computed where the arrays are:
+        results kept on a GPU (``device_arrays``) are reduced there and only
+        the statistics, kilobytes, come to the host."""
+        xp = array_module(loss)
+        solved, diverged = xp.asarray(solved).astype(bool), xp.asarray(diverged).astype(bool)
+        solved_epoch, pred = xp.asarray(solved_epoch), xp.asarray(predictions)
+        finite = xp.isfinite(loss)
+        all_bins = loss_bins(xp.where(finite, loss, 1.0))  # each loss's bin, computed once
         stuck = ~solved & ~diverged
         side = STUCK_TOL / 2
         pred = pred[stuck]
         cells, index, counts = unique_cells(cell_coords(pred, side), side)
-        sums = np.stack([np.bincount(index, weights=pred[:, i], minlength=len(cells)) for i in range(pred.shape[1])],
-                        axis=1) if len(index) else np.zeros((0, pred.shape[1]))
+        sums = np.stack([to_host(xp.bincount(index, weights=pred[:, i], minlength=len(cells)))
+                         for i in range(pred.shape[1])], axis=1) if len(index) else np.zeros((0, pred.shape[1]))
         ok = finite[stuck]
         pair = Counts.of(index[ok] * _LOSS_KEY + _pair_bin(all_bins[stuck][ok]))
         target = None
         if target_epoch is not None:
-            te = to_host(target_epoch)
+            te = xp.asarray(target_epoch)
             target = Counts.of(te[te >= 0])
         header = header_of(config)
         if len(solved) != config.get("n_networks"):  # a slice of the run: which networks is not known

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from . import backends, config
+from .arrays import to_host
 from .data import check_data, check_targets, function_of, solved_by, target_sides
 from .machine import require_memory
 from .outputs import HeldSignals
@@ -197,7 +198,11 @@ def train(
         and returns it (``config["interrupted"]``, ``config["epochs"]`` done).
     fast_math : cupy only: a hardware tanh.approx sigmoid (faster, not
         bit-comparable; docs/gpu.md gives its effect on success rates).
-    device_arrays : cupy only: leave the result's arrays on the GPU (CuPy).
+    device_arrays : cupy only: leave the result's arrays on the GPU (CuPy):
+        its statistics are then computed there, and only they come to the
+        host. "auto": on the GPU when the run's backend is cupy on one GPU
+        and its results fit there, else on the host (what the command line
+        does when it saves no file).
     devices : None (the current GPU, when the backend is cupy), "all" (every
         GPU of this machine) or a list of GPU ids: the networks are split
         among them, one host thread per GPU, with results identical to one
@@ -259,14 +264,17 @@ def train(
     check_targets(y, recipe_options["loss"])
     recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), X.shape[1], len(y), **recipe_options)
     chosen = _backend_for(backend, n, recipe, devices)
+    rows = history_rows(epochs, record_every) if record_every else None
+    if device_arrays == "auto":
+        device_arrays = (chosen.NAME == "cupy" and devices is None
+                         and chosen.device_result_fits(n, recipe, rows or 0))
+    elif not isinstance(device_arrays, (bool, np.bool_)):
+        raise ValueError(f"device_arrays must be True, False or 'auto', got {device_arrays!r}")
     if (fast_math or device_arrays) and chosen.NAME != "cupy":
         raise ValueError(f"fast_math and device_arrays need backend='cupy', not {chosen.NAME!r}")
     if device_arrays and devices is not None:
         raise ValueError("device_arrays=True keeps the result on the current GPU: give devices=None (choose "
                          "the GPU with cupy.cuda.Device(i))")
-    if device_arrays and (progress is not None or interruptible):
-        raise ValueError("device_arrays=True runs in one piece: no progress or interruptible")
-    rows = history_rows(epochs, record_every) if record_every else None
     if device_arrays:  # every result stays on the GPU: chunking cannot help
         chosen.check_device_memory(n, recipe, rows or 0)
     else:
@@ -280,10 +288,12 @@ def train(
         init, n, hidden, seed, start, scales, dt, recipe.inputs, lazy=chosen.NAME == "cupy")
     out = _outputs(n, recipe, rows, device_arrays)
     state = State.fresh(flat, lr_cast, spec, recipe, *_coefficients(coef, n, dt))
-    if device_arrays:
+    if device_arrays:  # the whole state on the GPU: segments copy nothing back
         import cupy
 
-        state.solved_epoch, state.diverged_epoch = cupy.asarray(state.solved_epoch), cupy.asarray(state.diverged_epoch)
+        for name in ("solved_epoch", "diverged_epoch", "target_epoch", "buffers"):
+            if getattr(state, name) is not None:
+                setattr(state, name, cupy.asarray(getattr(state, name)))
     data = Data(X, y, target_sides(y))
     done, interrupted = _run(chosen, state, data, epochs, record_every, recipe, out, progress, interruptible)
     cfg = dict(
@@ -405,12 +415,12 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     state = State.fresh(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), None, recipe,
                         *_coefficients(coef, n, p.dtype))
     state.epoch = done
-    state.solved_epoch[:] = result.solved_epoch
-    state.diverged_epoch[:] = result.diverged_epoch
+    state.solved_epoch[:] = to_host(result.solved_epoch)  # a device_arrays result continues on the host
+    state.diverged_epoch[:] = to_host(result.diverged_epoch)
     if recipe.target_loss is not None:
-        state.target_epoch[:] = result.target_epoch
+        state.target_epoch[:] = to_host(result.target_epoch)
     if recipe.n_buffers:
-        saved = result.optimizer_state
+        saved = None if result.optimizer_state is None else to_host(result.optimizer_state)
         if saved is None or np.shape(saved) != state.buffers.shape:
             raise ValueError(f"result has no optimizer state of shape {state.buffers.shape} for its "
                              f"{recipe.optimizer} recipe: it cannot be resumed exactly")
@@ -418,7 +428,7 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     out = KernelOutput.empty(n, recipe, rows)
     if k:
         old = result.loss_history
-        out.history[:, :old.shape[1]] = old
+        out.history[:, :old.shape[1]] = to_host(old)
     data = Data(X, y, target_sides(y))
     progress = resolve_progress(progress, n, done)
     ran, interrupted = _run(chosen, state, data, more, k, recipe, out, progress, interruptible)

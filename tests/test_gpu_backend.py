@@ -229,6 +229,123 @@ def test_device_arrays_guard_and_results(cupy_device, rng):
     fastxor.train(100_000, epochs=1, backend="cupy")  # chunked through the same small device
 
 
+@pytest.mark.parametrize("options", [dict(target_loss=0.05), dict(function="parity3", hidden=3, lr_output=5.0)])
+def test_statistics_of_results_on_the_gpu_are_computed_there(options, cupy_device, rng):
+    """A result kept on the GPU is reduced there: its statistics equal the
+    host result's (counts, exact epoch histograms, loss bins, stuck cells),
+    and what comes to the host is the statistics themselves, no per-network
+    array (up to 11 samples; with more, the stuck networks' cells are
+    sorted on the host)."""
+    n = 20_000
+    kw = dict(epochs=600, seed=int(rng.integers(0, 2**32)), backend="cupy", lr=rng.uniform(0.05, 3.0, n), **options)
+    host = fastxor.train(n, **kw)
+    dev = fastxor.train(n, device_arrays=True, **kw)
+    if is_fake(cupy_device):
+        cupy_device._fake.copied.update(to_host=0)
+    d, h = dev.statistics(), host.statistics()
+    histograms = ("solved_epochs", "losses", "cell_losses", "target_epochs")
+    if is_fake(cupy_device):
+        moved = cupy_device._fake.copied["to_host"]
+        size = sum(getattr(d, k).nbytes for k in ("cells", "cell_counts", "cell_sums")) + sum(
+            c.values.nbytes + c.counts.nbytes for c in (getattr(d, k) for k in histograms) if c is not None)
+        assert moved <= size + 4096 and size < dev.loss.nbytes + dev.predictions.nbytes, (moved, size)
+    assert 0 < h.solved < n and len(h.cells) > 1  # something in every part of the statistics
+    for name in ("networks", "solved", "diverged", "nonfinite_losses", "cells", "cell_counts"):
+        np.testing.assert_array_equal(getattr(d, name), getattr(h, name), err_msg=name)
+    for name in histograms:
+        a, b = getattr(d, name), getattr(h, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_array_equal(a.values, b.values, err_msg=name)
+            np.testing.assert_array_equal(a.counts, b.counts, err_msg=name)
+    np.testing.assert_allclose(d.cell_sums, h.cell_sums, rtol=1e-12)  # a GPU may sum in another order
+    assert dev.summary() == host.summary()
+
+
+def _ten_segments(monkeypatch):
+    """Make every run with progress or Ctrl-C handling ten epoch segments."""
+    from fastxor import training
+
+    class TenSegments(training._Pacer):
+        def __init__(self, n, total, **kw):
+            super().__init__(n, total, **kw)
+            self.next = max(1, total // 10)
+
+        def measured(self, epochs, dt):
+            pass
+
+    monkeypatch.setattr(training, "_Pacer", TenSegments)
+
+
+def test_results_on_the_gpu_train_in_segments(cupy_device, rng, monkeypatch):
+    """device_arrays=True with a progress callback (ten epoch segments) and
+    Ctrl-C handling: the whole state, optimizer buffers and events included,
+    stays on the GPU, and equals one launch bit for bit."""
+    _ten_segments(monkeypatch)
+    kw = dict(epochs=300, seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=7, optimizer="adam",
+              lr=0.02, target_loss=0.1, device_arrays=True)
+    one = fastxor.train(700, **kw)
+    seen = []
+    segmented = fastxor.train(700, progress=lambda d, t: seen.append(d), interruptible=True, **kw)
+    assert len(seen) == 10 and seen[-1] == 300
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "loss_history", "target_epoch",
+                 "optimizer_state"):
+        a, b = getattr(one, name), getattr(segmented, name)
+        assert type(b).__module__.startswith("cupy"), name
+        np.testing.assert_array_equal(a.get(), b.get(), err_msg=name)
+    for a, b in zip(one.params.arrays(), segmented.params.arrays()):
+        np.testing.assert_array_equal(a.get(), b.get())
+
+
+def test_a_result_on_the_gpu_resumes(cupy_device, rng):
+    """``resume`` of a device_arrays result (its arrays copied back once)
+    continues it exactly, as does training from its parameters."""
+    kw = dict(seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=9, optimizer="adam", lr=0.02,
+              target_loss=0.1)
+    one = fastxor.train(300, epochs=200, **kw)
+    half = fastxor.train(300, epochs=80, device_arrays=True, **kw)
+    resumed = fastxor.resume(half, 120, backend="cupy")
+    assert_same_run(one, resumed)
+    np.testing.assert_array_equal(one.target_epoch, resumed.target_epoch)
+    again = fastxor.train(init=half.params, epochs=5, backend="cupy")
+    assert again.params.W1.shape == (300, 2, 2) and type(again.loss) is np.ndarray
+
+
+def test_results_stay_on_the_gpu_when_they_fit(cupy_device, rng, monkeypatch):
+    """device_arrays="auto": on the GPU for a cupy run whose results fit it
+    with large chunks, else on the host (numba; a small GPU; several GPUs);
+    anything else is refused."""
+    kw = dict(epochs=20, seed=int(rng.integers(0, 2**32)), device_arrays="auto")
+    on_gpu = fastxor.train(3000, backend="cupy", **kw)
+    assert type(on_gpu.loss).__module__.startswith("cupy")
+    assert type(fastxor.train(3000, backend="numba", **kw).loss) is np.ndarray
+    monkeypatch.setattr(gpu, "device_result_fits", lambda *a: False)
+    small = fastxor.train(3000, backend="cupy", **kw)
+    assert type(small.loss) is np.ndarray
+    np.testing.assert_array_equal(small.loss, on_gpu.loss.get())
+    with pytest.raises(ValueError, match="device_arrays must be True, False or 'auto', got 'yes'"):
+        fastxor.train(10, epochs=1, device_arrays="yes")
+
+
+def test_the_command_line_brings_back_only_the_statistics(fake, tmp_path, capsys):
+    """``fastxor train`` on the GPU without --out keeps the results there and
+    prints what the host run prints, having copied back no per-network array;
+    with --out every array comes back and is saved."""
+    from fastxor.cli import main
+
+    argv = ["train", "--networks", "20000", "--epochs", "300", "--backend", "cupy", "--progress", "off",
+            "--lr", "2"]
+    fake._fake.copied.update(to_host=0)
+    assert main(argv) == 0
+    moved = fake._fake.copied["to_host"]
+    printed = capsys.readouterr().out
+    assert main(argv + ["--out", str(tmp_path / "run.npz")]) == 0
+    saved = fastxor.load(tmp_path / "run.npz")
+    assert saved.summary() in printed
+    per_network = saved.loss.nbytes + saved.predictions.nbytes + sum(a.nbytes for a in saved.params.arrays())
+    assert moved < per_network / 5, (moved, per_network)
+
+
 def test_auto_uses_the_gpu_only_from_the_crossover(cupy_device):
     assert backends.choose("auto", 1).NAME == "numba"
     assert backends.choose("auto", config.GPU_MIN_NETWORKS - 1).NAME == "numba"
@@ -353,20 +470,10 @@ def test_a_run_that_fits_stays_on_the_device_between_segments(options, fake, mon
     and comes back once, with each segment's loss history (the streamed path,
     forced, moves the whole state every segment), and both equal one launch
     bit for bit."""
-    from fastxor import training
-
-    class TenSegments(training._Pacer):
-        def __init__(self, n, total, **kw):
-            super().__init__(n, total, **kw)
-            self.next = max(1, total // 10)
-
-        def measured(self, epochs, dt):
-            pass
-
     kw = dict(epochs=300, seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=7,
               lr=rng.uniform(0.1, 2.0, 3000), **options)
     one = fastxor.train(3000, **kw)
-    monkeypatch.setattr(training, "_Pacer", TenSegments)
+    _ten_segments(monkeypatch)
     moved = {}
     for how in ("resident", "streamed"):
         if how == "streamed":

@@ -212,12 +212,26 @@ def device_result_bytes(n, recipe, rows):
     return n * ((2 * p + 1 + 2 * recipe.samples + rows) * item + 2 * 8 + 4 + 2)
 
 
+def _device_need(n, recipe, rows, chunk=4096):
+    """(GPU bytes a ``device_arrays`` run needs: its results plus the chunk
+    buffers of at least min(n, ``chunk``) networks, the bytes it may use)."""
+    need = device_result_bytes(n, recipe, rows) + min(n, chunk) * bytes_per_network(recipe, rows, True)
+    return need, int(config.MEMORY_FRACTION * _device_budget())
+
+
+def device_result_fits(n, recipe, rows):
+    """Whether ``device_arrays="auto"`` keeps a run of ``n`` networks on the
+    GPU: its results fit with chunks of at least 2^20 networks (or all),
+    enough to fill a GPU (smaller chunks would leave most of it idle)."""
+    need, budget = _device_need(n, recipe, rows, chunk=1 << 20)
+    return need <= budget
+
+
 def check_device_memory(n, recipe, rows):
     """``device_arrays=True`` keeps every result on the GPU, where chunking
     cannot help: refuse up front, with the numbers, a run that would not fit
-    (results plus the chunk buffers of at least min(n, 4096) networks)."""
-    need = device_result_bytes(n, recipe, rows) + min(n, 4096) * bytes_per_network(recipe, rows, True)
-    budget = int(config.MEMORY_FRACTION * _device_budget())
+    (``_device_need``)."""
+    need, budget = _device_need(n, recipe, rows)
     if need > budget:
         raise MemoryError(
             f"device_arrays=True keeps every result on the GPU: n_networks={n} needs {need / 2**30:.2f} GiB "

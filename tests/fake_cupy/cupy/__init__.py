@@ -9,8 +9,9 @@ from ._ndarray import empty, from_host, ndarray, unwrap, unwrap_kw, wrap
 __version__ = "13.99.0+fake"
 FAKE = True
 
-float32, float64, int32, int64, uint64, bool_ = (np.float32, np.float64, np.int32, np.int64, np.uint64,
-                                                 np.bool_)
+float16, float32, float64, bool_ = np.float16, np.float32, np.float64, np.bool_
+int8, int16, int32, int64 = np.int8, np.int16, np.int32, np.int64
+uint8, uint16, uint32, uint64 = np.uint8, np.uint16, np.uint32, np.uint64
 
 
 def get_default_memory_pool():
