@@ -31,8 +31,20 @@
 // hand (w * 1 == w; w * 0 is +-0 and vanishes in the sum; the compiler may
 // not do this itself under IEEE rules).
 //
+// Targets of 0 and 1 (every boolean function's) can be compile-time too: YT
+// >= 0 holds them as bits (target s is (YT >> s) & 1, S <= REGISTER_SAMPLES),
+// and each sample's terms are folded by hand: o - 0 is o, and the solved test
+// side (o - 0.5) > 0 is o > 0.5 for side +1 and o < 0.5 for side -1 (o - 0.5
+// is exact or keeps its sign for every o in [0, 1], NaN false either way), so
+// the results are those of the run-time targets bit for bit. YT = -1: targets
+// read from the data. HIST false: an entry for launches that record no loss
+// (no history countdown in the epoch loop: for float32 H = 2 with XOR's
+// targets folded, 294 SASS instructions and 48 registers an epoch, against
+// 319 and 56); it may spill where the other does not (Adam at H = 8), so the
+// loader falls back to the other entry where it has local memory.
+//
 // An entry point is instantiated by appending
-//     FASTXOR_ENTRY(NAME, D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS)
+//     FASTXOR_ENTRY(NAME, D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS, YT, HIST)
 // (fastxor/backends/cupy_kernel.py does this), which defines
 //     extern "C" __global__ void fastxor_train_<NAME>(...)
 
@@ -249,9 +261,10 @@ __device__ __forceinline__ T forward_sample(const T (&w)[Layout<D, H>::P], const
 
 // Sample s of the data (X row-major S x D, then y, then the target sides):
 // from registers for small S, else from memory.
-template <int D, int S, bool BX, typename T> struct Samples {
+template <int D, int S, bool BX, typename T, int YT> struct Samples {
     static constexpr bool held = S <= REGISTER_SAMPLES;
-    T x[held && !BX ? S : 1][D], y[held ? S : 1], side[held ? S : 1];
+    static_assert(YT < 0 || held, "compile-time targets need the samples in registers");
+    T x[held && !BX ? S : 1][D], y[held && YT < 0 ? S : 1], side[held && YT < 0 ? S : 1];
     const T* data;
     __device__ __forceinline__ explicit Samples(const T* __restrict__ d) : data(d) {
         if constexpr (held) {
@@ -261,8 +274,10 @@ template <int D, int S, bool BX, typename T> struct Samples {
 #pragma unroll
                     for (int q = 0; q < D; ++q) x[s][q] = d[D * s + q];
                 }
-                y[s] = d[D * S + s];
-                side[s] = d[D * S + S + s];
+                if constexpr (YT < 0) {
+                    y[s] = d[D * S + s];
+                    side[s] = d[D * S + S + s];
+                }
             }
         }
     }
@@ -273,7 +288,10 @@ template <int D, int S, bool BX, typename T> struct Samples {
             else if constexpr (held) xs[q] = x[s][q];
             else xs[q] = data[D * s + q];
         }
-        if constexpr (held) {
+        if constexpr (YT >= 0) {
+            ys = T((YT >> s) & 1);
+            sides = ((YT >> s) & 1) ? T(1) : T(-1);
+        } else if constexpr (held) {
             ys = y[s];
             sides = side[s];
         } else {
@@ -282,6 +300,13 @@ template <int D, int S, bool BX, typename T> struct Samples {
         }
     }
 };
+
+// Whether output o is strictly on its target's side of 0.5 (side +1, -1 or
+// 0): side (o - 0.5) > 0, folded by hand for compile-time targets (YT >= 0).
+template <int YT, typename T> __device__ __forceinline__ bool right_side(T sides, T o) {
+    if constexpr (YT >= 0) return sides > T(0) ? o > T(0.5) : o < T(0.5);
+    else return sides * (o - T(0.5)) > T(0);
+}
 
 // Data layout: every per-network array is structure-of-arrays, network i at
 // [row * n + i], so consecutive threads touch consecutive addresses.
@@ -302,7 +327,8 @@ template <int D, int S, bool BX, typename T> struct Samples {
 // (o - 0.5) > 0, NaN counting as not solved), the history a countdown, the
 // divergence guard a select. The final forward pass (loss, predictions,
 // events at the last epoch) runs once after the loop.
-template <int D, int H, int S, bool BX, typename T, bool FAST, int OPT, int LOSS, int ACT, int FLAGS>
+template <int D, int H, int S, bool BX, typename T, bool FAST, int OPT, int LOSS, int ACT, int FLAGS, int YT,
+          bool HIST>
 __device__ __forceinline__ void train_network(
     const T* __restrict__ init, uint64_t_ seed, uint64_t_ start, const double* __restrict__ scale,
     const T* __restrict__ rates, const double* __restrict__ consts, const T* __restrict__ bias,
@@ -345,7 +371,7 @@ __device__ __forceinline__ void train_network(
         v[k] = R::adam ? buffers[(P + k) * n + i] : T(0);
     }
 
-    const Samples<D, S, BX, T> samples(data);
+    const Samples<D, S, BX, T, YT> samples(data);
     const T rate = rates[i];
     const T rate_o = R::lr_output ? rates[R::row_lr_output * n + i] : rate;  // W2 and b2's
     const T mom = R::momentum ? rates[R::row_momentum * n + i] : T(0);
@@ -357,7 +383,7 @@ __device__ __forceinline__ void train_network(
     const T w1 = (T)(1.0 - beta1);  // torch: exp_avg.lerp_(grad, 1 - beta1)
     const bool lerp_low = w1 < T(0.5);  // m + w (g - m) if w < 0.5, else g - (1 - w) (g - m)
     const T lerp_c = lerp_low ? w1 : -(T(1) - w1);
-    const T zero = 0, half = 0.5;
+    const T zero = 0;
     // First events of this launch, as local epochs in 32 bits (cheaper in the
     // loop); a network with an earlier event starts at 0: no new one is taken.
     const long long solved_in = solved_io[i], diverged_in = diverged_io[i];
@@ -365,11 +391,11 @@ __device__ __forceinline__ void train_network(
     int solved = solved_in >= 0 ? 0 : -1, diverged = diverged_in >= 0 ? 0 : -1;  // a diverged network stays frozen
     int target_epoch = target_in >= 0 ? 0 : -1;
     // epochs to the next history row (0: never), and where it goes
-    int countdown = record_every > 0 ? (int)((record_every - epoch0 % record_every) % record_every) + 1 : 0;
+    int countdown = HIST && record_every > 0 ? (int)((record_every - epoch0 % record_every) % record_every) + 1 : 0;
     T* row = history + i;
 
     for (int epoch = 0; epoch < epochs; ++epoch) {
-        const bool record = --countdown == 0;
+        const bool record = HIST && --countdown == 0;  // (an entry without history records nothing)
         const bool need_loss = LOSS == MSE || R::target || record;
         // Forward pass, sample by sample, accumulating the gradients as we go
         // (sums over samples in order 0..S-1; the reference's loss and b2
@@ -378,13 +404,13 @@ __device__ __forceinline__ void train_network(
         bool all_right = true;
 #pragma unroll
         for (int k = 0; k < P; ++k) g[k] = zero;
-#pragma unroll(Samples<D, S, BX, T>::held ? S : 1)
+#pragma unroll(Samples<D, S, BX, T, YT>::held ? S : 1)
         for (int s = 0; s < S; ++s) {
             T h[H], z2, xs[D], ys, sides;
             samples.get(s, xs, ys, sides);
             const T o = forward_sample<D, H, BX, T, FAST, ACT, R::linear>(w, xs, h, z2);
             if (need_loss) loss = loss + loss_term<LOSS, M>(o, z2, ys);
-            all_right = all_right && sides * (o - half) > zero;
+            all_right = all_right && right_side<YT>(sides, o);
             // Backpropagation, the seed's steps (1)-(5).
             const T d2 = output_gradient<LOSS, S, R::linear>(o, ys);
             g[L::b2] = g[L::b2] + d2;
@@ -457,13 +483,13 @@ __device__ __forceinline__ void train_network(
     // The parameters reached: loss, predictions and events at the last epoch.
     T loss = zero;
     bool all_right = true;
-#pragma unroll(Samples<D, S, BX, T>::held ? S : 1)
+#pragma unroll(Samples<D, S, BX, T, YT>::held ? S : 1)
     for (int s = 0; s < S; ++s) {
         T h[H], z2, xs[D], ys, sides;
         samples.get(s, xs, ys, sides);
         const T o = forward_sample<D, H, BX, T, FAST, ACT, R::linear>(w, xs, h, z2);
         loss = loss + loss_term<LOSS, M>(o, z2, ys);
-        all_right = all_right && sides * (o - half) > zero;
+        all_right = all_right && right_side<YT>(sides, o);
         pred_out[s * n + i] = o;
     }
     loss = over_samples<S>(loss);
@@ -484,14 +510,14 @@ __device__ __forceinline__ void train_network(
 }
 
 // extern "C" fastxor_train_<NAME>(...): the kernel for one (D, H, S, T, fast-math, recipe).
-#define FASTXOR_ENTRY(NAME, D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS)                           \
+#define FASTXOR_ENTRY(NAME, D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS, YT, HIST)                  \
     extern "C" __global__ void fastxor_train_##NAME(                                              \
         const T* init, uint64_t_ seed, uint64_t_ start, const double* scale, const T* rates,       \
         const double* consts, const T* bias, const T* data, long long epoch0, int epochs,          \
         int record_every,                                                                          \
         long long n, T* params_out, T* buffers, T* loss_out, T* pred_out, long long* solved_io,    \
         long long* diverged_io, long long* target_io, T* history) {                                \
-        train_network<D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS>(                                \
+        train_network<D, H, S, BX, T, FAST, OPT, LOSS, ACT, FLAGS, YT, HIST>(                      \
             init, seed, start, scale, rates, consts, bias, data, epoch0, epochs, record_every, n,  \
             params_out, buffers, loss_out, pred_out, solved_io, diverged_io, target_io, history);  \
     }

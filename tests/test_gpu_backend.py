@@ -165,12 +165,13 @@ def _counting_launches(monkeypatch):
     count = [0]
     real = gpu.get_kernel
 
-    def counted(*args):
-        kernel = real(*args)
+    def counted(*args, **kw):
+        kernel = real(*args, **kw)
 
         def launch(*a, **k):
             count[0] += 1
             return kernel(*a, **k)
+        launch.local_size_bytes = kernel.local_size_bytes
         return launch
 
     monkeypatch.setattr(gpu, "get_kernel", counted)
@@ -452,6 +453,63 @@ def test_gpu_benchmark_script_runs_end_to_end(fake, tmp_path, monkeypatch):
 # --- the fake itself: strict where CuPy would silently misbehave ------------------
 
 
+@pytest.mark.parametrize("options", [
+    {}, dict(loss="bce", activation="tanh", momentum=0.9), dict(output="linear", hidden=3, lr=(0.5, 40.0)),
+    dict(loss="bce_logits", optimizer="adam", lr=(0.01, 0.1), target_loss=0.1),
+    dict(function="parity3", hidden=3), dict(function="0001", dtype="float64", lr=(1.0, 50.0)),
+])
+def test_folded_targets_and_the_entry_without_history_change_no_bit(options, cupy_device, rng, monkeypatch):
+    """The kernel's compile-time targets (each sample's terms folded by hand)
+    and its entry without history train exactly what the entry reading the
+    targets at run time, with history, trains: every array bit for bit,
+    diverging networks (NaN outputs) included."""
+    n = 600
+    options = dict(options)
+    lo, hi = options.pop("lr", (0.1, 5.0))
+    kw = dict(epochs=250, seed=int(rng.integers(0, 2**32)), backend="cupy", lr=rng.uniform(lo, hi, n), **options)
+    entries = []
+    real = gpu.get_kernel
+
+    def spy(recipe, boolean=True, targets=-1, history=True):
+        entries.append((targets, history))
+        return real(recipe, boolean, targets, history)
+
+    monkeypatch.setattr(gpu, "get_kernel", spy)
+    folded = fastxor.train(n, **kw)
+    assert entries[-1][0] >= 0 and entries[-1][1] is False
+    monkeypatch.setattr(gpu, "target_bits", lambda y: -1)
+    plain = fastxor.train(n, record_every=1000, **kw)  # the entry with history; targets read at run time
+    assert entries[-1] == (-1, True)
+    for a, b in zip(folded.params.arrays(), plain.params.arrays()):
+        np.testing.assert_array_equal(a, b)
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "target_epoch", "optimizer_state"):
+        a, b = getattr(folded, name), getattr(plain, name)
+        assert (a is None) == (b is None) and (a is None or np.array_equal(a, b, equal_nan=True)), name
+    if options.get("output") == "linear":
+        assert folded.diverged.any() and not folded.diverged.all()
+
+
+def test_an_entry_without_history_that_spills_is_not_used(monkeypatch):
+    """A run recording no loss uses the entry without history unless that one
+    uses local memory (register spills: seen for Adam at H = 8), where the
+    entry with history is used; a run recording the loss always uses the latter."""
+    from fastxor.state import Data
+
+    class Entry:
+        def __init__(self, history, spills):
+            self.history, self.local_size_bytes = history, spills
+
+    spills = {False: 0}
+    monkeypatch.setattr(gpu, "get_kernel", lambda recipe, boolean=True, targets=-1, history=True: Entry(
+        history, 0 if history else spills[False]))
+    X, y = boolean_function("xor")
+    data, recipe = Data(X, y, np.sign(y - 0.5)), Recipe(8, np.dtype(np.float32), optimizer="adam")
+    assert gpu.launch_kernel(recipe, data, 0).history is False
+    assert gpu.launch_kernel(recipe, data, 10).history is True
+    spills[False] = 424
+    assert gpu.launch_kernel(recipe, data, 0).history is True
+
+
 def test_recording_the_loss_changes_no_network(cupy_device, rng):
     """A run that records its loss and one that does not train the same
     parameters, outputs and events, bit for bit."""
@@ -651,13 +709,14 @@ def test_gpus_run_at_once(cupy_device, rng, monkeypatch):
     barrier, seen = threading.Barrier(3, timeout=30), []
     real = gpu.get_kernel
 
-    def meeting(*args):
-        kernel = real(*args)
+    def meeting(*args, **kw):
+        kernel = real(*args, **kw)
 
         def launch(*a, **k):
             seen.append((threading.get_ident(), cupy_device.cuda.Device().id))
             barrier.wait()
             return kernel(*a, **k)
+        launch.local_size_bytes = kernel.local_size_bytes
         return launch
 
     monkeypatch.setattr(gpu, "get_kernel", meeting)

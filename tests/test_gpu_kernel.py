@@ -111,12 +111,17 @@ def test_the_register_resident_widths_hold_for_d_inputs(arch="sm_90"):
 def test_loader_source_names_the_real_file():
     src = gpu.module_source(Recipe(3, np.dtype(np.float32)))
     assert src.startswith(f'#line 1 "{gpu.kernel_path().as_posix()}"')
-    assert src.rstrip().endswith("FASTXOR_ENTRY(h3_f32, 2, 3, 4, true, float, false, 0, 0, 0, 0)")
+    assert src.rstrip().endswith("FASTXOR_ENTRY(h3_f32, 2, 3, 4, true, float, false, 0, 0, 0, 0, -1, true)")
     assert gpu.entry_name(Recipe(3, np.dtype(np.float64))) == "fastxor_train_h3_f64"
     adam = Recipe(2, np.dtype(np.float32), True, optimizer="adam", activation="tanh", target_loss=0.1)
     assert gpu.entry_name(adam) == "fastxor_train_h2_f32fast_1_0_1_16"
     assert gpu.module_source(adam).rstrip().endswith("FASTXOR_ENTRY(h2_f32fast_1_0_1_16, 2, 2, 4, true, float, true, 1, "
-                                                     "0, 1, 16)")
+                                                     "0, 1, 16, -1, true)")
+    assert gpu.module_source(adam, targets=6, history=False).rstrip().endswith(
+        "FASTXOR_ENTRY(h2_f32fast_1_0_1_16_y6_q, 2, 2, 4, true, float, true, 1, 0, 1, 16, 6, false)")
+    assert gpu.target_bits([0, 1, 1, 0]) == 6 and gpu.target_bits([1, 0, 0, 0, 0, 0, 0, 1]) == 129
+    assert gpu.target_bits([0, 0.5, 1, 0]) == -1 and gpu.target_bits([0.0, -0.0, 1, 1]) == -1
+    assert gpu.target_bits([0, 1] * 16) == -1  # beyond the samples held in registers
     assert gpu.entry_name(Recipe(2, np.dtype(np.float32)), boolean=False) == "fastxor_train_h2_f32_realx"
     assert gpu.entry_name(Recipe(3, np.dtype(np.float32), inputs=3, samples=8)) == "fastxor_train_h3_f32_d3s8"
 
@@ -145,6 +150,34 @@ def test_epoch_loop_instruction_count():
     assert prof["instructions_per_network_epoch"] <= 380
     assert prof["mix"].get("control", 0) <= 4
     assert prof["h100_issue_bound_ne_per_s"] > 8e10
+
+
+def test_the_specialised_entry_of_xor(arch="sm_90"):
+    """A run of XOR recording no loss uses the entry with XOR's targets
+    folded in and no history countdown: at most 300 SASS instructions per
+    network-epoch and 48 registers for float32 H = 2 on sm_90 (the general
+    entry: 319 and 56), no local memory; the same folds hold parity3's."""
+    from fastxor.bench import sass
+
+    why = sass.problem()
+    if why:
+        pytest.skip(why)
+    prof = sass.profile(2, "float32", arch=arch, specialised=True)
+    general = sass.profile(2, "float32", arch=arch)
+    print(f"XOR H=2 float32 {arch}: {prof['instructions_per_network_epoch']} instructions per network-epoch "
+          f"(general entry {general['instructions_per_network_epoch']}), {prof['mix']}")
+    assert prof["instructions_per_network_epoch"] <= 300 < general["instructions_per_network_epoch"]
+    nvcc = shutil.which("nvcc")
+    seed, parity3 = Recipe(2, np.dtype(np.float32)), Recipe(3, np.dtype(np.float32), inputs=3, samples=8)
+    for recipe, y in ((seed, [0, 1, 1, 0]), (parity3, [0, 1, 1, 0, 1, 0, 0, 1])):
+        res = subprocess.run([nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-ftz=true", "-std=c++17", "-x", "cu",
+                              "-o", "/dev/null", "-"], capture_output=True, text=True,
+                             input=gpu.module_source(recipe, targets=gpu.target_bits(y), history=False))
+        assert res.returncode == 0, res.stderr
+        regs = int(re.search(r"Used (\d+) registers", res.stderr).group(1))
+        assert "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" in res.stderr
+        if recipe is seed:
+            assert regs <= 48, regs
 
 
 def test_the_common_path_leaves_out_what_forward_branches_skip():

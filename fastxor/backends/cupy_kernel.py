@@ -79,17 +79,20 @@ def _template_arguments(recipe):
             ACTIVATIONS.index(recipe.activation), flags)
 
 
-def entry_name(recipe, boolean=True):
+def entry_name(recipe, boolean=True, targets=-1, history=True):
     """``fastxor_train_h2_f32`` for the seed's recipe on XOR's shape (2 inputs,
     4 samples, boolean X); other shapes add ``_d3s8``, real-valued X
     ``_realx``, other recipes their template arguments (``..._f32_1_0_1_16``:
-    Adam, MSE, tanh, target)."""
+    Adam, MSE, tanh, target); compile-time targets (``target_bits``) ``_y6``
+    (XOR's), an entry without history ``_q``."""
     name = f"fastxor_train_h{recipe.hidden}_{SUFFIX[np.dtype(recipe.dtype)]}" + ("fast" if recipe.fast_math else "")
     if (recipe.inputs, recipe.samples) != X_BOOL.shape[::-1]:
         name += f"_d{recipe.inputs}s{recipe.samples}"
     if not boolean:
         name += "_realx"
-    return name if recipe.is_seed else name + "_" + "_".join(map(str, _template_arguments(recipe)))
+    if not recipe.is_seed:
+        name += "_" + "_".join(map(str, _template_arguments(recipe)))
+    return name + (f"_y{targets}" if targets >= 0 else "") + ("" if history else "_q")
 
 
 def boolean_data(X):
@@ -99,18 +102,36 @@ def boolean_data(X):
     return bool(np.array_equal(X, boolean_inputs(X.shape[1])))
 
 
-def module_source(*recipes, boolean=True):
+#: Samples the kernel holds in registers at most (its REGISTER_SAMPLES: a
+#: static_assert there refuses compile-time targets beyond it).
+REGISTER_SAMPLES = 16
+
+
+def target_bits(y):
+    """The targets as the kernel's compile-time bits (target s is bit s) when
+    they are 0s and 1s (every boolean function's) of at most REGISTER_SAMPLES
+    samples, else -1 (read at run time). The kernel then folds each sample's
+    terms by hand, with results equal bit for bit."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) > REGISTER_SAMPLES or not np.isin(y, (0.0, 1.0)).all() or np.signbit(y).any():
+        return -1
+    return int(sum(1 << s for s, v in enumerate(y) if v == 1.0))
+
+
+def module_source(*recipes, boolean=True, targets=-1, history=True):
     """The kernel file behind a ``#line`` directive (compiler errors name the real
     file and line), plus one entry point per ``recipe`` (a state.Recipe), for
-    boolean X (``boolean_data``) or any X."""
+    boolean X (``boolean_data``) or any X, targets read at run time (-1) or
+    compile-time (``target_bits``), with or without the loss history."""
     path = kernel_path()
     lines = []
     for r in recipes:
         t = "float" if np.dtype(r.dtype) == np.float32 else "double"
         args = ", ".join(map(str, _template_arguments(r)))
-        lines.append(f"FASTXOR_ENTRY({entry_name(r, boolean)[len('fastxor_train_'):]}, {r.inputs}, {r.hidden}, "
-                     f"{r.samples}, {'true' if boolean else 'false'}, {t}, "
-                     f"{'true' if r.fast_math else 'false'}, {args})\n")
+        name = entry_name(r, boolean, targets, history)[len('fastxor_train_'):]
+        lines.append(f"FASTXOR_ENTRY({name}, {r.inputs}, {r.hidden}, {r.samples}, {'true' if boolean else 'false'}, "
+                     f"{t}, {'true' if r.fast_math else 'false'}, {args}, {targets}, "
+                     f"{'true' if history else 'false'})\n")
     return f'#line 1 "{path.as_posix()}"\n{path.read_text()}\n' + "".join(lines)
 
 
@@ -162,12 +183,27 @@ def device_description():
 
 
 @functools.lru_cache(maxsize=None)
-def get_kernel(recipe, boolean=True):
-    """The compiled entry point for ``recipe`` on boolean or any X; CuPy caches the binary on disk by source hash."""
+def get_kernel(recipe, boolean=True, targets=-1, history=True):
+    """The compiled entry point for ``recipe`` (``module_source``'s choices);
+    CuPy caches the binary on disk by source hash."""
     import cupy
 
-    module = cupy.RawModule(code=module_source(recipe, boolean=boolean), options=("-std=c++17",))
-    return module.get_function(entry_name(recipe, boolean))
+    module = cupy.RawModule(code=module_source(recipe, boolean=boolean, targets=targets, history=history),
+                            options=("-std=c++17",))
+    return module.get_function(entry_name(recipe, boolean, targets, history))
+
+
+def launch_kernel(recipe, data, record_every):
+    """The entry a run's launches use: inputs and targets folded in where
+    they are boolean, and for a run that records no loss the entry without
+    history, unless it uses local memory (spills; measured: Adam at H = 8),
+    where the entry with history does not."""
+    boolean, targets = boolean_data(data.X), target_bits(data.y)
+    if record_every == 0:
+        quiet = get_kernel(recipe, boolean, targets, history=False)
+        if not quiet.local_size_bytes:
+            return quiet
+    return get_kernel(recipe, boolean, targets)
 
 
 def _device_budget():
@@ -329,7 +365,7 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
     if given and on_device and array_module(state.params) is np:
         state.params = cupy.asarray(state.params)
     chunk = _chunk_networks(n, recipe, rows, given)
-    kernel = get_kernel(recipe, boolean_data(data.X))
+    kernel = launch_kernel(recipe, data, k)
     inputs = _launch_inputs(cupy, data, recipe, epoch0, epochs)
     rates = state.rate_rows(recipe)
     buf = _ChunkBuffers(cupy, chunk, chunk_layout(recipe, rows, given))
@@ -444,7 +480,7 @@ def _launch_resident(state, data, epochs, k, col0, rows, recipe, out, final):
         res.fresh = False
     else:
         init = b["init"]  # the last launch's parameters (swapped in below)
-    _call(get_kernel(recipe, boolean_data(data.X)), n, b, _launch_inputs(cupy, data, recipe, epoch0, epochs),
+    _call(launch_kernel(recipe, data, k), n, b, _launch_inputs(cupy, data, recipe, epoch0, epochs),
           epoch0, epochs, k, init, seed, start, scale, NULL if history is None else history)
     b["init"], b["params"] = b["params"], b["init"]  # this launch's output is the next one's input
     state.epoch += epochs

@@ -119,27 +119,33 @@ def issue_bound(per_network_epoch, gpu=H100):
     return gpu["sms"] * gpu["schedulers"] * gpu["warp"] * gpu["clock_ghz"] * 1e9 / per_network_epoch
 
 
-def profile(hidden=2, dtype="float32", fast=False, arch="sm_90", recipe_options=None):
+def profile(hidden=2, dtype="float32", fast=False, arch="sm_90", recipe_options=None, specialised=False):
     """The epoch loop's instruction count and mix, and the H100 issue-slot bound
-    (``recipe_options``: state.Recipe fields beyond the seed's)."""
+    (``recipe_options``: state.Recipe fields beyond the seed's). ``specialised``:
+    the entry a run of XOR that records no loss uses (its targets folded in,
+    no history: ``cupy_kernel.launch_kernel``), else the entry with history
+    and run-time targets (what any data and any run can use)."""
     import numpy as np
 
     from ..backends import cupy_kernel
     from ..state import Recipe
 
     recipe = Recipe(hidden, np.dtype(dtype), fast, **(recipe_options or {}))
-    loop = epoch_loop(instructions(compile_sass(cupy_kernel.module_source(recipe), arch)))
+    entry = dict(targets=cupy_kernel.target_bits([0, 1, 1, 0]), history=False) if specialised else {}
+    loop = epoch_loop(instructions(compile_sass(cupy_kernel.module_source(recipe, **entry), arch)))
     mix = Counter(pipe_of(op) for _, op, _ in loop)
     common = len(loop) - branched_over(loop)
     return dict(hidden=hidden, dtype=str(dtype), fast_math=fast, arch=arch, recipe=recipe_options or {},
-                instructions_per_network_epoch=len(loop), common_path=common, mix=dict(sorted(mix.items())),
-                h100_issue_bound_ne_per_s=issue_bound(len(loop)), h100_common_path_bound_ne_per_s=issue_bound(common))
+                specialised=specialised, instructions_per_network_epoch=len(loop), common_path=common,
+                mix=dict(sorted(mix.items())), h100_issue_bound_ne_per_s=issue_bound(len(loop)),
+                h100_common_path_bound_ne_per_s=issue_bound(common))
 
 
 def main(argv=None):
     """``python -m fastxor.bench.sass [--out FILE]``: the profiles of the kernels
     the benchmarks run (float32 H = 2 and 8, fast-math, float64, and each
-    training recipe at float32 H = 2), as JSON."""
+    training recipe at float32 H = 2; then the first four as XOR's
+    specialised entry), as JSON."""
     import argparse
     import json
     import subprocess as sp
@@ -160,7 +166,8 @@ def main(argv=None):
                dict(optimizer="adamw", weight_decay=True)]
     res = dict(nvcc=nvcc, arch=a.arch, gpu_model=H100, profiles=[
         profile(h, dt, fast, a.arch, options) for h, dt, fast, options in
-        seed + [(2, "float32", False, r) for r in recipes]])
+        seed + [(2, "float32", False, r) for r in recipes]] + [
+        profile(h, dt, fast, a.arch, options, specialised=True) for h, dt, fast, options in seed])
     text = json.dumps(res, indent=1)
     print(text)
     if a.out:

@@ -163,6 +163,10 @@ NUMPY_SCALARS = {np.dtype(c).type for c in "?bhilqBHILQefdFD"}
 
 
 class Function:
+    #: As ``RawKernel.local_size_bytes``: local memory (register spills) per
+    #: thread; the host build has none to report.
+    local_size_bytes = 0
+
     def __init__(self, lib, name, count):
         self.name = name
         self._launch = getattr(lib, f"fakecupy_launch_{name}")
