@@ -21,13 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- nvcc -------------------------------------------------------------------------------
 
 
-def _ptxas_report(arch, recipes, boolean=True):
-    """entry name -> (registers, stack, spill stores, spill loads) of the loader's module for ``recipes``."""
+def _ptxas_report(arch, recipes, boolean=True, targets=-1):
+    """entry name -> (registers, stack, spill stores, spill loads) of the loader's module for ``recipes``
+    (``targets``: compile-time target bits, as ``cupy_kernel.target_bits``)."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc not installed")
     res = subprocess.run([nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-ftz=true", "-std=c++17", "-x", "cu",
-                          "-o", "/dev/null", "-"], input=gpu.module_source(*recipes, boolean=boolean), capture_output=True,
+                          "-o", "/dev/null", "-"], input=gpu.module_source(*recipes, boolean=boolean, targets=targets),
+                         capture_output=True,
                          text=True)
     assert res.returncode == 0, res.stderr
     report = {}
@@ -39,9 +41,9 @@ def _ptxas_report(arch, recipes, boolean=True):
     return report
 
 
-def _check_no_local_memory(arch, recipes, boolean=True):
-    report = _ptxas_report(arch, recipes, boolean)
-    assert set(report) == {gpu.entry_name(r, boolean) for r in recipes}
+def _check_no_local_memory(arch, recipes, boolean=True, targets=-1):
+    report = _ptxas_report(arch, recipes, boolean, targets)
+    assert set(report) == {gpu.entry_name(r, boolean, targets) for r in recipes}
     for name, (regs, stack, stores, loads) in sorted(report.items()):
         print(f"{arch} {name}: {regs} registers, stack {stack} B, spills {stores}/{loads} B")
         assert (stack, stores, loads) == (0, 0, 0), f"{name} uses local memory on {arch}"
@@ -73,6 +75,8 @@ def test_nvcc_compiles_every_recipe_without_spills(arch):
                 Recipe(2, f64, lr_output=True, output="linear", activation="tanh"),
                 Recipe(8, f32, lr_output=True, momentum=True)]
     _check_no_local_memory(arch, recipes)
+    if arch == "sm_90":  # the entries a boolean function's run records its loss with: XOR's targets compiled in
+        _check_no_local_memory(arch, recipes, targets=gpu.target_bits([0, 1, 1, 0]))
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
