@@ -17,7 +17,16 @@ results file as soon as it is measured (a run cut short keeps what it had):
 - ``recipes``: every ``fastxor bench --recipe`` preset: NE/s, ratio to the
   seed's, checked against the reference;
 - ``peers``: JAX (on its default device) and torch batched on CUDA, same
-  GPU, same networks, checked against fastxor.
+  GPU, same networks, checked against fastxor;
+- ``scale``: the launch path at 10^8 networks x 10^4 epochs: the kernel's own
+  time (launches over chunk buffers made beforehand, nothing copied back)
+  against ``fastxor train`` of the same job (its in-process time and the
+  whole process), and 3 x 10^8 networks completing in one process;
+- ``devices``: every GPU of the machine (``devices="all"``) against one,
+  results compared (skipped with one GPU);
+- ``nsight``: an Nsight Compute pass over one training launch (issue-slot
+  and MUFU utilisation, warp stall reasons) where ``ncu`` is installed;
+- the SM clock sampled during every section (``sm_clock_mhz``).
 """
 import argparse
 import json
@@ -37,6 +46,71 @@ def clock_hz(cupy, props):
     return cupy.cuda.runtime.deviceGetAttribute(13, cupy.cuda.Device().id) * 1e3
 
 
+def kernel_seconds(cupy, n, epochs):
+    """The kernel's own time for ``n`` XOR networks x ``epochs`` (float32,
+    H = 2, lr 0.1, the entry a run recording no loss uses): its launches over
+    chunk buffers allocated beforehand, in-kernel init, nothing copied back."""
+    import numpy as np
+
+    from fastxor.backends import cupy_kernel as gpu
+    from fastxor.data import boolean_function, target_sides
+    from fastxor.state import Data, Recipe
+
+    X, y = boolean_function("xor")
+    data, recipe = Data(X, y, target_sides(y)), Recipe(2, np.dtype(np.float32))
+    kernel = gpu.launch_kernel(recipe, data, 0)
+    chunk = gpu._chunk_networks(n, recipe, 0, given_init=False)
+    b = gpu._ChunkBuffers(cupy, chunk, gpu.chunk_layout(recipe, 0, False)).views(chunk)
+    b["rates"][...] = 0.1
+    b["scale"][...] = 1.0
+    inputs = gpu._launch_inputs(cupy, data, recipe, 0, epochs)
+
+    def launches(epochs):
+        for lo in range(0, n, chunk):
+            b["solved"][...] = -1
+            b["diverged"][...] = -1
+            gpu._call(kernel, min(chunk, n - lo), b, inputs, 0, epochs, 0, gpu.NULL, 0, lo, b["scale"], gpu.NULL)
+        cupy.cuda.Device().synchronize()
+
+    launches(1)  # loaded, warm
+    t0 = time.perf_counter()
+    launches(epochs)
+    return time.perf_counter() - t0
+
+
+class ClockSampler:
+    """The SM clock (MHz, nvidia-smi) sampled every ``every`` seconds in a
+    thread while a section runs: a throttled card shows in its figures."""
+
+    def __init__(self, every=0.5):
+        import threading
+
+        self.every, self.samples, self.stop = every, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm", "--format=csv,noheader,nounits", "-i",
+                                      "0"], capture_output=True, text=True, timeout=10).stdout
+                self.samples.append(float(out.split()[0]))
+            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+                return  # no nvidia-smi (or no reading): nothing to sample
+            self.stop.wait(self.every)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=15)
+
+    def summary(self):
+        v = sorted(self.samples)
+        return None if not v else dict(samples=len(v), min=v[0], median=v[len(v) // 2], max=v[-1])
+
+
 def bound(cupy, props, hidden=2, dtype="float32", fast=False, options=None):
     """The issue-slot bound of this GPU for one kernel: SMs x 4 schedulers x
     32 thread-instructions per clock / the SASS instructions of one
@@ -51,13 +125,15 @@ def bound(cupy, props, hidden=2, dtype="float32", fast=False, options=None):
 
     sms, hz = props["multiProcessorCount"], clock_hz(cupy, props)
     arch = f"sm_{props['major']}{props['minor']}"
+    specialised = not options  # XOR recording no loss: the entry such a run uses (cupy_kernel.launch_kernel)
     if sass.problem() is None:
-        prof = sass.profile(hidden, dtype, fast, arch=arch, recipe_options=options)
+        prof = sass.profile(hidden, dtype, fast, arch=arch, recipe_options=options, specialised=specialised)
         source = f"compiled here for {arch}"
     else:
         saved = sorted(Path(__file__).parent.glob("results/sass-*.json"))[-1]
         prof = next(p for p in json.loads(saved.read_text())["profiles"]
-                    if (p["hidden"], p["dtype"], p["fast_math"]) == (hidden, dtype, fast) and not p.get("recipe"))
+                    if (p["hidden"], p["dtype"], p["fast_math"]) == (hidden, dtype, fast) and not p.get("recipe")
+                    and p.get("specialised", False) == specialised)
         source = f"{saved.name} ({prof['arch']}; {sass.problem()} here)"
     per = prof["instructions_per_network_epoch"]
     return dict(bound=sms * 4 * 32 * hz / per, sms=sms, clock_ghz=hz / 1e9, instructions_per_network_epoch=per,
@@ -119,13 +195,32 @@ def main():
             return
         t0 = time.perf_counter()
         try:
-            f[name] = fn()
+            with ClockSampler() as clock:
+                f[name] = fn()
             print(name, json.dumps(f[name], default=str), flush=True)
         except Exception:  # noqa: BLE001 - record and go on: one call must report everything
             res["errors"].append(f"{name}: {traceback.format_exc()}")
             print(res["errors"][-1], flush=True)
+        res.setdefault("sm_clock_mhz", {})[name] = clock.summary()
         print(f"-- {name}: {time.perf_counter() - t0:.1f} s", flush=True)
         save()
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))  # the CuPy this process uses
+
+    def run_cli(n, epochs, timeout=600):
+        """``fastxor train`` in a fresh process: its own reported time (from the
+        call to the summary) and the whole process's, its peak RSS."""
+        import re
+
+        cmd = [sys.executable, "-m", "fastxor.cli", "train", "--networks", str(n), "--epochs", str(epochs),
+               "--backend", "cupy", "--progress", "off"]
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        wall = time.perf_counter() - t0
+        inside = re.search(r"time: ([\d.]+) s", out.stdout)
+        return dict(command=" ".join(["fastxor"] + cmd[3:]), rc=out.returncode, process_seconds=wall,
+                    seconds=float(inside.group(1)) if inside else None, stdout=out.stdout[-3000:],
+                    stderr=out.stderr[-2000:])
 
 
     def train_case(n, epochs, hidden=2, dtype="float32", fast=False):
@@ -211,14 +306,43 @@ def main():
 
     def cli():
         n = 10 * M
-        cmd = [sys.executable, "-m", "fastxor.cli", "train", "--networks", str(n), "--epochs", str(E),
-               "--backend", "cupy", "--progress", "off"]
-        t0 = time.perf_counter()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))  # the CuPy this process uses
+        row = run_cli(n, E, timeout=300)
+        return dict(row, seconds=row["process_seconds"], ne_per_s=n * E / row["process_seconds"])
+
+    def scale():
+        n, epochs = 100 * M, E // 10
+        kernel = kernel_seconds(cupy, n, epochs)
+        one, big = run_cli(n, epochs), run_cli(3 * n, epochs, timeout=900)
+        return dict(n_networks=n, epochs=epochs, kernel_seconds=kernel, kernel_ne_per_s=n * epochs / kernel,
+                    cli=one, cli_over_kernel=one["seconds"] / kernel if one["seconds"] else None,
+                    three_times_n=big, three_times_n_completed=big["rc"] == 0 and "solved:" in big["stdout"])
+
+    def devices():
+        count = cupy.cuda.runtime.getDeviceCount()
+        if count < 2:
+            return dict(devices=count, why="one GPU: nothing to split")
+        n, epochs = 10 * M, E // 10
+        fastxor.train(1000, epochs=10, devices="all")  # every GPU loads the kernel
+        one, t1 = timed(lambda: fastxor.train(n, epochs=epochs, backend="cupy"))
+        every, tk = timed(lambda: fastxor.train(n, epochs=epochs, devices="all"))
+        same = all(np.array_equal(to_host(getattr(one, k)), to_host(getattr(every, k)), equal_nan=True)
+                   for k in ("loss", "predictions", "solved_epoch"))
+        return dict(devices=count, n_networks=n, epochs=epochs, one_gpu_seconds=t1, all_gpus_seconds=tk,
+                    speedup=t1 / tk, ne_per_s=n * epochs / tk, identical=bool(same))
+
+    def nsight():
+        import shutil
+
+        ncu = shutil.which("ncu")
+        if ncu is None:
+            return dict(why="ncu (Nsight Compute) not found")
+        job = f"import fastxor; fastxor.train({M}, epochs={short or 1000}, backend='cupy')"
+        cmd = [ncu, "--kernel-name", "regex:fastxor_train", "--launch-count", "1", "--section", "SpeedOfLight",
+               "--section", "ComputeWorkloadAnalysis", "--section", "WarpStateStats", "--section",
+               "InstructionStats", "--csv", sys.executable, "-c", job]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-        t = time.perf_counter() - t0
-        return dict(command=" ".join(["fastxor"] + cmd[3:]), rc=out.returncode, seconds=t, ne_per_s=n * E / t,
-                    stdout=out.stdout[-3000:], stderr=out.stderr[-2000:])
+        return dict(command=" ".join(cmd[:-3]) + " python -c ...", job=job, rc=out.returncode,
+                    csv=out.stdout[-30000:], stderr=out.stderr[-3000:])
 
 
     def recipes():
@@ -290,6 +414,9 @@ def main():
     section("bound_h2_float32", lambda: bound(cupy, props))
     # most valuable first: a run cut short keeps what it had
     section("cases", cases)
+    section("scale", scale)
+    section("devices", devices)
+    section("nsight", nsight)
     section("fast_math", fast_math)
     section("single_network", single)
     section("cli_1e7", cli)

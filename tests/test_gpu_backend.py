@@ -429,13 +429,19 @@ def test_gpu_benchmark_script_runs_end_to_end(fake, tmp_path, monkeypatch):
     from pathlib import Path
 
     out = tmp_path / "gpu.json"
+    fake._fake.set_devices(2)  # the devices section splits the run over two
     monkeypatch.setattr("sys.argv", ["gpu_bench.py", "--quick", "--out", str(out)])
     runpy.run_path(str(Path(__file__).resolve().parent.parent / "bench" / "gpu_bench.py"), run_name="__main__")
     res = json.loads(out.read_text())
     assert res["errors"] == []
     f = res["figures"]
     assert set(f) == {"bound_h2_float32", "cases", "fast_math", "single_network", "n_sweep_vs_numba",
-                      "numba_statistics", "cli_1e7", "recipes", "peers"}
+                      "numba_statistics", "cli_1e7", "recipes", "peers", "scale", "devices", "nsight"}
+    scale = f["scale"]
+    assert scale["kernel_seconds"] > 0 and scale["cli"]["rc"] == 0 and scale["cli"]["seconds"] > 0
+    assert scale["three_times_n_completed"] and scale["cli_over_kernel"] > 0
+    assert f["devices"]["devices"] == 2 and f["devices"]["identical"] and f["devices"]["speedup"] > 0
+    assert set(res["sm_clock_mhz"]) >= {"cases", "scale"}
     assert f["cases"][0]["valid"] and len(f["cases"]) == 8
     assert {(c["dtype"], c["hidden"]) for c in f["cases"]} == {("float32", h) for h in (2, 3, 4, 8)} | {
         ("float64", 2), ("float64", 8)}
