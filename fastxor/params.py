@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import config
-from .arrays import to_host
+from .arrays import array_module, to_host
 from .data import INPUTS_MAX, X_BOOL
 from .options import DEFAULTS as D
 from .state import PARAM_FIELDS, fan_in, n_params, param_rows
@@ -70,9 +70,10 @@ class Params:
         return tuple(getattr(self, f) for f in PARAM_FIELDS)
 
     def to_flat(self):
-        """A new (P, N) array, P = (D + 2)H + 1, rows in ``state.param_rows`` order."""
+        """A new (P, N) array, P = (D + 2)H + 1, rows in ``state.param_rows``
+        order, where the parameters are (host or GPU)."""
         n, h, d = self.n_networks, self.hidden, self.inputs
-        flat = np.empty((n_params(h, d), n), dtype=self.dtype)
+        flat = array_module(self.W1).empty((n_params(h, d), n), dtype=self.dtype)
         for field, (rows, _) in param_rows(h, d).items():
             flat[rows] = getattr(self, field).reshape(n, -1).T
         return flat

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from . import backends, config
-from .arrays import to_host
+from .arrays import array_module, to_host
 from .data import check_data, check_targets, function_of, solved_by, target_sides
 from .machine import require_memory
 from .outputs import HeldSignals
@@ -390,6 +390,9 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     solved/diverged epochs and the loss history continue where they stopped.
     ``backend``, ``devices``, ``progress`` and ``interruptible``: as
     ``train``'s, for this part of the run (the results do not depend on them).
+    A result kept on the GPU (``device_arrays``) continues there, its state
+    never copied to the host, when the backend is cupy on the current GPU;
+    elsewhere it is copied back once.
     """
     if isinstance(result, (str, os.PathLike)):
         result = TrainResult.load(result)
@@ -402,7 +405,8 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     k = c.get("record_every", 0)
     rates = check_per_network("lr", c["lr"], n, low=0.0, low_open=True)
     X, y = check_data(np.array(c["X"]), np.array(c["y"]))
-    p = result.params.validated(check_dtype(c["dtype"]), "result.params")
+    on_gpu = array_module(result.params.W1) is not np
+    p = result.params if on_gpu else result.params.validated(check_dtype(c["dtype"]), "result.params")
     _check_inputs(p, X, "result.params")
     recipe = {k: c.get(k, D[k]) for k in RECIPE}  # a file from before an option existed: its default
     options, coef = check_recipe(n, p.dtype, **dict(recipe, betas=tuple(recipe["betas"])))
@@ -411,24 +415,34 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
     chosen = _backend_for(backend, n, recipe, devices)
     recipe = dataclasses.replace(recipe, fast_math=recipe.fast_math and chosen.NAME == "cupy")
     rows = history_rows(done + more, k) if k else None
-    check_memory(chosen, n, recipe, done + more, k)
+    stays = on_gpu and chosen.NAME == "cupy" and devices is None  # the state stays on the GPU
+    if stays:
+        chosen.check_device_memory(n, recipe, rows or 0)
+    else:
+        check_memory(chosen, n, recipe, done + more, k)
+        if on_gpu:
+            p = p.validated(p.dtype, "result.params")  # copied to the host
+    xp = array_module(p.W1)
     state = State.fresh(p.to_flat(), check_in_dtype("lr", rates, p.dtype, nonzero=True), None, recipe,
                         *_coefficients(coef, n, p.dtype))
     state.epoch = done
-    state.solved_epoch[:] = to_host(result.solved_epoch)  # a device_arrays result continues on the host
-    state.diverged_epoch[:] = to_host(result.diverged_epoch)
+    events = [("solved_epoch", result.solved_epoch), ("diverged_epoch", result.diverged_epoch)]
     if recipe.target_loss is not None:
-        state.target_epoch[:] = to_host(result.target_epoch)
+        events.append(("target_epoch", result.target_epoch))
     if recipe.n_buffers:
-        saved = None if result.optimizer_state is None else to_host(result.optimizer_state)
+        saved = result.optimizer_state
         if saved is None or np.shape(saved) != state.buffers.shape:
             raise ValueError(f"result has no optimizer state of shape {state.buffers.shape} for its "
                              f"{recipe.optimizer} recipe: it cannot be resumed exactly")
-        state.buffers[...] = saved
-    out = KernelOutput.empty(n, recipe, rows)
+        events.append(("buffers", saved))
+    for name, saved in events:  # copies: the kernels update them in place, the result stays as it was
+        setattr(state, name, xp.array(saved if stays else to_host(saved), dtype=getattr(state, name).dtype))
+    if stays and recipe.target_loss is None:
+        state.target_epoch = xp.asarray(state.target_epoch)
+    out = KernelOutput.empty(n, recipe, rows, xp=xp)
     if k:
         old = result.loss_history
-        out.history[:, :old.shape[1]] = to_host(old)
+        out.history[:, :old.shape[1]] = old if stays else to_host(old)
     data = Data(X, y, target_sides(y))
     progress = resolve_progress(progress, n, done)
     ran, interrupted = _run(chosen, state, data, more, k, recipe, out, progress, interruptible)

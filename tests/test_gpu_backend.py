@@ -298,18 +298,32 @@ def test_results_on_the_gpu_train_in_segments(cupy_device, rng, monkeypatch):
         np.testing.assert_array_equal(a.get(), b.get())
 
 
-def test_a_result_on_the_gpu_resumes(cupy_device, rng):
-    """``resume`` of a device_arrays result (its arrays copied back once)
-    continues it exactly, as does training from its parameters."""
+def test_a_result_on_the_gpu_resumes_there(cupy_device, rng):
+    """``resume`` of a device_arrays result continues it on the GPU, exactly,
+    without copying its state to the host, and leaves the result it started
+    from as it was; on two GPUs, or from its parameters, it is copied back once."""
     kw = dict(seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=9, optimizer="adam", lr=0.02,
               target_loss=0.1)
-    one = fastxor.train(300, epochs=200, **kw)
-    half = fastxor.train(300, epochs=80, device_arrays=True, **kw)
+    one = fastxor.train(3000, epochs=200, **kw)
+    half = fastxor.train(3000, epochs=80, device_arrays=True, **kw)
+    before = half.loss.get(), half.optimizer_state.get(), half.solved_epoch.get()
+    if is_fake(cupy_device):
+        cupy_device._fake.copied.update(to_host=0)
     resumed = fastxor.resume(half, 120, backend="cupy")
-    assert_same_run(one, resumed)
-    np.testing.assert_array_equal(one.target_epoch, resumed.target_epoch)
+    if is_fake(cupy_device):
+        assert cupy_device._fake.copied["to_host"] < half.loss.nbytes  # not even one per-network array
+    assert type(resumed.loss).__module__.startswith("cupy")
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "loss_history", "target_epoch",
+                 "optimizer_state"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(resumed, name).get(), err_msg=name)
+    for a, b in zip(one.params.arrays(), resumed.params.arrays()):
+        np.testing.assert_array_equal(a, b.get())
+    for a, b in zip(before, (half.loss, half.optimizer_state, half.solved_epoch)):
+        np.testing.assert_array_equal(a, b.get())  # the result resumed from is unchanged
+    _gpus(cupy_device, 2)
+    assert_same_run(one, fastxor.resume(half, 120, devices="all"))
     again = fastxor.train(init=half.params, epochs=5, backend="cupy")
-    assert again.params.W1.shape == (300, 2, 2) and type(again.loss) is np.ndarray
+    assert again.params.W1.shape == (3000, 2, 2) and type(again.loss) is np.ndarray
 
 
 def test_results_stay_on_the_gpu_when_they_fit(cupy_device, rng, monkeypatch):

@@ -28,7 +28,10 @@ def asarray(a, dtype=None, order=None):
     return from_host(host)
 
 
-array = asarray
+def array(a, dtype=None, copy=True):
+    """A new device array (copied, as CuPy's ``array`` copies by default)."""
+    out = asarray(a, dtype)
+    return out.copy() if copy and out is a else out
 
 
 def ascontiguousarray(a, dtype=None):
