@@ -177,7 +177,8 @@ class State:
     epoch : global epoch of the next update (epochs trained so far).
     init : ``params.InitSpec`` or None; ``materialise()`` makes the parameters.
     device : the GPU backend's copy of this state kept on the device between
-        epoch segments (``cupy_kernel._Resident``), or None. While it is set,
+        epoch segments (``cupy_kernel._Resident``; on several GPUs, their
+        parts: ``cupy_devices._Split``), or None. While it is set,
         the host arrays above are stale; the backend's final run brings them
         back and clears it.
     """

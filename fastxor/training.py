@@ -265,7 +265,7 @@ def train(
     recipe = Recipe(hidden, np.dtype(dt), bool(fast_math), X.shape[1], len(y), **recipe_options)
     chosen = _backend_for(backend, n, recipe, devices)
     rows = history_rows(epochs, record_every) if record_every else None
-    if device_arrays == "auto":
+    if isinstance(device_arrays, str) and device_arrays == "auto":
         device_arrays = (chosen.NAME == "cupy" and devices is None
                          and chosen.device_result_fits(n, recipe, rows or 0))
     elif not isinstance(device_arrays, (bool, np.bool_)):
