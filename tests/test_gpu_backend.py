@@ -198,6 +198,30 @@ def test_chunking_on_a_device_that_holds_a_third(dtype, given, cupy_device, rng,
     assert_same_run(whole, chunked)
 
 
+def test_chunks_train_while_the_last_ones_results_come_back(fake, rng):
+    """A run streamed through the GPU in chunks: two buffer sets, each with
+    its stream, alternate; each chunk's kernel is queued before the previous
+    chunk's results are copied back (the copies overlap the training); the
+    result equals one launch's."""
+    n, epochs, k = 3000, 60, 7
+    kw = dict(epochs=epochs, seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=k,
+              lr=rng.uniform(0.1, 2.0, n), optimizer="adam")
+    whole = fastxor.train(n, **kw)
+    recipe = Recipe(2, np.dtype(np.float32), optimizer="adam")
+    _limit_to(fake, int(gpu.bytes_per_network(recipe, -(-epochs // k), False) * n / 3 / config.MEMORY_FRACTION))
+    fake._fake.trace = trace = []
+    streamed = fastxor.train(n, **kw)
+    assert_same_run(whole, streamed)
+    np.testing.assert_array_equal(whole.optimizer_state, streamed.optimizer_state)
+    launches = [i for i, (what, _) in enumerate(trace) if what == "launch"]
+    streams = [trace[i][1] for i in launches]
+    assert len(launches) >= 4 and len(set(streams)) == 2 and 0 not in streams
+    assert all(a != b for a, b in zip(streams, streams[1:]))  # the two sets alternate
+    for i, (here, after) in enumerate(zip(launches, launches[1:])):
+        back = [j for j, (what, s) in enumerate(trace) if what == "to_host" and s == streams[i]]
+        assert back and min(j for j in back if j > here) > after  # chunk i comes back after chunk i+1 is queued
+
+
 def test_long_runs_are_split_into_launches(cupy_device, rng, monkeypatch):
     """Runs longer than LAUNCH_EPOCHS (which bounds Adam's bias-correction
     table) are several launches, continuing each other bit for bit."""

@@ -308,10 +308,11 @@ def host_bytes(n, recipe, rows, copies, streams):
             + (1 + streams) * SOLVED_BLOCK * (item + 8))
 
 
-def _chunk_networks(n, recipe, rows, given_init):
+def _chunk_networks(n, recipe, rows, given_init, sets=1):
     """Networks per chunk: as many as fit ``config.MEMORY_FRACTION`` of the
-    GPU memory this process may use (at most n)."""
-    per_net = bytes_per_network(recipe, rows, given_init)  # the same layout _ChunkBuffers allocates
+    GPU memory this process may use (at most n), with ``sets`` sets of chunk
+    buffers."""
+    per_net = sets * bytes_per_network(recipe, rows, given_init)  # the same layout _ChunkBuffers allocates
     budget = _device_budget()
     chunk = min(n, int(config.MEMORY_FRACTION * budget) // per_net)
     if chunk < 1:
@@ -346,7 +347,14 @@ def run(state, data, epochs, record_every, recipe, out, final=True):
 
 
 def _launch(state, data, epochs, record_every, recipe, out, final=True):
-    """``epochs`` epochs of every network, in chunks of networks that fit the GPU."""
+    """``epochs`` epochs of every network, in chunks of networks that fit the GPU.
+
+    Several chunks alternate between two buffer sets, each with its CUDA
+    stream: chunk i's kernel is queued before chunk i-1's results are copied
+    back, so the copies (and the host's transposes) overlap the training.
+    The host arrays are not pinned: a pageable copy is staged through the
+    driver's pinned buffers, the same host copy a pinned staging area would
+    need, and pinning a run's tens of GB would take seconds and may fail."""
     import cupy
 
     dt = np.dtype(recipe.dtype)
@@ -365,36 +373,52 @@ def _launch(state, data, epochs, record_every, recipe, out, final=True):
     if given and on_device and array_module(state.params) is np:
         state.params = cupy.asarray(state.params)
     chunk = _chunk_networks(n, recipe, rows, given)
+    sets = 1 if chunk >= n else 2  # two buffer sets: a chunk trains while the last one's results come back
+    chunk = _chunk_networks(n, recipe, rows, given, sets)
     kernel = launch_kernel(recipe, data, k)
     inputs = _launch_inputs(cupy, data, recipe, epoch0, epochs)
     rates = state.rate_rows(recipe)
-    buf = _ChunkBuffers(cupy, chunk, chunk_layout(recipe, rows, given))
+    buffers = [_ChunkBuffers(cupy, chunk, chunk_layout(recipe, rows, given)) for _ in range(sets)]
+    streams = [cupy.cuda.Stream() for _ in range(sets)]
     events = _events(state, recipe)
-    for lo in range(0, n, chunk):
+
+    def collect(b, sl, stream):
+        """A chunk's results into the run's arrays (after its kernel, on its stream)."""
+        with stream:
+            _from_device(state.params[:, sl], b["params"])
+            if recipe.n_buffers:
+                _from_device(state.buffers[:, sl], b["buffers"])
+            _from_device(out.loss[sl], b["loss"])
+            _from_device(out.predictions[sl], b["pred"], transpose=True)
+            for name, host in events.items():
+                _from_device(host[sl], b[name])
+            if rows:
+                _from_device(out.history[sl, col0:col0 + rows], b["history"], transpose=True)
+
+    last = None  # the chunk launched before: its results come back while the next one trains
+    for i, lo in enumerate(range(0, n, chunk)):
         m = min(chunk, n - lo)
         sl = slice(lo, lo + m)
-        b = buf.views(m)
-        _to_device(b["rates"], rates[:, sl])
-        for name, host in events.items():
-            _to_device(b[name], host[sl])
-        if recipe.n_buffers:
-            _to_device(b["buffers"], state.buffers[:, sl])
-        if given:
-            _to_device(b["init"], state.params[:, sl])
-        else:
-            _to_device(b["scale"], spec.scales[sl])
-        seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
-        _call(kernel, m, b, inputs, epoch0, epochs, k, b.get("init", NULL), seed, start, b.get("scale", NULL),
-              b.get("history", NULL))
-        _from_device(state.params[:, sl], b["params"])
-        if recipe.n_buffers:
-            _from_device(state.buffers[:, sl], b["buffers"])
-        _from_device(out.loss[sl], b["loss"])
-        _from_device(out.predictions[sl], b["pred"], transpose=True)
-        for name, host in events.items():
-            _from_device(host[sl], b[name])
-        if rows:
-            _from_device(out.history[sl, col0:col0 + rows], b["history"], transpose=True)
+        b, stream = buffers[i % sets].views(m), streams[i % sets]
+        with stream:  # this chunk's copies and launch, queued on its stream
+            _to_device(b["rates"], rates[:, sl])
+            for name, host in events.items():
+                _to_device(b[name], host[sl])
+            if recipe.n_buffers:
+                _to_device(b["buffers"], state.buffers[:, sl])
+            if given:
+                _to_device(b["init"], state.params[:, sl])
+            else:
+                _to_device(b["scale"], spec.scales[sl])
+            seed, start = (0, 0) if given else (spec.seed, spec.start + lo)
+            _call(kernel, m, b, inputs, epoch0, epochs, k, b.get("init", NULL), seed, start, b.get("scale", NULL),
+                  b.get("history", NULL))
+        if last is not None:
+            collect(*last)
+        last = (b, sl, stream)
+    collect(*last)
+    for stream in streams:
+        stream.synchronize()
     state.epoch += epochs
 
 

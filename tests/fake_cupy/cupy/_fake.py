@@ -61,10 +61,29 @@ def set_current(device):
     _thread.device = int(device)
 
 
+def current_stream():
+    """The calling thread's current stream id (0: the null stream)."""
+    return getattr(_thread, "stream", 0)
+
+
+def set_stream(stream_id):
+    _thread.stream = stream_id
+
+
+#: None, or a list that records ("launch" | "to_host" | "to_device", stream id) in order.
+trace = None
+
+
+def traced(what):
+    if trace is not None:
+        trace.append((what, current_stream()))
+
+
 def count(what, nbytes):
     """Add to ``copied`` (host threads of several devices copy at once)."""
     with _lock:
         copied[what] += nbytes
+    traced(what)
 
 
 class Block:
@@ -230,15 +249,16 @@ def set_devices(n):
 def reset():
     """One fresh device, current: default capacity, empty pools, no limit,
     zero launches and copies."""
-    global capacity, launches, device_count
+    global capacity, launches, device_count, trace
     gc.collect()
-    capacity, launches, device_count = DEFAULT_CAPACITY, 0, 1
+    capacity, launches, device_count, trace = DEFAULT_CAPACITY, 0, 1, None
     launches_on.clear()
     copied.update(to_device=0, to_host=0)
     for p in list(pools.values()):
         p.free_all_blocks()
         p.set_limit(0)
     set_current(0)
+    set_stream(0)
 
 
 def launched():
@@ -247,6 +267,7 @@ def launched():
     with _lock:
         launches += 1
         launches_on[current()] = launches_on.get(current(), 0) + 1
+    traced("launch")
 
 
 def ftz_emulated():
