@@ -332,3 +332,47 @@ def test_calibration_grows_until_the_worker_is_busy(monkeypatch):
     calls.clear()
     fd._calibrate(dict(epochs=2000, backend="cupy"), n=10_000)
     assert max(calls) == 10_000
+
+
+def test_gpu_workers_one_per_device_train_what_one_process_trains(cupy_device, rng, tmp_path):
+    """What dask-cuda's LocalCUDACluster builds: one worker process per GPU,
+    each seeing only its own (CUDA_VISIBLE_DEVICES), training cupy shards.
+    Here the two GPUs are the strict fake CuPy's (where real CuPy runs, the
+    test needs two GPUs): every worker launches on its own device, the
+    shards equal one process's cupy run bit for bit, and the merged
+    statistics print what it prints."""
+    import dask
+    from distributed import Client, Nanny, Scheduler, SpecCluster
+
+    from conftest import FAKE_CUPY
+
+    fake = getattr(cupy_device, "FAKE", False)
+    if not fake and cupy_device.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    path = os.pathsep.join(([str(FAKE_CUPY)] if fake else []) + sys.path)
+
+    def worker(gpu):
+        env = dict(PYTHONPATH=path, CUDA_VISIBLE_DEVICES=str(gpu), FAKE_CUPY_DEVICES="2", NUMBA_NUM_THREADS="1")
+        return {"cls": Nanny, "options": {"nthreads": 1, "env": env}}
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
+        cluster = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+                              workers={f"gpu{g}": worker(g) for g in range(2)}, silence_logs=50)
+    try:
+        with Client(cluster) as client:
+            n, kw = 3000, dict(epochs=300, seed=int(rng.integers(0, 2**32)), backend="cupy", record_every=50,
+                               optimizer="adam", lr=0.02)
+            stats = fd.train(n, client=client, shard_networks=600, out=tmp_path / "shards", progress=False, **kw)
+
+            def device():
+                import cupy
+
+                return cupy.cuda.runtime.getDeviceProperties(0)["pciBusID"], cupy._fake.launches if fake else 1
+
+            used = client.run(device)
+    finally:
+        cluster.close()
+    assert sorted(bus for bus, _ in used.values()) == [0, 1] and all(k > 0 for _, k in used.values())
+    one = fastxor.train(n, **kw)
+    _assert_same_run(fastxor.load(tmp_path / "shards"), one)
+    assert stats.summary() == one.statistics().summary()

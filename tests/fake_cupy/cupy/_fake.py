@@ -18,6 +18,7 @@ an allocation that does not fit, the pool frees its unused blocks, runs
 """
 import gc
 import mmap
+import os
 import platform
 import threading
 import weakref
@@ -30,7 +31,8 @@ SENTINEL = 0xA5
 DEFAULT_CAPACITY = 4 << 30
 
 capacity = DEFAULT_CAPACITY  # bytes per device
-device_count = 1
+#: Devices of the machine: FAKE_CUPY_DEVICES in a fresh process (a worker's), else 1.
+device_count = int(os.environ.get("FAKE_CUPY_DEVICES", "1"))
 launches = 0
 #: Launches per device id.
 launches_on = {}
@@ -244,6 +246,21 @@ def set_devices(n):
     """``n`` devices (``runtime.getDeviceCount()``), ids 0..n-1."""
     global device_count
     device_count = int(n)
+
+
+def visible():
+    """The machine's devices this process sees, as CUDA numbers them: those
+    CUDA_VISIBLE_DEVICES lists, in its order (what dask-cuda sets per
+    worker), else all; id i of this process is physical device visible()[i]."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return list(range(device_count))
+    ids = []
+    for part in listed.split(","):  # CUDA stops at the first entry that is not a device
+        if not part.strip().isdigit() or int(part) >= device_count:
+            break
+        ids.append(int(part))
+    return ids
 
 
 def reset():

@@ -1,6 +1,6 @@
 """``cupy.cuda.runtime`` of the fake: ``_fake.device_count`` sm_90 devices of
-``_fake.capacity`` bytes each (none when the environment sets
-FAKE_CUPY_NO_DEVICE=1)."""
+``_fake.capacity`` bytes each, those of CUDA_VISIBLE_DEVICES where it is set
+(none when the environment sets FAKE_CUPY_NO_DEVICE=1)."""
 import os
 
 from .. import _fake
@@ -13,7 +13,7 @@ class CUDARuntimeError(RuntimeError):
 def getDeviceCount():
     if os.environ.get("FAKE_CUPY_NO_DEVICE") == "1":
         raise CUDARuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
-    return _fake.device_count
+    return len(_fake.visible())
 
 
 def _check(device):
@@ -32,7 +32,7 @@ def setDevice(device):
 
 def getDeviceProperties(device):
     _check(device)
-    return {"name": b"fake CuPy host device", "major": 9, "minor": 0,
+    return {"name": b"fake CuPy host device", "major": 9, "minor": 0, "pciBusID": _fake.visible()[int(device)],
             "totalGlobalMem": _fake.capacity, "multiProcessorCount": 1, "clockRate": 1_000_000}
 
 
