@@ -1,12 +1,12 @@
 """What a training run returns, and the statistics a researcher reads first."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .arrays import to_host
 from .params import Params
 from .state import PARAM_FIELDS
-from .stats import Stats, cell_coords, group_cells, unique_cells
+from .stats import Stats, cell_coords, group_cells, header_of, unique_cells
 
 _ARRAYS = ("loss", "predictions", "solved", "solved_epoch", "diverged", "diverged_epoch")
 _OPTIONAL = ("loss_history", "target_epoch", "optimizer_state")
@@ -37,6 +37,10 @@ class TrainResult:
         two moments, each in ``Params.to_flat`` row order), or None: what
         ``resume`` needs to continue exactly.
     versions : dict, package versions, for a result loaded from a file.
+    computed_statistics : the statistics of these outputs computed when the
+        run ended, where they were (a GPU run's, on the GPU: ``statistics()``
+        then reads no per-network array), or None. They describe the arrays
+        as returned: after changing them, ``fastxor.Stats.of(result)``.
     """
 
     params: Params
@@ -51,6 +55,7 @@ class TrainResult:
     versions: dict = field(default_factory=dict)
     target_epoch: np.ndarray = None
     optimizer_state: np.ndarray = None
+    computed_statistics: object = field(default=None, repr=False, compare=False)
 
     @property
     def n_networks(self):
@@ -160,7 +165,11 @@ class TrainResult:
 
     def statistics(self):
         """The run's statistics as a mergeable ``fastxor.Stats`` (what
-        ``stats()`` and ``summary()`` report)."""
+        ``stats()`` and ``summary()`` report): ``computed_statistics`` with
+        this run's configuration where the run left them, else computed from
+        the arrays."""
+        if self.computed_statistics is not None:
+            return replace(self.computed_statistics, config=header_of(self.config))
         return Stats.of(self)
 
     def stats(self):

@@ -176,6 +176,8 @@ class State:
         the first solve / divergence / loss <= target, -1 while none.
     epoch : global epoch of the next update (epochs trained so far).
     init : ``params.InitSpec`` or None; ``materialise()`` makes the parameters.
+    statistics : a ``Stats`` of the final outputs when the backend computed
+        them where they were (the GPU backend does), else None.
     device : the GPU backend's copy of this state kept on the device between
         epoch segments (``cupy_kernel._Resident``; on several GPUs, their
         parts: ``cupy_devices._Split``), or None. While it is set,
@@ -195,6 +197,7 @@ class State:
     target_epoch: object = None
     lr_output: object = None
     device: object = None
+    statistics: object = None
 
     @classmethod
     def fresh(cls, params, lr, init=None, recipe=None, momentum=None, weight_decay=None, lr_output=None):

@@ -59,7 +59,8 @@ class Counts:
         where they are, only the histogram is copied to the host."""
         xp = array_module(x)
         x = xp.asarray(x, dtype=np.int64).reshape(-1)
-        if x.size and int(x.max()) - int(x.min()) < max(2**22, 2 * x.size):  # a dense range: O(N), no sort
+        dense = max(2**22 if xp is np else 0, 2 * x.size)  # a GPU's memory is the run's: no 32 MB for a few values
+        if x.size and int(x.max()) - int(x.min()) < dense:  # a dense range: O(N), no sort
             lo = int(x.min())
             dense = xp.bincount(x - lo)
             v = xp.flatnonzero(dense)
@@ -151,6 +152,13 @@ def cell_coords(pred, side, unit=1.0):
     return out
 
 
+def cells_are_numbers(samples, side=STUCK_TOL / 2):
+    """Whether a cell of ``samples`` outputs is one int64 (a mixed-radix
+    number: S <= 11 at the summary's STUCK_TOL), so that ``unique_cells``
+    sorts numbers, on a GPU where the outputs are."""
+    return (int(np.round(1.0 / side)) + 1) ** samples < 2**63
+
+
 def unique_cells(coords, side):
     """(cells (C, S) in lexicographic order, each row's cell index (N,), counts (C,)).
 
@@ -163,7 +171,7 @@ def unique_cells(coords, side):
     xp = array_module(coords)
     n, s = coords.shape
     base = int(np.round(1.0 / side)) + 1
-    if base**s < 2**63:
+    if cells_are_numbers(s, side):
         keys = xp.zeros(n, dtype=np.int64)
         for i in range(s):
             keys *= base

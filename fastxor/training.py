@@ -135,6 +135,7 @@ def _package(state, out, data, recipe, cfg):
         config=cfg,
         target_epoch=state.target_epoch if recipe.target_loss is not None else None,
         optimizer_state=state.buffers,
+        computed_statistics=state.statistics,
     )
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -355,7 +356,8 @@ def test_gpu_workers_one_per_device_train_what_one_process_trains(cupy_device, r
         env = dict(PYTHONPATH=path, CUDA_VISIBLE_DEVICES=str(gpu), FAKE_CUPY_DEVICES="2", NUMBA_NUM_THREADS="1")
         return {"cls": Nanny, "options": {"nthreads": 1, "env": env}}
 
-    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Port 8787 is already in use", UserWarning)  # another cluster's
         cluster = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
                               workers={f"gpu{g}": worker(g) for g in range(2)}, silence_logs=50)
     try:

@@ -268,23 +268,65 @@ def test_statistics_of_results_on_the_gpu_are_computed_there(options, cupy_devic
     if is_fake(cupy_device):
         cupy_device._fake.copied.update(to_host=0)
     d, h = dev.statistics(), host.statistics()
-    histograms = ("solved_epochs", "losses", "cell_losses", "target_epochs")
     if is_fake(cupy_device):
         moved = cupy_device._fake.copied["to_host"]
         size = sum(getattr(d, k).nbytes for k in ("cells", "cell_counts", "cell_sums")) + sum(
-            c.values.nbytes + c.counts.nbytes for c in (getattr(d, k) for k in histograms) if c is not None)
+            c.values.nbytes + c.counts.nbytes for c in (getattr(d, k) for k in HISTOGRAMS) if c is not None)
         assert moved <= size + 4096 and size < dev.loss.nbytes + dev.predictions.nbytes, (moved, size)
-    assert 0 < h.solved < n and len(h.cells) > 1  # something in every part of the statistics
+    assert_same_statistics(d, h)
+    assert dev.summary() == host.summary()
+
+
+HISTOGRAMS = ("solved_epochs", "losses", "cell_losses", "target_epochs")
+
+
+def assert_same_statistics(d, h):
+    """Two ``Stats`` equal: every count and histogram exactly, the cells'
+    summed outputs to rounding (a GPU may sum in another order)."""
+    assert 0 < h.solved < h.networks and len(h.cells) > 1  # something in every part of the statistics
     for name in ("networks", "solved", "diverged", "nonfinite_losses", "cells", "cell_counts"):
         np.testing.assert_array_equal(getattr(d, name), getattr(h, name), err_msg=name)
-    for name in histograms:
+    for name in HISTOGRAMS:
         a, b = getattr(d, name), getattr(h, name)
         assert (a is None) == (b is None), name
         if a is not None:
             np.testing.assert_array_equal(a.values, b.values, err_msg=name)
             np.testing.assert_array_equal(a.counts, b.counts, err_msg=name)
-    np.testing.assert_allclose(d.cell_sums, h.cell_sums, rtol=1e-12)  # a GPU may sum in another order
-    assert dev.summary() == host.summary()
+    np.testing.assert_allclose(d.cell_sums, h.cell_sums, rtol=1e-12)
+    assert d.config == h.config
+
+
+@pytest.mark.parametrize("how", ["resident", "streamed", "two GPUs"])
+def test_a_gpu_run_brings_back_its_statistics(how, cupy_device, rng, monkeypatch):
+    """A GPU run to host arrays computes its statistics on the GPU as it ends
+    (each streamed chunk's, or each GPU's, added up): they equal the
+    statistics of the arrays it returns, and ``statistics()`` reads no
+    per-network array. With more than 11 samples the host computes them."""
+    from fastxor.stats import Stats
+
+    n = 4000
+    kw = dict(epochs=500, seed=int(rng.integers(0, 2**32)), backend="cupy", lr=rng.uniform(0.05, 3.0, n),
+              target_loss=0.05)
+    if how == "streamed":
+        monkeypatch.setattr(gpu, "_fits_at_once", lambda *a: False)
+        per_net = gpu.bytes_per_network(Recipe(2, np.dtype(np.float32), target_loss=0.05), 0, False)
+        _limit_to(cupy_device, int(per_net * n / config.MEMORY_FRACTION))  # several chunks
+    if how == "two GPUs":
+        _gpus(cupy_device, 2)
+        kw = dict(kw, devices="all")
+        kw.pop("backend")
+    launches = _counting_launches(monkeypatch)
+    r = fastxor.train(n, **kw)
+    assert r.computed_statistics is not None and launches[0] >= (3 if how == "streamed" else 1)
+    if is_fake(cupy_device):
+        cupy_device._fake.copied.update(to_host=0)
+    computed = r.statistics()
+    if is_fake(cupy_device):
+        assert cupy_device._fake.copied["to_host"] == 0
+    assert_same_statistics(computed, Stats.of(r))
+    assert r.summary() == Stats.of(r).summary()
+    parity = fastxor.train(500, epochs=50, backend="cupy", function="parity4", hidden=4)
+    assert parity.computed_statistics is None and parity.statistics().networks == 500
 
 
 def _ten_segments(monkeypatch):

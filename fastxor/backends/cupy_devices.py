@@ -104,7 +104,9 @@ class Devices:
                 job.result()  # the first GPU's error, raised here
         state.epoch += epochs
         split.epoch = state.epoch
-        if final:  # every part brought its networks back
+        if final:  # every part brought its networks back, and its statistics (Stats add up)
+            stats = [part.statistics for _, part, _ in split.parts]
+            state.statistics = None if any(s is None for s in stats) else sum(stats)
             state.init = None
             state.device = None
         return out
