@@ -436,8 +436,9 @@ def resume(result, epochs, *, backend="auto", progress=None, interruptible=False
             raise ValueError(f"result has no optimizer state of shape {state.buffers.shape} for its "
                              f"{recipe.optimizer} recipe: it cannot be resumed exactly")
         events.append(("buffers", saved))
-    for name, saved in events:  # copies: the kernels update them in place, the result stays as it was
-        setattr(state, name, xp.array(saved if stays else to_host(saved), dtype=getattr(state, name).dtype))
+    for name, saved in events:  # C-order copies: the kernels update them in place, the result stays as it was
+        setattr(state, name, xp.array(saved if stays else to_host(saved), dtype=getattr(state, name).dtype,
+                                      order="C"))
     if stays and recipe.target_loss is None:
         state.target_epoch = xp.asarray(state.target_epoch)
     out = KernelOutput.empty(n, recipe, rows, xp=xp)

@@ -28,8 +28,9 @@ def asarray(a, dtype=None, order=None):
     return from_host(host)
 
 
-def array(a, dtype=None, copy=True):
-    """A new device array (copied, as CuPy's ``array`` copies by default)."""
+def array(a, dtype=None, copy=True, order="K"):
+    """A new device array (copied, as CuPy's ``array`` copies by default; the
+    fake's arrays are C-ordered whatever ``order`` asks)."""
     out = asarray(a, dtype)
     return out.copy() if copy and out is a else out
 
