@@ -7,8 +7,9 @@ one contiguous range per GPU, and each range is trained by
 range is a ``State.part`` of the run's one state (views: networks
 start+lo.., the same Philox streams), so every GPU writes its networks'
 results straight into the run's arrays, the result is the one-GPU run's bit
-for bit, and the statistics are computed once on the whole result. Each GPU
-keeps its range on the device between epoch segments, as one GPU does.
+for bit. Each GPU keeps its range on the device between epoch segments, as
+one GPU does, and computes its range's statistics there as the run ends: the
+run's are their sum (``Stats`` add up).
 """
 import concurrent.futures
 import operator
