@@ -291,6 +291,11 @@ class KernelOutput:
         history = None if rows is None else xp.empty((n, rows), dtype=dtype)
         return cls(xp.empty(n, dtype=dtype), xp.empty((n, recipe.samples), dtype=dtype), history)
 
+    def part(self, lo, hi):
+        """Networks lo..hi-1 as views (``State.part``'s outputs)."""
+        return KernelOutput(self.loss[lo:hi], self.predictions[lo:hi],
+                            None if self.history is None else self.history[lo:hi])
+
 
 def history_rows(epochs, record_every):
     """Loss-history columns of a run of ``epochs`` epochs: epochs 0, k, 2k, ... < epochs."""

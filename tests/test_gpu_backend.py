@@ -160,21 +160,27 @@ def _limit_to(cupy, nbytes):
     pool.set_limit(size=pool.used_bytes() + nbytes)
 
 
-def _counting_launches(monkeypatch):
-    """Wrap the loader's kernels to count launches (real GPU and fake alike)."""
-    count = [0]
+def _on_launch(monkeypatch, before):
+    """Wrap the loader's kernels to call ``before()`` at each launch (real GPU
+    and fake alike); the wrapper reports the kernel's local memory as it does."""
     real = gpu.get_kernel
 
-    def counted(*args, **kw):
+    def wrapped(*args, **kw):
         kernel = real(*args, **kw)
 
         def launch(*a, **k):
-            count[0] += 1
+            before()
             return kernel(*a, **k)
         launch.local_size_bytes = kernel.local_size_bytes
         return launch
 
-    monkeypatch.setattr(gpu, "get_kernel", counted)
+    monkeypatch.setattr(gpu, "get_kernel", wrapped)
+
+
+def _counting_launches(monkeypatch):
+    """Count the loader's launches: a one-element list."""
+    count = [0]
+    _on_launch(monkeypatch, lambda: count.__setitem__(0, count[0] + 1))
     return count
 
 
@@ -793,19 +799,12 @@ def test_gpus_run_at_once(cupy_device, rng, monkeypatch):
 
     _gpus(cupy_device, 3)
     barrier, seen = threading.Barrier(3, timeout=30), []
-    real = gpu.get_kernel
 
-    def meeting(*args, **kw):
-        kernel = real(*args, **kw)
+    def meet():
+        seen.append((threading.get_ident(), cupy_device.cuda.Device().id))
+        barrier.wait()
 
-        def launch(*a, **k):
-            seen.append((threading.get_ident(), cupy_device.cuda.Device().id))
-            barrier.wait()
-            return kernel(*a, **k)
-        launch.local_size_bytes = kernel.local_size_bytes
-        return launch
-
-    monkeypatch.setattr(gpu, "get_kernel", meeting)
+    _on_launch(monkeypatch, meet)
     fastxor.train(600, epochs=50, seed=int(rng.integers(0, 2**32)), devices="all")
     assert len(seen) == 3 and len({t for t, _ in seen}) == 3 and {d for _, d in seen} == {0, 1, 2}
 

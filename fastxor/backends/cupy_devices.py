@@ -33,11 +33,11 @@ def device_ids(devices):
         if devices != "all":
             raise ValueError(f"devices must be {allowed}, got {devices!r}")
         return tuple(range(count))
-    one = not isinstance(devices, (list, tuple, np.ndarray))
+    given = list(devices) if isinstance(devices, (list, tuple, np.ndarray)) else [devices]
     try:
-        ids = [operator.index(d) for d in ([devices] if one else devices)]
-        if any(isinstance(d, (bool, np.bool_)) for d in ([devices] if one else devices)):
+        if any(isinstance(d, (bool, np.bool_)) for d in given):  # True is an int to operator.index
             raise TypeError
+        ids = [operator.index(d) for d in given]
     except TypeError:
         raise TypeError(f"devices must be {allowed}, got {devices!r}") from None
     if not ids:
@@ -94,10 +94,8 @@ class Devices:
             split = state.device = _Split(state, self.ids)
 
         def train_on(device, part, lo, hi):
-            view = type(out)(out.loss[lo:hi], out.predictions[lo:hi],
-                             None if out.history is None else out.history[lo:hi])
             with cupy.cuda.Device(device):
-                cupy_kernel.run(part, data, epochs, record_every, recipe, view, final)
+                cupy_kernel.run(part, data, epochs, record_every, recipe, out.part(lo, hi), final)
 
         with concurrent.futures.ThreadPoolExecutor(len(split.parts)) as pool:
             jobs = [pool.submit(train_on, device, part, lo, hi) for device, part, (lo, hi) in split.parts]
