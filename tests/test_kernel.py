@@ -330,3 +330,54 @@ def test_sel_is_a_conditional_expression():
 
     assert widths(True, np.int32(-3), np.int64(2**40)) == -3
     assert widths(np.int64(0), np.int32(-3), np.int64(2**40)) == 2**40
+
+
+def test_memoised_typing_compiles_the_same_code_and_is_undone():
+    """Numba's typing memoised (``numba_fast_typing``) gives the same LLVM IR
+    as Numba alone for a fresh random unrolled body; its patch is gone after
+    the block (also when the block raises), it nests, and a call that does
+    not type still raises each time."""
+    from numba import njit
+    from numba.core.types.functions import BaseFunction
+
+    from fastxor.backends import numba_fast_typing
+
+    original = BaseFunction.__dict__["get_call_type"]
+    rng = np.random.default_rng(int(os.environ.get("FASTXOR_TEST_SEED", "0")) + 11)
+    ops = ["+", "-", "*"]
+    body = ["    v0 = x", "    v1 = y"]
+    for i in range(2, 60):  # each statement combines two earlier values: many repeated (op, types) calls
+        a, b = rng.integers(0, i, size=2)
+        c = f"np.float32({rng.normal():.6f})" if rng.random() < 0.7 else str(rng.integers(1, 9))  # float64 after
+        body.append(f"    v{i} = v{a} {rng.choice(ops)} v{b} {rng.choice(ops)} {c}")
+    source = "def f(x, y):\n" + "\n".join(body) + "\n    return v59\n"
+
+    def compiled(memoised):
+        namespace = {"np": np}
+        exec(source, namespace)
+        fn = njit("float32(float32, float32)", fastmath=config.NUMBA_FASTMATH)
+        if memoised:
+            with numba_fast_typing.memoised_call_types():
+                with numba_fast_typing.memoised_call_types():  # nested: one patch, undone once
+                    assert BaseFunction.__dict__["get_call_type"] is not original
+                    fn = fn(namespace["f"])
+                assert BaseFunction.__dict__["get_call_type"] is not original
+        else:
+            fn = fn(namespace["f"])
+        assert BaseFunction.__dict__["get_call_type"] is original
+        ir = next(iter(fn.inspect_llvm().values()))  # names differ per compile: mangled ones are blanked
+        return re.sub(r"(?m)^(source_filename|; ModuleID).*$", "", re.sub(r"_ZN[\w$.]+", "NAME", ir))
+
+    plain = compiled(False)
+    memoised = compiled(True)
+    assert len(numba_fast_typing._MEMO) > 0
+    assert "fmul" in plain and plain == memoised
+
+    def wrong(x):
+        return x + "text"
+
+    for _ in range(2):
+        with pytest.raises(numba.core.errors.TypingError):
+            with numba_fast_typing.memoised_call_types():
+                njit(wrong)(np.float32(1.0))
+        assert BaseFunction.__dict__["get_call_type"] is original

@@ -73,3 +73,30 @@ def test_log_and_log1p_worst_error(dtype, exact, rng):
     out = apply_array("log", np.array([0.0, np.inf, -1.0, np.nan, 1.0], dtype=dtype))
     assert out[0] == -np.inf and out[1] == np.inf and np.isnan(out[2:4]).all() and out[4] == 0
     assert apply_array("log1p", np.array([-1.0], dtype))[0] == -np.inf
+
+
+_COMPILE_MATH = """
+import sys, numpy as np
+from fastxor.backends.numba_vmath import make_math
+m = make_math(np.float64 if sys.argv[1] == "float64" else np.float32)
+for name in ("sigmoid", "tanh", "log", "log1p"):
+    getattr(m, name).compile(sys.argv[1] + "(" + sys.argv[1] + ")")
+    print(name, len(getattr(m, name).stats.cache_hits), len(getattr(m, name).stats.cache_misses))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_functions_are_compiled_once_per_cache(dtype, tmp_path):
+    """The functions live in a module in the kernel cache directory: a
+    second process loads them compiled (a new variant does not compile them
+    again), and nothing is written into the package."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FASTXOR_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", _COMPILE_MATH, dtype], env=env, capture_output=True, text=True,
+                           check=True).stdout.split("\n")[:4] for _ in range(2)]
+    assert all(line.split()[1:] == ["0", "1"] for line in runs[0]), runs[0]  # compiled
+    assert all(line.split()[1:] == ["1", "0"] for line in runs[1]), runs[1]  # loaded
+    assert list(tmp_path.glob(f"fastxor_vmath_{dtype}_*.py"))

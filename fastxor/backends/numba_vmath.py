@@ -28,8 +28,6 @@ where expm1 shares exp's reduction and polynomial, without its leading 1.
 s = (m - 1)/(m + 1), the odd series of atanh to the dtype's precision;
 ``log1p(x) = log(1 + x) * x / ((1 + x) - 1)``, Goldberg's exact correction.
 """
-from types import SimpleNamespace
-
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -82,132 +80,162 @@ _SPEC = {
 }  # fmt: skip
 
 
-def make_math(dtype):
-    """Numba functions for scalars of ``dtype``: a namespace of sigmoid, tanh,
-    log, log1p, exp. Not ``inline='always'``: LLVM inlines them anyway (same
-    speed), and Numba's own IR inlining made kernels compile 1.6x slower."""
+def _constants(dtype):
+    """The functions' constants for ``dtype``, as (name, value) pairs."""
     s = _SPEC[dtype]
-    f = dtype
-    lo, hi = f(s["lo"]), f(s["hi"])
-    log2e = f(1.0 / np.log(2.0))
-    int_t, as_float, as_int = s["int_t"], s["as_float"], s["as_int"]
-    # Round-to-integer by the "magic number" 1.5 * 2**mant: for |v| < 2**(mant-1),
-    # v + magic is rounded to an integer, held in the low mantissa bits.
-    mant = int_t(s["mant"])
-    magic = f(1.5 * 2.0 ** s["mant"])
-    bias_bits = int_t(s["bias"] << s["mant"])
-    ln2_hi, ln2_lo = f(s["ln2_hi"]), f(s["ln2_lo"])
-    c = tuple(f(v) for v in s["poly"])
-    zero, half, one, two = f(0.0), f(0.5), f(1.0), f(2.0)
-    use32 = dtype == np.float32
-    fm = dict(fastmath=config.NUMBA_FASTMATH, error_model="numpy")
+    f, int_t = dtype, s["int_t"]
+    n_terms = 6 if dtype == np.float32 else 12  # atanh series to the dtype's precision
+    return dict(
+        LO=f(s["lo"]), HI=f(s["hi"]), LOG2E=f(1.0 / np.log(2.0)),
+        # Round-to-integer by the "magic number" 1.5 * 2**mant: for |v| < 2**(mant-1),
+        # v + magic is rounded to an integer, held in the low mantissa bits.
+        MANT=int_t(s["mant"]), MAGIC=f(1.5 * 2.0 ** s["mant"]), BIAS_BITS=int_t(s["bias"] << s["mant"]),
+        LN2_HI=f(s["ln2_hi"]), LN2_LO=f(s["ln2_lo"]), C=tuple(f(v) for v in s["poly"]),
+        ZERO=f(0.0), HALF=f(0.5), ONE=f(1.0), TWO=f(2.0),
+        A_COEF=tuple(f(1.0 / (2 * k + 1)) for k in range(n_terms))[::-1],
+        SQRT2=f(np.sqrt(2.0)), TINY=f(np.finfo(dtype).tiny),
+        UP=f(2.0 ** (s["mant"] + 1)), UP_E=int_t(s["mant"] + 1),  # subnormals are scaled into the normal range
+        MANT_MASK=int_t((1 << s["mant"]) - 1), ONE_BITS=int_t(s["bias"] << s["mant"]), BIAS=int_t(s["bias"]),
+        INF=f(np.inf), NAN=f(np.nan),
+    )
 
-    if use32:
 
-        @njit(**fm)
-        def poly(r):
-            return ((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]
+def _literal(value):
+    """Python source that evaluates to ``value`` exactly, in its own type."""
+    if isinstance(value, tuple):
+        return "(" + "".join(_literal(v) + ", " for v in value) + ")"
+    name = type(value).__name__
+    if not isinstance(value, np.floating):
+        return f"{name}({int(value)})"
+    return f"{name}({float(value)!r})" if np.isfinite(value) else f"{name}(float('{float(value)}'))"
 
-    else:
 
-        @njit(**fm)
-        def poly(r):
-            p = c[0]
-            p = p * r + c[1]
-            p = p * r + c[2]
-            p = p * r + c[3]
-            p = p * r + c[4]
-            p = p * r + c[5]
-            p = p * r + c[6]
-            p = p * r + c[7]
-            p = p * r + c[8]
-            p = p * r + c[9]
-            p = p * r + c[10]
-            p = p * r + c[11]
-            return p
+#: The functions for one dtype; ``math_source`` puts the constants above them.
+_FUNCTIONS = '''
 
-    @njit(**fm)
-    def reduce(x):
-        """(2**k, r, with x = k ln2 + r), x clamped to [LO, HI] first."""
-        # Written so that NaN fails both comparisons and passes through.
-        x = hi if x > hi else x
-        x = lo if x < lo else x
-        t = x * log2e + magic  # k = round(x / ln2) sits in t's low mantissa bits
-        kf = t - magic  # k as a float, exact
-        r = x - kf * ln2_hi
-        r = r - kf * ln2_lo
-        # 2**k: shifting t's bits left by ``mant`` keeps just k (two's
-        # complement, wrapping), then the exponent bias is added.
-        return as_float(int_t(int_t(as_int(t) << mant) + bias_bits)), r
 
-    @njit(**fm)
-    def exp_clamped(x):
-        two_k, r = reduce(x)
-        return ((r * r) * poly(r) + r + one) * two_k
+@njit(**FM)
+def poly(r):
+    {poly}
 
-    @njit(**fm)
-    def sigmoid(z):
-        return one / (one + exp_clamped(-z))
 
-    @njit(**fm)
-    def expm1_clamped(x):
-        two_k, r = reduce(x)
-        return two_k * ((r * r) * poly(r) + r) + (two_k - one)  # exact for k = 0: no 1 + r - 1
+@njit(**FM)
+def reduce(x):
+    """(2**k, r, with x = k ln2 + r), x clamped to [LO, HI] first."""
+    # Written so that NaN fails both comparisons and passes through.
+    x = HI if x > HI else x
+    x = LO if x < LO else x
+    t = x * LOG2E + MAGIC  # k = round(x / ln2) sits in t's low mantissa bits
+    kf = t - MAGIC  # k as a float, exact
+    r = x - kf * LN2_HI
+    r = r - kf * LN2_LO
+    # 2**k: shifting t's bits left by MANT keeps just k (two's
+    # complement, wrapping), then the exponent bias is added.
+    return as_float(int_t(int_t(as_int(t) << MANT) + BIAS_BITS)), r
 
-    @njit(**fm)
-    def tanh(x):
-        a = x if x >= zero else -x
-        e = expm1_clamped(-two * a)  # in (-1, 0]: 2 + e >= 1, no cancellation
-        t = -e / (e + two)
-        return t if x >= zero else -t
 
-    # log: the atanh series 2s (1 + z/3 + z^2/5 + ...), z = s^2 <= 0.0295, to
-    # the dtype's precision (float32: 6 terms, float64: 12).
-    n_terms = 6 if use32 else 12
-    a_coef = tuple(f(1.0 / (2 * k + 1)) for k in range(n_terms))[::-1]
-    sqrt2 = f(np.sqrt(2.0))
-    tiny = f(np.finfo(dtype).tiny)
-    up = f(2.0 ** (s["mant"] + 1))  # subnormals are scaled into the normal range
-    up_e = int_t(s["mant"] + 1)
-    mant_mask = int_t((1 << s["mant"]) - 1)
-    one_bits = int_t(s["bias"] << s["mant"])
-    bias = int_t(s["bias"])
-    ln2 = f(np.log(2.0))
-    inf, nan = f(np.inf), f(np.nan)
+@njit(**FM)
+def exp_clamped(x):
+    two_k, r = reduce(x)
+    return ((r * r) * poly(r) + r + ONE) * two_k
 
-    @njit(**fm)
-    def atanh_series(z):
-        p = a_coef[0]
-        for q in a_coef[1:]:
-            p = p * z + q
-        return p
 
-    @njit(**fm)
-    def log(x):
-        small = x < tiny
-        xs = x * up if small else x
-        xi = as_int(xs)
-        e = int_t(int_t(xi >> mant) - bias)
-        m = as_float(int_t(int_t(xi & mant_mask) | one_bits))  # in [1, 2)
-        big = m > sqrt2
-        m = m * half if big else m
-        e = int_t(e + int_t(1)) if big else e
-        e = int_t(e - up_e) if small else e
-        fr = m - one
-        sv = fr / (fr + two)
-        r = f(e) * ln2_hi + (two * sv * atanh_series(sv * sv) + f(e) * ln2_lo)
-        r = -inf if x == zero else r
-        r = inf if x == inf else r
-        return r if x >= zero else nan
+@njit(**FM)
+def sigmoid(z):
+    return ONE / (ONE + exp_clamped(-z))
 
-    @njit(**fm)
-    def log1p(x):
-        """For x in [-1, 1e30): log(1 + x) accurate also where 1 + x rounds."""
-        u = one + x
-        d = u - one
-        return x if d == zero else log(u) * (x / d)
 
-    return SimpleNamespace(sigmoid=sigmoid, tanh=tanh, log=log, log1p=log1p, exp=exp_clamped)
+@njit(**FM)
+def expm1_clamped(x):
+    two_k, r = reduce(x)
+    return two_k * ((r * r) * poly(r) + r) + (two_k - ONE)  # exact for k = 0: no 1 + r - 1
+
+
+@njit(**FM)
+def tanh(x):
+    a = x if x >= ZERO else -x
+    e = expm1_clamped(-TWO * a)  # in (-1, 0]: 2 + e >= 1, no cancellation
+    t = -e / (e + TWO)
+    return t if x >= ZERO else -t
+
+
+@njit(**FM)
+def atanh_series(z):
+    """1 + z/3 + z^2/5 + ... to the dtype's precision (6 terms in float32, 12
+    in float64): atanh(s) = s times this, z = s^2 <= 0.0295."""
+    p = A_COEF[0]
+    for q in A_COEF[1:]:
+        p = p * z + q
+    return p
+
+
+@njit(**FM)
+def log(x):
+    small = x < TINY
+    xs = x * UP if small else x
+    xi = as_int(xs)
+    e = int_t(int_t(xi >> MANT) - BIAS)
+    m = as_float(int_t(int_t(xi & MANT_MASK) | ONE_BITS))  # in [1, 2)
+    big = m > SQRT2
+    m = m * HALF if big else m
+    e = int_t(e + int_t(1)) if big else e
+    e = int_t(e - UP_E) if small else e
+    fr = m - ONE
+    sv = fr / (fr + TWO)
+    r = F(e) * LN2_HI + (TWO * sv * atanh_series(sv * sv) + F(e) * LN2_LO)
+    r = -INF if x == ZERO else r
+    r = INF if x == INF else r
+    return r if x >= ZERO else NAN
+
+
+@njit(**FM)
+def log1p(x):
+    """For x in [-1, 1e30): log(1 + x) accurate also where 1 + x rounds."""
+    u = ONE + x
+    d = u - ONE
+    return x if d == ZERO else log(u) * (x / d)
+'''
+
+
+def math_source(dtype):
+    """The Python source of the module of Numba functions for scalars of
+    ``dtype`` (float32 or float64): sigmoid, tanh, log, log1p, exp (for
+    |x| within the clamp). A module in the kernel cache directory, like the
+    kernels, so that a new variant loads these compiled (they took 0.4 s
+    to compile: a tenth of a new variant's first result)."""
+    dtype = np.dtype(dtype).type
+    if dtype == np.float32:  # Horner, one expression
+        c = "C[0]"
+        for q in range(1, 6):
+            c = f"({c} * r + C[{q}])" if q < 5 else f"{c} * r + C[{q}]"
+        poly = f"return {c}"
+    else:  # Horner, one statement per degree
+        poly = "\n    ".join(["p = C[0]", *[f"p = p * r + C[{q}]" for q in range(1, 12)], "return p"])
+    head = [
+        f'"""Generated by fastxor.backends.numba_vmath for {dtype.__name__}. Do not edit."""',
+        "import numpy as np",
+        "from numpy import float32, float64, int32, int64",
+        "from numba import njit",
+        "from fastxor import config",
+        "from fastxor.backends.numba_vmath import bitcasts",
+        "",
+        f"F = np.{dtype.__name__}",
+        "as_int, as_float, int_t = bitcasts(F)",
+        "FM = dict(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
+        *[f"{name} = {_literal(value)}" for name, value in _constants(dtype).items()],
+    ]
+    return "\n".join(head) + _FUNCTIONS.format(poly=poly)
+
+
+def make_math(dtype):
+    """The module of Numba functions for scalars of ``dtype`` (``math_source``):
+    sigmoid, tanh, log, log1p, exp_clamped. Not ``inline='always'``: LLVM inlines
+    them anyway (same speed), and Numba's own IR inlining made kernels
+    compile 1.6x slower."""
+    from .. import jit_cache
+
+    dtype = np.dtype(dtype).type
+    return jit_cache.load_module(f"fastxor_vmath_{dtype.__name__}", math_source(dtype))
 
 
 def make_sigmoid(dtype):
@@ -249,9 +277,6 @@ def bitcasts(dtype):
     return s["as_int"], s["as_float"], s["int_t"]
 
 
-_MATH = {dt: make_math(dt) for dt in (np.float32, np.float64)}
-
-
 def _make_array_function(fn):
     @njit(fastmath=config.NUMBA_FASTMATH, error_model="numpy")
     def apply(z, out):
@@ -268,11 +293,11 @@ def apply_array(name, z):
     """The kernels' function ``name`` (sigmoid, tanh, log, log1p) applied to
     a 1-D float32/float64 array (for tests)."""
     z = np.ascontiguousarray(z)
-    if z.dtype.type not in _MATH or z.ndim != 1:
+    if z.dtype.type not in _SPEC or z.ndim != 1:
         raise TypeError("z must be a 1-D float32 or float64 array")
     key = (name, z.dtype.type)
     if key not in _ARRAY:
-        _ARRAY[key] = _make_array_function(getattr(_MATH[z.dtype.type], name))
+        _ARRAY[key] = _make_array_function(getattr(make_math(z.dtype.type), name))
     out = np.empty_like(z)
     _ARRAY[key](z, out)
     return out
