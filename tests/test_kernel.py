@@ -381,3 +381,67 @@ def test_memoised_typing_compiles_the_same_code_and_is_undone():
             with numba_fast_typing.memoised_call_types():
                 njit(wrong)(np.float32(1.0))
         assert BaseFunction.__dict__["get_call_type"] is original
+
+
+def _fresh_variant(rng):
+    """Training options of a variant no cache holds (a random recipe and width)."""
+    return dict(hidden=int(rng.integers(2, 6)), optimizer=str(rng.choice(["sgd", "adam"])), lr=0.05,
+                activation=str(rng.choice(["sigmoid", "tanh"])), loss=str(rng.choice(["mse", "bce"])))
+
+
+@pytest.mark.parametrize("child", ["compiles", "fails"])
+def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, tmp_path, monkeypatch):
+    """With FASTXOR_COMPILE_ASIDE on, a new variant's ``finish_chunk`` is
+    compiled by a second process into the cache and loaded from there; where
+    that process fails, this one compiles it. Either way the results equal a
+    run compiled in one process, bit for bit."""
+    from fastxor import jit_cache
+
+    options = _fresh_variant(rng)
+    n, epochs = int(rng.integers(65, 200)), int(rng.integers(20, 80))
+    monkeypatch.setenv("FASTXOR_COMPILE_ASIDE", "0")
+    want = fastxor.train(n, epochs=epochs, seed=3, backend="numba", **options)
+    monkeypatch.setenv("FASTXOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FASTXOR_COMPILE_ASIDE", "1")
+    monkeypatch.setattr(numba_kernel, "_cores", lambda: 2)
+    if child == "fails":
+        monkeypatch.setattr(numba_kernel, "_ASIDE", "import sys; sys.exit(3)")
+    monkeypatch.setattr(numba_kernel, "_LOADED", {})
+    jit_cache.reset()
+    monkeypatch.setattr(jit_cache, "_LOADED", {})
+    try:
+        got = fastxor.train(n, epochs=epochs, seed=3, backend="numba", **options)
+        module = next(iter(numba_kernel._LOADED.values()))
+        assert module.__file__.startswith(str(tmp_path))
+        finish = module._compiled["finish_chunk"]
+        assert finish.cache_hits == (1 if child == "compiles" else 0)  # loaded what the other process compiled
+    finally:
+        jit_cache.reset()
+    for a, b in zip(want.params.arrays(), got.params.arrays()):
+        np.testing.assert_array_equal(a, b)
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch"):
+        np.testing.assert_array_equal(getattr(want, name), getattr(got, name), err_msg=name)
+
+
+def test_the_second_compile_process_is_stopped_when_this_one_stops(monkeypatch):
+    """An error or Ctrl-C while this process compiles stops the second
+    process at once: nothing is waited for, nothing keeps running."""
+    import subprocess
+    import sys
+
+    started = []
+
+    def sleeper(module, name):
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        return started[-1]
+
+    def interrupted(module, name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(numba_kernel, "compile_aside", sleeper)
+    monkeypatch.setattr(numba_kernel, "_is_compiled", lambda module, name: False)
+    monkeypatch.setattr(numba_kernel, "chunk_function", interrupted)
+    recipe = make_recipe(2, np.float32)[0]
+    with pytest.raises(KeyboardInterrupt):
+        numba_kernel._driver(numba_kernel.get_kernel(2, "float32", None, recipe), 10, recipe, 0)
+    assert started and started[0].poll() is not None
