@@ -6,12 +6,14 @@ The job: 1000 networks x 1000 epochs, float32, XOR (1e6 network-epochs).
   Philox init and the seed's kernel);
 - fastxor warm: the same command again (every kernel cached; checked to write
   no file);
-- fastxor new variant: H = 5, Adam, tanh, BCE with the cache warm for
-  everything else (compiles that variant's kernel);
+- fastxor new variants, with the cache warm for everything else (each
+  compiles its kernel): H = 5, Adam, tanh, BCE (the one the README quotes),
+  and the slower kinds: H = 16 and H = 32 (the widest layer allowed), and
+  4-bit parity at H = 6;
 - JAX: a fresh process importing JAX, jit-compiling and running the peer of
   ``fastxor bench`` (vmap of the train step in ``lax.fori_loop``) for the
   same job and recipe;
-- fastxor cold and warm again in a *base install*: a fresh venv with only
+- fastxor cold, warm and the H = 5 variant again in a *base install*: a fresh venv with only
   ``pip install <checkout>`` (NumPy and Numba), what a user without the
   extras has. The benchmark's own venv has SciPy (through JAX), and Numba's
   first load of a cached kernel imports ``scipy.linalg`` when it is there
@@ -35,7 +37,14 @@ from pathlib import Path
 from fastxor.bench.harness import environment
 
 JOB = ["--networks", "1000", "--epochs", "1000"]
-VARIANT = ["--hidden", "5", "--optimizer", "adam", "--lr", "0.01", "--activation", "tanh", "--loss", "bce"]
+#: Never-seen variants timed with a warm cache: name -> ``fastxor train`` options.
+VARIANTS = {
+    "H5 adam tanh bce": ["--hidden", "5", "--optimizer", "adam", "--lr", "0.01", "--activation", "tanh", "--loss", "bce"],
+    "H16 sgd": ["--hidden", "16"],
+    "H32 sgd": ["--hidden", "32"],
+    "parity4 H6 sgd": ["--hidden", "6", "--function", "parity4"],
+}
+VARIANT = VARIANTS["H5 adam tanh bce"]
 JAX_JOB = """
 import numpy as np
 from fastxor.bench.peers import by_name
@@ -95,17 +104,21 @@ def measure(repeat, base_python=None):
             before = _files(cache)
             record("fastxor warm (cached), seed's variant", wall(fastxor_cmd(), env))
             assert _files(cache) == before, "a warm run wrote to the kernel cache"
-            record("fastxor new variant (H5 adam tanh bce), warm cache", wall(fastxor_cmd(VARIANT), env))
-            record("fastxor warm, that variant", wall(fastxor_cmd(VARIANT), env))
+            for name, options in VARIANTS.items():
+                record(f"fastxor new variant ({name}), warm cache", wall(fastxor_cmd(options), env))
+            record("fastxor warm, the H5 variant", wall(fastxor_cmd(VARIANT), env))
         if base_python:
             with tempfile.TemporaryDirectory() as cache:
                 env = dict(base, FASTXOR_CACHE_DIR=cache)
                 record("base install: fastxor cold (empty cache), seed's variant",
                        wall(fastxor_cmd(python=base_python), env))
                 record("base install: fastxor warm (cached), seed's variant", wall(fastxor_cmd(python=base_python), env))
+                record("base install: fastxor new variant (H5 adam tanh bce), warm cache",
+                       wall(fastxor_cmd(VARIANT, python=base_python), env))
         if jax_ok:
             record("jax jit, seed's variant (fresh process)", wall(jax_cmd(2, dict(lr=0.1)), base))
             record("jax jit, H5 adam tanh bce (fresh process)", wall(jax_cmd(5, variant_options), base))
+            record("jax jit, H32 sgd (fresh process)", wall(jax_cmd(32, dict(lr=0.1)), base))
     return {name: dict(median_s=statistics.median(v), min_s=min(v), max_s=max(v), runs=v)
             for name, v in rows.items()}
 
