@@ -22,9 +22,10 @@ NUMBA_CHUNK = 64
 #: SIMD iteration (see ``backends.numba_kernel.lane_groups``); measured, not derived.
 NUMBA_INTERLEAVE_MAX_HIDDEN = 4
 #: The Numba kernel unrolls up to this many samples and loops over more (numba_kernel.loops_over_samples):
-#: measured (float32, 2-core Zen 4, one run) the loop ran 4-bit parity (16 samples, H = 4) at 4.9e7 NE/s and
-#: 5-bit parity (32, H = 5) at 2.0e7 against the unrolled bodies' 4.4e7 and 1.7e7, and compiles in seconds,
-#: not minutes; small S stays unrolled, where 0/1 inputs fold into the code.
+#: an unrolled body's compile time grows with S x H (5-bit parity, 32 samples, took minutes). Measured
+#: 2026-12-01 (float32, 2-core Zen 4, 2^15 networks x 2 000 epochs) on 4-bit parity (16 samples) the
+#: unrolled body trains twice as fast as the loop (H = 4: 5.0e7 against 2.7e7 NE/s; H = 6: 3.6e7 against
+#: 1.9e7; H = 8: 2.7e7 against 1.5e7) and compiles in 4-5 s against 2.5-3 s, so 16 samples stay unrolled.
 NUMBA_UNROLL_SAMPLES = 16
 
 #: Supported floating-point types, by name.
