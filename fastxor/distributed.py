@@ -32,7 +32,7 @@ import numpy as np
 
 from .shards import (PER_NETWORK, RUN_FILE, RunStats, ShardNotSaved, plan, prepare_out,  # noqa: F401
                      read_run_file, run_shard, shard_path, shard_stats, write_run_file)
-from .machine import install_hint
+from .machine import install_hint, usable_cores
 from .options import DEFAULTS
 from .stats import Stats
 from .validate import check_int
@@ -117,7 +117,7 @@ def local_cluster(workers=None, threads=None, cache_dir=None):
     import dask
     from distributed import LocalCluster
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if workers is not None and check_int("workers", workers, 1) > cores:
         raise ValueError(f"workers must be in [1, {cores}] for a local cluster (the cores this process may "
                          f"use), got {workers}; for more, start a cluster and pass its client or scheduler file")

@@ -20,6 +20,11 @@ def proc_field(path, key):
     return None
 
 
+def usable_cores():
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def cpu_name():
     return proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
 

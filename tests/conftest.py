@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# A new variant's final pass compiles in a second process (numba_kernel.compile_aside) for users;
+# A new variant's final pass compiles in a second process (backends/numba_compile_aside.py) for users;
 # the suite's workers already use every core, so it is off here but in the tests of it.
 os.environ.setdefault("FASTXOR_COMPILE_ASIDE", "0")
 

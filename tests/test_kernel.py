@@ -9,7 +9,7 @@ import pytest
 
 import fastxor
 from fastxor import config
-from fastxor.backends import numba_kernel
+from fastxor.backends import numba_compile_aside, numba_kernel
 from fastxor.backends import numpy_reference as reference
 from fastxor.data import boolean_function
 from fastxor.params import init_params
@@ -391,7 +391,7 @@ def _fresh_variant(rng):
 
 @pytest.mark.parametrize("child", ["compiles", "fails"])
 def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, tmp_path, monkeypatch):
-    """With FASTXOR_COMPILE_ASIDE on, a new variant's ``finish_chunk`` is
+    """With FASTXOR_COMPILE_ASIDE on (``numba_compile_aside``), a new variant's ``finish_chunk`` is
     compiled by a second process into the cache and loaded from there; where
     that process fails, this one compiles it. Either way the results equal a
     run compiled in one process, bit for bit."""
@@ -403,9 +403,9 @@ def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, t
     want = fastxor.train(n, epochs=epochs, seed=3, backend="numba", **options)
     monkeypatch.setenv("FASTXOR_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("FASTXOR_COMPILE_ASIDE", "1")
-    monkeypatch.setattr(numba_kernel, "_cores", lambda: 2)
+    monkeypatch.setattr(numba_compile_aside, "usable_cores", lambda: 2)
     if child == "fails":
-        monkeypatch.setattr(numba_kernel, "_ASIDE", "import sys; sys.exit(3)")
+        monkeypatch.setattr(numba_compile_aside, "_CHILD", "import sys; sys.exit(3)")
     monkeypatch.setattr(numba_kernel, "_LOADED", {})
     jit_cache.reset()
     monkeypatch.setattr(jit_cache, "_LOADED", {})
@@ -438,7 +438,7 @@ def test_the_second_compile_process_is_stopped_when_this_one_stops(monkeypatch):
     def interrupted(module, name):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(numba_kernel, "compile_aside", sleeper)
+    monkeypatch.setattr(numba_compile_aside, "start", sleeper)
     monkeypatch.setattr(numba_kernel, "_is_compiled", lambda module, name: False)
     monkeypatch.setattr(numba_kernel, "chunk_function", interrupted)
     recipe = make_recipe(2, np.float32)[0]

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import config, jit_cache
 from ..state import Recipe, param_names
+from . import numba_compile_aside
 from .numba_fast_typing import memoised_call_types
 
 _HERE = Path(__file__).parent
@@ -873,17 +874,19 @@ def _driver(module, n, recipe, record_every):
     where the kernel has one; the quiet kernel (``train_quiet``) where the
     kernel has one and the run records no loss (only it is compiled then).
     A new variant's final pass compiles in a second process meanwhile
-    (``compile_aside``)."""
+    (``numba_compile_aside``)."""
     name = "train_quiet" if record_every == 0 and hasattr(module, "train_quiet") else "train_chunk"
     if n < config.NUMBA_CHUNK and hasattr(module, name + "_partial"):
         name += "_partial"
-    aside = compile_aside(module, "finish_chunk") if not _is_compiled(module, name) else None
+    aside = None
+    if not (_is_compiled(module, name) or _is_compiled(module, "finish_chunk")):
+        aside = numba_compile_aside.start(module, "finish_chunk")
     try:
         chunk = chunk_function(module, name)
     except BaseException:  # an error or Ctrl-C: the second process is stopped, not waited for
-        _stop(aside)
+        numba_compile_aside.stop(aside)
         raise
-    _wait(aside)
+    numba_compile_aside.wait(aside)
     return _Threaded(get_driver(module.F), chunk, chunk_function(module, "finish_chunk"), layout(recipe))
 
 
@@ -894,74 +897,6 @@ def _is_compiled(module, name):
         return True
     d = jit_cache.cache_dir() if module.CACHE else None
     return d is not None and any((d / "__pycache__").glob(f"{module.__name__}.{name}-*.nbi"))
-
-
-#: The second process of ``compile_aside``: it loads the kernel module from
-#: its file in the cache and compiles one chunk function into the cache.
-_ASIDE = """
-import sys
-from pathlib import Path
-from fastxor import jit_cache
-from fastxor.backends import numba_kernel
-path = Path(sys.argv[1])
-module = jit_cache.load_module(path.stem.rsplit("_", 1)[0], path.read_text())
-with numba_kernel.deep_recursion():
-    numba_kernel.chunk_function(module, sys.argv[2])
-"""
-
-
-def compile_aside(module, name):
-    """A second process compiling chunk function ``name`` of the kernel
-    ``module`` into the kernel cache, or None where it would not help.
-
-    Why: Numba compiles one function at a time per process (a global lock),
-    and a new variant needs two, its training kernel and its final pass
-    (0.5-1.2 s). On two or more cores the final pass compiles beside the
-    kernel and this process then loads it from the cache. The child imports
-    this same fastxor (its directory first on PYTHONPATH) and inherits the
-    environment, Numba's CPU settings included; where its entry does not fit
-    after all, this process compiles as before. Off when the cache cannot be
-    written, on one core, when ``name`` is compiled or cached already, and
-    with ``FASTXOR_COMPILE_ASIDE=0`` (the test suite: its workers already use
-    every core)."""
-    import os
-    import subprocess
-
-    if (os.environ.get("FASTXOR_COMPILE_ASIDE", "1") == "0" or _is_compiled(module, name)
-            or jit_cache.cache_dir() is None or not module.CACHE or _cores() < 2):
-        return None
-    package_parent = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, FASTXOR_CACHE_DIR=str(jit_cache.cache_dir()),
-               PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
-    try:
-        return subprocess.Popen([sys.executable, "-c", _ASIDE, module.__file__, name], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except OSError:  # no process to spare: compile here
-        return None
-
-
-def _wait(process, timeout=600):
-    """Wait for a ``compile_aside`` process (None: nothing to wait for); one
-    that takes too long is stopped, and this process compiles instead."""
-    import subprocess
-
-    if process is not None:
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _stop(process)
-
-
-def _stop(process):
-    if process is not None:
-        process.kill()
-        process.wait()
-
-
-def _cores():
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class _Threaded:
