@@ -424,12 +424,23 @@ def _emit_finish_events(at, rows, recipe, ind):
 def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, n_rows, recipe, doc):
     """A chunk kernel: the epoch loop around a SIMD loop over ``lanes`` lanes
     whose body is the groups' statements interleaved, and the history.
+    ``lanes``: a constant (a full chunk), or "m" (a partial chunk), run in
+    whole blocks of ``config.NUMBA_SIMD_BLOCK`` lanes. Why every lane runs the
+    SIMD body: LLVM's scalar remainder loop rounds some recipes differently
+    (ReLU networks of width 10-16 differed in the last bits), so a network's
+    result depended on its lane; and the remainder was a second copy of the
+    body to compile (H = 32: 5.4 s -> 3.3 s).
     ``groups_no_loss``: a body without the loss for epochs that need none
     (the BCE losses' logs cost more than the rest of the epoch's arithmetic).
     ``groups`` None: a quiet kernel, for runs that record no loss: only the
     body without it (half the code to compile; the same statements)."""
     def lane_loop(ind, gs):
-        return [ind + f"for k in range({lanes}):", *[ind + "    " + line for stmt in zip(*gs) for line in stmt]]
+        body = [line for stmt in zip(*gs) for line in stmt]
+        if lanes != "m":  # a constant lane count: LLVM vectorises it whole, with no scalar remainder loop
+            return [ind + f"for k in range({lanes}):", *[ind + "    " + line for line in body]]
+        B = config.NUMBA_SIMD_BLOCK  # m lanes as whole blocks: every lane runs the SIMD body, none a scalar one
+        return [ind + f"for blk in range((m + {B - 1}) // {B}):", ind + f"    for kk in range({B}):",
+                ind + f"        k = blk * {B} + kk", *[ind + "        " + line for line in body]]
 
     src = [
         *_chunk_head(name, doc, recipe, n_rows * C),
@@ -676,17 +687,13 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     no_loss = [body(g, False) for g in range(G)] if lazy_loss else None
     for quiet in (False, True) if lazy_loss else (False,):
         name, trains = ("train_quiet", "Train, recording no loss,") if quiet else ("train_chunk", "Train")
-        if G == 1:
-            src += _emit_epochs(name, "m", None if quiet else groups, no_loss, rows, C, n_rows, recipe,
-                                f"{trains} the m networks of a chunk ({C} lanes, one per network).")
-            continue
-        src += _emit_epochs(name, str(W), None if quiet else groups, no_loss, rows, C, n_rows, recipe,
-                            f"{trains} a full chunk: {G} groups of {W} lanes, the groups'\n"
-                            "    statements interleaved.")
+        full = (f"{trains} a full chunk: {G} groups of {W} lanes, the groups'\n    statements interleaved." if G > 1
+                else f"{trains} a full chunk of {C} lanes, one network each.")
+        src += _emit_epochs(name, str(W), None if quiet else groups, no_loss, rows, C, n_rows, recipe, full)
         src += _emit_epochs(name + "_partial", "m",
                             None if quiet else groups[:1], no_loss and no_loss[:1], rows, C, n_rows, recipe,
                             f"{trains} the m < C networks of a run smaller than a chunk, one\n"
-                            "    group: a single network costs one lane, not one per group.")
+                            "    group, in blocks of NUMBA_SIMD_BLOCK lanes: not a whole chunk.")
     src += _finish_head(recipe, n_rows * C)
     src += _emit_data(recipe)
     src += ["    TARGET = F(consts[3])", "    for k in range(m):"]
@@ -870,7 +877,7 @@ def deep_recursion():
 
 def _driver(module, n, recipe, record_every):
     """The driver over a run of ``n`` networks with the module's chunk
-    functions: ``train_chunk_partial`` (one lane group, no padding) below one chunk
+    functions: ``train_chunk_partial`` (one lane group, padded to a SIMD block only) below one chunk
     where the kernel has one; the quiet kernel (``train_quiet``) where the
     kernel has one and the run records no loss (only it is compiled then).
     A new variant's final pass compiles in a second process meanwhile
