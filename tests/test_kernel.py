@@ -130,17 +130,19 @@ def test_results_do_not_depend_on_threads_or_batching(rng):
     np.testing.assert_array_equal(tail.solved_epoch, many.solved_epoch[201:238])
 
 
-def test_a_network_s_result_does_not_depend_on_its_lane(rng):
+@pytest.mark.parametrize("function", ["xor", "parity5"], ids=["unrolled", "looped-samples"])
+def test_a_network_s_result_does_not_depend_on_its_lane(function, rng):
     """A network trains to the same bits in whichever lane it lands: every
     lane runs the SIMD body (a last, partial chunk is padded, a run smaller
     than a chunk runs whole blocks of 16 lanes; such lanes once ran LLVM's
     scalar remainder loop, which rounds ReLU networks of these widths
-    differently: this test failed 5 times in 5 then). Networks 64..110 are
-    the last 47 lanes of a 2-chunk run, lanes 17..63 of a 1-chunk run, and
-    a run of 47 (one partial chunk)."""
+    differently: the unrolled case failed 5 times in 5 then). Networks
+    64..110 are the last 47 lanes of a 2-chunk run, lanes 17..63 of a
+    1-chunk run, and a run of 47 (one partial chunk); for the kernel that
+    unrolls the samples and for the one that loops over them."""
     seed = int(rng.integers(0, 2**32))
     kw = dict(epochs=300, lr=float(rng.uniform(0.2, 0.6)), seed=seed, backend="numba", activation="relu",
-              loss=str(rng.choice(["mse", "bce_logits"])), hidden=int(rng.integers(10, 17)))
+              loss=str(rng.choice(["mse", "bce_logits"])), hidden=int(rng.integers(10, 17)), function=function)
     whole = fastxor.train(111, **kw)
     for part, first in ((fastxor.train(64, start=47, **kw), 17), (fastxor.train(47, start=64, **kw), 0)):
         for a, b in zip(part.params[first:].arrays(), whole.params[64:].arrays()):

@@ -435,12 +435,7 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, n_rows, recipe, d
     ``groups`` None: a quiet kernel, for runs that record no loss: only the
     body without it (half the code to compile; the same statements)."""
     def lane_loop(ind, gs):
-        body = [line for stmt in zip(*gs) for line in stmt]
-        if lanes != "m":  # a constant lane count: LLVM vectorises it whole, with no scalar remainder loop
-            return [ind + f"for k in range({lanes}):", *[ind + "    " + line for line in body]]
-        B = config.NUMBA_SIMD_BLOCK  # m lanes as whole blocks: every lane runs the SIMD body, none a scalar one
-        return [ind + f"for blk in range((m + {B - 1}) // {B}):", ind + f"    for kk in range({B}):",
-                ind + f"        k = blk * {B} + kk", *[ind + "        " + line for line in body]]
+        return _lane_loop(ind, lanes, [line for stmt in zip(*gs) for line in stmt])
 
     src = [
         *_chunk_head(name, doc, recipe, n_rows * C),
@@ -456,6 +451,19 @@ def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, n_rows, recipe, d
         src += ["        if record:", *lane_loop("            ", groups),
                 "        else:", *lane_loop("            ", groups_no_loss)]
     return src + _emit_history(rows, C)
+
+
+def _lane_loop(ind, lanes, body):
+    """``body`` (lines using the lane index ``k``) in a SIMD loop over
+    ``lanes`` lanes: a constant (LLVM vectorises it whole, with no scalar
+    remainder loop), or "m", as whole blocks of ``config.NUMBA_SIMD_BLOCK``
+    lanes (the padded lanes hold zeros): either way every lane runs the SIMD
+    body, none a scalar copy."""
+    if lanes != "m":
+        return [ind + f"for k in range({lanes}):", *[ind + "    " + line for line in body]]
+    B = config.NUMBA_SIMD_BLOCK
+    return [ind + f"for blk in range((m + {B - 1}) // {B}):", ind + f"    for kk in range({B}):",
+            ind + f"        k = blk * {B} + kk", *[ind + "        " + line for line in body]]
 
 
 def _emit_data(recipe):
@@ -558,38 +566,46 @@ def _emit_looped(rows, C, n_rows, recipe):
     names = param_names(H, D)
     row = {p: q for q, p in enumerate(names)}
     at = lambda q: f"a[{q * C} + k]"  # noqa: E731
-    i3, i4 = " " * 12, " " * 16
+    i3 = " " * 12
     G, lacc, marg = rows["grad"], at(rows["lacc"]), at(rows["marg"])
     grad = [f"{at(G + row[f'w2_{j}'])} += g0 * h0_{j}" for j in range(H)]
     grad += [f"{at(G + row['b2'])} += g0"]
     grad += [f"{at(G + row[f'w1_{j}_{i}'])} += e0_{j} * x0_{i}" for j in range(H) for i in range(D)]
     grad += [f"{at(G + row[f'b1_{j}'])} += e0_{j}" for j in range(H)]
+    def train(name, lanes, doc):
+        return [
+            *_chunk_head(name, doc, recipe, n_rows * C),
+            *_emit_constants(recipe),
+            *_emit_epoch_head(recipe),
+            f"        a[{G * C}:{(G + P + 1) * C}] = ZERO  # gradients and loss sums",
+            f"        a[{rows['marg'] * C}:{(rows['marg'] + 1) * C}] = INF",
+            f"        for smp in range({S}):",
+            *[f"            x0_{i} = X[smp, {i}]" for i in range(D)],
+            "            y0 = y[smp]",
+            "            s0 = sides[smp]",
+            *_lane_loop("            ", lanes, [
+                *_emit_load(recipe, "", at),
+                *_emit_one_sample(recipe, ""),
+                *grad,
+                f"{lacc} += t0",
+                f"{marg} = sel({marg} < m0, {marg}, m0)",
+            ]),
+            *_lane_loop("        ", lanes, [
+                *_emit_rates(recipe, at, rows["rates"]),
+                *_emit_load(recipe, "", at),
+                *[f"g{p} = {at(G + q)}" for q, p in enumerate(names)],
+                "loss = " + _over_samples(lacc, S),
+                f"margin = {marg}",
+                *_emit_update("", at, recipe, rows),
+                *_emit_events(at, rows, recipe),
+            ]),
+            *_emit_history(rows, C),
+        ]
+
     src = [
-        *_chunk_head("train_chunk", f"Train the m networks of a chunk ({C} lanes), looping over the {S} samples.",
-                     recipe, n_rows * C),
-        *_emit_constants(recipe),
-        *_emit_epoch_head(recipe),
-        f"        a[{G * C}:{(G + P + 1) * C}] = ZERO  # gradients and loss sums",
-        f"        a[{rows['marg'] * C}:{(rows['marg'] + 1) * C}] = INF",
-        f"        for smp in range({S}):",
-        *[f"            x0_{i} = X[smp, {i}]" for i in range(D)],
-        "            y0 = y[smp]",
-        "            s0 = sides[smp]",
-        "            for k in range(m):",
-        *_emit_load(recipe, i4, at),
-        *_emit_one_sample(recipe, i4),
-        *[i4 + line for line in grad],
-        i4 + f"{lacc} += t0",
-        i4 + f"{marg} = sel({marg} < m0, {marg}, m0)",
-        "        for k in range(m):",
-        *_emit_rates(recipe, at, rows["rates"], i3),
-        *_emit_load(recipe, i3, at),
-        *[i3 + f"g{p} = {at(G + q)}" for q, p in enumerate(names)],
-        i3 + "loss = " + _over_samples(lacc, S),
-        i3 + f"margin = {marg}",
-        *_emit_update(i3, at, recipe, rows),
-        *[i3 + line for line in _emit_events(at, rows, recipe)],
-        *_emit_history(rows, C),
+        *train("train_chunk", C, f"Train a full chunk ({C} lanes), looping over the {S} samples."),
+        *train("train_chunk_partial", "m", f"Train the m < {C} networks of a run smaller than a chunk, looping\n"
+               f"    over the {S} samples, in blocks of NUMBA_SIMD_BLOCK lanes."),
         *_finish_head(recipe, n_rows * C),
         "    TARGET = F(consts[3])",
         "    for k in range(m):",
