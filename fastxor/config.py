@@ -26,6 +26,11 @@ NUMBA_SIMD_BLOCK = 8
 #: Widest hidden layer for which the Numba kernel trains two lane groups per
 #: SIMD iteration (see ``backends.numba_kernel.lane_groups``); measured, not derived.
 NUMBA_INTERLEAVE_MAX_HIDDEN = 4
+#: ... and for at most this many samples. Measured 2026-12-01 (float32, 2-core Zen 4, 2^15 networks, one
+#: group against two, bit-identical results): 3-bit parity (8 samples) H = 3 1.11-1.14e8 against 1.09e8 NE/s,
+#: H = 4 8.8-9.2e7 against 8.9-9.7e7; 4-bit parity (16) H = 2 8.2e7 against 7.4e7, H = 4 4.9-5.0e7 against
+#: 4.7e7; the two groups' kernel took 0.5-2.3 s longer to compile. Four samples (XOR) gain 15 % from two.
+NUMBA_INTERLEAVE_MAX_SAMPLES = 7
 #: The Numba kernel unrolls up to this many samples and loops over more (numba_kernel.loops_over_samples):
 #: an unrolled body's compile time grows with S x H (5-bit parity, 32 samples, took minutes). Measured
 #: 2026-12-01 (float32, 2-core Zen 4, 2^15 networks x 2 000 epochs) on 4-bit parity (16 samples) the
