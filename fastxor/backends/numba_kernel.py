@@ -424,12 +424,7 @@ def _emit_finish_events(at, rows, recipe, ind):
 def _emit_epochs(name, lanes, groups, groups_no_loss, rows, C, n_rows, recipe, doc):
     """A chunk kernel: the epoch loop around a SIMD loop over ``lanes`` lanes
     whose body is the groups' statements interleaved, and the history.
-    ``lanes``: a constant (a full chunk), or "m" (a partial chunk), run in
-    whole blocks of ``config.NUMBA_SIMD_BLOCK`` lanes. Why every lane runs the
-    SIMD body: LLVM's scalar remainder loop rounds some recipes differently
-    (ReLU networks of width 10-16 differed in the last bits), so a network's
-    result depended on its lane; and the remainder was a second copy of the
-    body to compile (H = 32: 5.4 s -> 3.3 s).
+    ``lanes``: a constant (a full chunk) or "m" (see ``_lane_loop``).
     ``groups_no_loss``: a body without the loss for epochs that need none
     (the BCE losses' logs cost more than the rest of the epoch's arithmetic).
     ``groups`` None: a quiet kernel, for runs that record no loss: only the
@@ -458,7 +453,10 @@ def _lane_loop(ind, lanes, body):
     ``lanes`` lanes: a constant (LLVM vectorises it whole, with no scalar
     remainder loop), or "m", as whole blocks of ``config.NUMBA_SIMD_BLOCK``
     lanes (the padded lanes hold zeros): either way every lane runs the SIMD
-    body, none a scalar copy."""
+    body, none a scalar copy. Why: LLVM's scalar remainder loop rounds some
+    recipes differently (ReLU networks of width 10-16 differed in the last
+    bits), so a network's result depended on its lane; and it was a second
+    copy of the body to compile (H = 32: 5.4 s -> 3.3 s)."""
     if lanes != "m":
         return [ind + f"for k in range({lanes}):", *[ind + "    " + line for line in body]]
     B = config.NUMBA_SIMD_BLOCK
@@ -738,7 +736,7 @@ def driver_source(dtype):
 
     The last chunk of a run is padded to a full one (zero lanes cost a few
     microseconds per epoch), so a run compiles one chunk kernel, not two; a
-    run smaller than a chunk uses ``train_chunk_partial`` where a kernel has one.
+    run smaller than a chunk uses ``train_chunk_partial`` (or ``train_quiet_partial``).
     """
     dt = np.dtype(dtype).name
     src = [
@@ -897,13 +895,13 @@ def deep_recursion():
 
 def _driver(module, n, recipe, record_every):
     """The driver over a run of ``n`` networks with the module's chunk
-    functions: ``train_chunk_partial`` (one lane group, padded to a SIMD block only) below one chunk
-    where the kernel has one; the quiet kernel (``train_quiet``) where the
+    functions: below one chunk the ``_partial`` form (one lane group, padded
+    to a SIMD block only); the quiet kernel (``train_quiet``) where the
     kernel has one and the run records no loss (only it is compiled then).
     A new variant's final pass compiles in a second process meanwhile
     (``numba_compile_aside``)."""
     name = "train_quiet" if record_every == 0 and hasattr(module, "train_quiet") else "train_chunk"
-    if n < config.NUMBA_CHUNK and hasattr(module, name + "_partial"):
+    if n < config.NUMBA_CHUNK:
         name += "_partial"
     aside = None
     if not (_is_compiled(module, name) or _is_compiled(module, "finish_chunk")):
