@@ -199,10 +199,10 @@ def log1p(x):
 
 def math_source(dtype):
     """The Python source of the module of Numba functions for scalars of
-    ``dtype`` (float32 or float64): sigmoid, tanh, log, log1p, exp (for
-    |x| within the clamp). A module in the kernel cache directory, like the
-    kernels, so that a new variant loads these compiled (they took 0.4 s
-    to compile: a tenth of a new variant's first result)."""
+    ``dtype`` (float32 or float64): sigmoid, tanh, log, log1p and
+    exp_clamped. A module in the kernel cache directory, like the kernels,
+    so that a new variant loads these compiled (as closures, which Numba
+    cannot cache, they took 0.4 s to compile in every new variant)."""
     dtype = np.dtype(dtype).type
     if dtype == np.float32:  # Horner, one expression
         c = "C[0]"
@@ -236,11 +236,6 @@ def make_math(dtype):
 
     dtype = np.dtype(dtype).type
     return jit_cache.load_module(f"fastxor_vmath_{dtype.__name__}", math_source(dtype))
-
-
-def make_sigmoid(dtype):
-    """The Numba sigmoid for scalars of ``dtype``."""
-    return make_math(dtype).sigmoid
 
 
 @intrinsic
