@@ -409,12 +409,13 @@ def _fresh_variant(rng):
                 activation=str(rng.choice(["sigmoid", "tanh"])), loss=str(rng.choice(["mse", "bce"])))
 
 
-@pytest.mark.parametrize("child", ["compiles", "fails"])
+@pytest.mark.parametrize("child", ["compiles", "fails", "hangs"])
 def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, tmp_path, monkeypatch):
     """With FASTXOR_COMPILE_ASIDE on (``numba_compile_aside``), a new variant's ``finish_chunk`` is
     compiled by a second process into the cache and loaded from there; where
-    that process fails, this one compiles it. Either way the results equal a
-    run compiled in one process, bit for bit."""
+    that process fails, or is still busy after ``WAIT_S``, it is stopped and
+    this one compiles it. Either way the results equal a run compiled in one
+    process, bit for bit."""
     from fastxor import jit_cache
 
     options = _fresh_variant(rng)
@@ -426,11 +427,17 @@ def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, t
     monkeypatch.setattr(numba_compile_aside, "usable_cores", lambda: 2)
     if child == "fails":
         monkeypatch.setattr(numba_compile_aside, "_CHILD", "import sys; sys.exit(3)")
+    if child == "hangs":
+        monkeypatch.setattr(numba_compile_aside, "_CHILD", "import time; time.sleep(600)")
+        monkeypatch.setattr(numba_compile_aside, "WAIT_S", 1.0)
+    children, start = [], numba_compile_aside.start
+    monkeypatch.setattr(numba_compile_aside, "start", lambda *a: children.append(start(*a)) or children[-1])
     monkeypatch.setattr(numba_kernel, "_LOADED", {})
     jit_cache.reset()
     monkeypatch.setattr(jit_cache, "_LOADED", {})
     try:
         got = fastxor.train(n, epochs=epochs, seed=3, backend="numba", **options)
+        assert len(children) == 1 and children[0].poll() is not None  # started, and ended or stopped
         module = next(iter(numba_kernel._LOADED.values()))
         assert module.__file__.startswith(str(tmp_path))
         finish = module._compiled["finish_chunk"]

@@ -9,10 +9,11 @@ training kernel; this process then loads it from the cache.
 The child imports this same fastxor (its directory first on PYTHONPATH),
 loads the kernel module from its file in the cache, and inherits the
 environment, Numba's CPU settings included. Where its entry does not fit
-after all, or the child fails or takes too long, this process compiles as
-before: the child can cost time, never a result. Off when the cache cannot
-be written, on one core, and with ``FASTXOR_COMPILE_ASIDE=0`` (the test
-suite, whose workers already use every core).
+after all, or the child fails or takes longer than ``WAIT_S``, this process
+compiles as before: the child can cost time, never a result. Off when the
+cache cannot be written, on one core, without an interpreter to start, and
+with ``FASTXOR_COMPILE_ASIDE=0`` (the test suite, whose workers already use
+every core).
 """
 import os
 import subprocess
@@ -40,7 +41,7 @@ def start(module, name):
     ``module`` (loaded from the cache) into the cache, or None where it
     would not help or cannot start."""
     if (os.environ.get("FASTXOR_COMPILE_ASIDE", "1") == "0" or not module.CACHE or jit_cache.cache_dir() is None
-            or usable_cores() < 2):
+            or usable_cores() < 2 or not sys.executable):  # embedded Python: no interpreter to start
         return None
     package_parent = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, FASTXOR_CACHE_DIR=str(jit_cache.cache_dir()),
@@ -52,12 +53,17 @@ def start(module, name):
         return None
 
 
-def wait(child, timeout=600):
+#: Seconds to wait for a child. A final pass compiles in 0.5-2 s: a child still
+#: busy after this is stuck (a ``sys.executable`` that is no plain Python, a hung filesystem).
+WAIT_S = 60
+
+
+def wait(child):
     """Wait for a child of ``start`` (None: nothing to wait for); one that
-    takes too long is stopped, and this process compiles instead."""
+    takes longer than ``WAIT_S`` is stopped, and this process compiles instead."""
     if child is not None:
         try:
-            child.wait(timeout)
+            child.wait(WAIT_S)
         except subprocess.TimeoutExpired:
             stop(child)
 
