@@ -108,13 +108,24 @@ def forget(module):
     _LOADED.pop(getattr(module, "FASTXOR_KEY", None), None)
 
 
+def load_file(path):
+    """The module ``load_module`` wrote to ``path``, loaded by its file (how
+    another process finds a kernel this one generated)."""
+    path = Path(path)
+    return load_module(path.stem.rsplit("_", 1)[0], path.read_text())  # the file is <name>_<hash>.py
+
+
+def has_entry(modname, function="*"):
+    """Whether Numba's cache on disk indexes compiled code of ``function``
+    (any: "*") of the module named ``modname`` (it may be for another CPU)."""
+    d = cache_dir()
+    return d is not None and any((d / "__pycache__").glob(f"{modname}.{function}-*.nbi"))
+
+
 def is_new(name, source):
     """True when ``load_module(name, source)`` would have to compile: not
     loaded in this process and no cached compiled entry on disk."""
-    if (name, source) in _LOADED:
-        return False
-    d = cache_dir()
-    return d is None or not any((d / "__pycache__").glob(f"{_module_name(name, source)}.*.nbi"))
+    return (name, source) not in _LOADED and not has_entry(_module_name(name, source))
 
 
 def call_repairing(get_function, forget_function, *args):

@@ -26,11 +26,9 @@ from ..machine import usable_cores
 #: The child: compiles chunk function argv[2] of the kernel module file argv[1] into the cache.
 _CHILD = """
 import sys
-from pathlib import Path
 from fastxor import jit_cache
 from fastxor.backends import numba_kernel
-path = Path(sys.argv[1])
-module = jit_cache.load_module(path.stem.rsplit("_", 1)[0], path.read_text())
+module = jit_cache.load_file(sys.argv[1])
 with numba_kernel.deep_recursion():
     numba_kernel.chunk_function(module, sys.argv[2])
 """
@@ -53,7 +51,7 @@ def start(module, name):
         return None
 
 
-#: Seconds to wait for a child. A final pass compiles in 0.5-2 s: a child still
+#: Seconds to wait for a child. A final pass compiles in 0.5-1.2 s: a child still
 #: busy after this is stuck (a ``sys.executable`` that is no plain Python, a hung filesystem).
 WAIT_S = 60
 

@@ -918,10 +918,7 @@ def _driver(module, n, recipe, record_every):
 def _is_compiled(module, name):
     """Whether chunk function ``name`` is compiled in this process or has a
     cache entry on disk (it may still be for another CPU: then it compiles)."""
-    if name in module.__dict__.get("_compiled", {}):
-        return True
-    d = jit_cache.cache_dir() if module.CACHE else None
-    return d is not None and any((d / "__pycache__").glob(f"{module.__name__}.{name}-*.nbi"))
+    return name in module.__dict__.get("_compiled", {}) or (module.CACHE and jit_cache.has_entry(module.__name__, name))
 
 
 class _Threaded:
