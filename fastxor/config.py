@@ -4,6 +4,8 @@ Why a module of its own: the accuracy/speed trade-offs (fast-math flags, SIMD
 chunk size, allowed ranges) must be the same for every kernel and visible to a
 reader in one file, never sprinkled through the code.
 """
+import os
+
 import numpy as np
 
 #: LLVM fast-math flags for the Numba kernels. Deliberately *without*
@@ -37,6 +39,9 @@ NUMBA_INTERLEAVE_MAX_SAMPLES = 7
 #: unrolled body trains twice as fast as the loop (H = 4: 5.0e7 against 2.7e7 NE/s; H = 6: 3.6e7 against
 #: 1.9e7; H = 8: 2.7e7 against 1.5e7) and compiles in 4-5 s against 2.5-3 s, so 16 samples stay unrolled.
 NUMBA_UNROLL_SAMPLES = 16
+#: Compile the Numba kernels' chunk functions straight to LLVM IR (``backends.numba_direct_ir``), skipping
+#: Numba's front end; False: through ``numba.cfunc`` (the same bits; for comparing the two).
+NUMBA_DIRECT_IR = os.environ.get("FASTXOR_DIRECT_IR", "1") != "0"
 
 #: Supported floating-point types, by name.
 DTYPES = {"float32": np.float32, "float64": np.float64}

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import config, jit_cache
 from ..state import Recipe, param_names
-from . import numba_compile_aside
+from . import numba_compile_aside, numba_direct_ir
 from .numba_fast_typing import memoised_call_types
 
 _HERE = Path(__file__).parent
@@ -804,7 +804,8 @@ def _source_hash():
     """The sources a generated kernel depends on beyond its own text (Numba's
     cache does not see a change in a module the kernel calls)."""
     h = hashlib.sha256()
-    for path in (_HERE / "numba_kernel.py", _HERE / "numba_vmath.py", _HERE.parent / "config.py"):
+    for path in (_HERE / "numba_kernel.py", _HERE / "numba_vmath.py", _HERE / "numba_direct_ir.py",
+                 _HERE.parent / "config.py"):
         h.update(path.read_bytes())
     return h.hexdigest()[:8]
 
@@ -843,9 +844,16 @@ def chunk_function(module, name):
         from numba import cfunc
 
         chunk, finish = chunk_signatures(module.F)
+        signature = finish if name == "finish_chunk" else chunk
+        if config.NUMBA_DIRECT_IR:
+            try:
+                compiled[name] = numba_direct_ir.compile_chunk(module, name, signature)
+                return compiled[name]
+            except numba_direct_ir.Unsupported as e:
+                logging.getLogger("fastxor").debug("%s.%s compiles through Numba: %s", module.__name__, name, e)
         with memoised_call_types():  # compiles, unless cached: typing in half the time
-            compiled[name] = cfunc(finish if name == "finish_chunk" else chunk, cache=module.CACHE,
-                                   fastmath=config.NUMBA_FASTMATH, error_model="numpy")(getattr(module, name))
+            compiled[name] = cfunc(signature, cache=module.CACHE, fastmath=config.NUMBA_FASTMATH,
+                                   error_model="numpy")(getattr(module, name))
     return compiled[name]
 
 

@@ -1,0 +1,608 @@
+"""A chunk function's generated source compiled straight to LLVM IR.
+
+Why: a new variant's chunk function spent about two thirds of its compile
+in Numba's front end (bytecode analysis, typing, its IR passes, lowering:
+2.2 s of 3.5 s at H = 32), work that grows with the unrolled body. The
+kernel language ``numba_kernel`` emits is tiny: scalar arithmetic of one
+float type, selects, comparisons, loads and stores at computed offsets,
+``range`` loops, ``if``, and calls of the vmath functions. This module
+types it and writes the IR Numba's lowering writes for it — the same
+floating-point instructions in the same order, with the same fast-math
+flags and the same calls — and hands it to Numba's own code generator
+(same passes, same target machine, the vmath bitcode linked), so the
+machine code computes the same bits (tests compare both compilers on every
+recipe). Anything outside the language raises ``Unsupported`` and the
+caller compiles with Numba instead.
+
+Integers, indices and control flow are written in the plainest form (no
+wraparound of negative indices: the generated indices never are), as they
+only decide addresses and trip counts. Compiled functions are cached as
+object code under the kernel cache, keyed by the module (whose name hashes
+its source and fastxor's), the function, the CPU and the compiler versions.
+"""
+import ast
+import hashlib
+import os
+import pickle
+import struct
+
+import numpy as np
+
+from .. import jit_cache
+
+
+class Unsupported(Exception):
+    """The source uses something this translator does not write: compile with Numba."""
+
+
+_FLOAT_OPS = {ast.Add: "fadd", ast.Sub: "fsub", ast.Mult: "fmul", ast.Div: "fdiv"}
+_INT_OPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul"}
+_BIT_OPS = {ast.BitAnd: "and", ast.BitOr: "or", ast.BitXor: "xor"}
+_FCMP = {ast.Lt: "olt", ast.Gt: "ogt", ast.LtE: "ole", ast.GtE: "oge", ast.Eq: "oeq", ast.NotEq: "une"}
+_ICMP = {ast.Lt: "slt", ast.Gt: "sgt", ast.LtE: "sle", ast.GtE: "sge", ast.Eq: "eq", ast.NotEq: "ne"}
+_FLOATS = ("float", "double")
+_INTS = ("i32", "i64")
+_WIDTH = {"float": 32, "double": 64, "i1": 1, "i32": 32, "i64": 64}
+
+
+def _float_const(value):
+    """An LLVM float or double constant: the value's double bits in hex (exact for float32 values)."""
+    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", float(value)))[0]
+
+
+class _Array:
+    """A ``carray`` view: its element type, base pointer and shape (values)."""
+
+    def __init__(self, ty, ptr, shape):
+        self.ty, self.ptr, self.shape = ty, ptr, shape
+
+
+class _Writer:
+    """One function's IR: allocas in the entry block, then the body's blocks."""
+
+    def __init__(self, module, ftype, flags):
+        self.module, self.F, self.flags = module, ftype, flags
+        self.allocas, self.lines = [], []
+        self.slots, self.arrays = {}, {}
+        self.n = 0
+        self.open = True
+        self.declares = {}
+        self.libraries = {}
+        names = module.__dict__
+        self.as_int, self.as_float, self.int_t = names.get("as_int"), names.get("as_float"), names.get("I")
+        self.I = "i32" if ftype == "float" else "i64"
+
+    # -- plumbing ---------------------------------------------------------
+    def tmp(self):
+        self.n += 1
+        return f"%t{self.n}"
+
+    def label(self, hint):
+        self.n += 1
+        return f"{hint}{self.n}"
+
+    def emit(self, line):
+        if not self.open:
+            self.start(self.label("dead"))
+        self.lines.append("  " + line)
+
+    def start(self, label):
+        if self.open:
+            self.lines.append(f"  br label %{label}")
+        self.lines.append(f"{label}:")
+        self.open = True
+
+    def branch(self, line):
+        self.emit(line)
+        self.open = False
+
+    def op(self, text, ty):
+        t = self.tmp()
+        self.emit(f"{t} = {text}")
+        return t, ty
+
+    def fl(self):
+        return " ".join(sorted(self.flags))
+
+    def slot(self, name, ty):
+        if name in self.slots:
+            if self.slots[name][1] != ty:
+                raise Unsupported(f"{name} is assigned values of types {self.slots[name][1]} and {ty}")
+            return self.slots[name][0]
+        ptr = f"%v.{name}"
+        self.allocas.append(f"  {ptr} = alloca {ty}")
+        self.slots[name] = (ptr, ty)
+        return ptr
+
+    # -- values -----------------------------------------------------------
+    def cast(self, value, ty):
+        v, src = value
+        if src == ty:
+            return value
+        if src in _FLOATS and ty in _FLOATS:
+            return self.op(f"{'fpext' if _WIDTH[ty] > _WIDTH[src] else 'fptrunc'} {src} {v} to {ty}", ty)
+        if src in _INTS and ty in _INTS:
+            return self.op(f"{'sext' if _WIDTH[ty] > _WIDTH[src] else 'trunc'} {src} {v} to {ty}", ty)
+        if src in _INTS and ty in _FLOATS:
+            return self.op(f"sitofp {src} {v} to {ty}", ty)
+        if src == "i1" and ty in _INTS:
+            return self.op(f"zext i1 {v} to {ty}", ty)
+        raise Unsupported(f"a cast from {src} to {ty}")
+
+    def unify(self, a, b):
+        """Numba's type of a binary operation on values of types ``a`` and ``b``."""
+        if a == b and a != "i32":
+            return a
+        if a in _FLOATS and b in _FLOATS:
+            return "double"
+        if a in _INTS and b in _INTS:
+            return "i64"
+        if {a, b} <= {"double", "i32", "i64"}:
+            return "double"
+        raise Unsupported(f"an operation on {a} and {b}")
+
+    def expr(self, node):
+        method = getattr(self, "x_" + type(node).__name__, None)
+        if method is None:
+            raise Unsupported(f"expression {ast.unparse(node)}")
+        return method(node)
+
+    def x_Constant(self, node):
+        v = node.value
+        if isinstance(v, bool):
+            return ("1" if v else "0"), "i1"
+        if isinstance(v, int):
+            return str(v), "i64"
+        if isinstance(v, float):
+            return _float_const(v), "double"
+        raise Unsupported(f"constant {v!r}")
+
+    def x_Name(self, node):
+        name = node.id
+        if name in self.slots:
+            ptr, ty = self.slots[name]
+            return self.op(f"load {ty}, ptr {ptr}", ty)
+        value = self.module.__dict__.get(name)
+        if isinstance(value, (np.float32, np.float64)):
+            ty = "float" if isinstance(value, np.float32) else "double"
+            return _float_const(value), ty
+        raise Unsupported(f"name {name}")
+
+    def x_BinOp(self, node):
+        left, right = self.expr(node.left), self.expr(node.right)
+        kind = type(node.op)
+        if kind in _BIT_OPS:
+            ty = "i1" if left[1] == right[1] == "i1" else self.unify(left[1], right[1])
+            if ty not in ("i1", "i64"):
+                raise Unsupported("a bitwise operation on floats")
+            a, b = self.cast(left, ty), self.cast(right, ty)
+            return self.op(f"{_BIT_OPS[kind]} {ty} {a[0]}, {b[0]}", ty)
+        if kind is ast.Div and left[1] in _INTS and right[1] in _INTS:
+            ty = "double"
+        elif kind is ast.Pow:
+            ty = "double"
+        else:
+            ty = self.unify(left[1], right[1])
+        a, b = self.cast(left, ty), self.cast(right, ty)
+        if ty in _FLOATS:
+            if kind is ast.Pow:
+                self.declares["llvm.pow.f64"] = "declare double @llvm.pow.f64(double, double)"
+                return self.op(f"call {self.fl()} double @llvm.pow.f64(double {a[0]}, double {b[0]})", ty)
+            if kind not in _FLOAT_OPS:
+                raise Unsupported(f"float operator {ast.unparse(node)}")
+            return self.op(f"{_FLOAT_OPS[kind]} {self.fl()} {ty} {a[0]}, {b[0]}", ty)
+        if kind in _INT_OPS:
+            return self.op(f"{_INT_OPS[kind]} i64 {a[0]}, {b[0]}", ty)
+        if kind in (ast.FloorDiv, ast.Mod):
+            return self.floor_div_mod(a[0], b[0], kind is ast.Mod)
+        raise Unsupported(f"integer operator {ast.unparse(node)}")
+
+    def floor_div_mod(self, a, b, mod):
+        """Python's ``a // b`` or ``a % b`` (rounding toward minus infinity; the divisor is never 0 here)."""
+        q, _ = self.op(f"sdiv i64 {a}, {b}", "i64")
+        r, _ = self.op(f"srem i64 {a}, {b}", "i64")
+        nz, _ = self.op(f"icmp ne i64 {r}, 0", "i1")
+        sx, _ = self.op(f"xor i64 {r}, {b}", "i64")
+        neg, _ = self.op(f"icmp slt i64 {sx}, 0", "i1")
+        fix, _ = self.op(f"and i1 {nz}, {neg}", "i1")
+        if mod:
+            rb, _ = self.op(f"add i64 {r}, {b}", "i64")
+            return self.op(f"select i1 {fix}, i64 {rb}, i64 {r}", "i64")
+        q1, _ = self.op(f"sub i64 {q}, 1", "i64")
+        return self.op(f"select i1 {fix}, i64 {q1}, i64 {q}", "i64")
+
+    def x_UnaryOp(self, node):
+        v = self.expr(node.operand)
+        if isinstance(node.op, ast.USub):
+            if v[1] in _FLOATS:  # Numba's negation: -0.0 - x
+                return self.op(f"fsub {self.fl()} {v[1]} 0x8000000000000000, {v[0]}", v[1])
+            v = self.cast(v, "i64")
+            return self.op(f"sub i64 0, {v[0]}", "i64")
+        if isinstance(node.op, ast.Invert) and v[1] == "i1":  # Numba: ~ of a boolean is not
+            return self.op(f"xor i1 {v[0]}, 1", "i1")
+        raise Unsupported(f"unary {ast.unparse(node)}")
+
+    def x_Compare(self, node):
+        if len(node.ops) != 1:
+            raise Unsupported("a chained comparison")
+        left, right = self.expr(node.left), self.expr(node.comparators[0])
+        ty = self.unify(left[1], right[1])
+        a, b = self.cast(left, ty), self.cast(right, ty)
+        kind = type(node.ops[0])
+        if ty in _FLOATS:
+            return self.op(f"fcmp {self.fl()} {_FCMP[kind]} {ty} {a[0]}, {b[0]}", "i1")
+        return self.op(f"icmp {_ICMP[kind]} i64 {a[0]}, {b[0]}", "i1")
+
+    def truth(self, value):
+        if value[1] == "i1":
+            return value[0]
+        if value[1] in _INTS:
+            return self.op(f"icmp ne {value[1]} {value[0]}, 0", "i1")[0]
+        raise Unsupported("the truth of a float")
+
+    def x_BoolOp(self, node):
+        """``and``/``or`` with Python's short circuit (a later operand may divide by a zero the first excludes)."""
+        result = f"%b{self.n + 1}"
+        self.n += 1
+        self.allocas.append(f"  {result} = alloca i1")
+        done = self.label("bool.done")
+        for i, operand in enumerate(node.values):
+            v = self.truth(self.expr(operand))
+            self.emit(f"store i1 {v}, ptr {result}")
+            if i < len(node.values) - 1:
+                nxt = self.label("bool.next")
+                if isinstance(node.op, ast.And):
+                    self.branch(f"br i1 {v}, label %{nxt}, label %{done}")
+                else:
+                    self.branch(f"br i1 {v}, label %{done}, label %{nxt}")
+                self.start(nxt)
+        self.start(done)
+        return self.op(f"load i1, ptr {result}", "i1")
+
+    def x_IfExp(self, node):
+        """``x if c else y`` as Numba lowers it: branches, the value through a slot."""
+        c = self.truth(self.expr(node.test))
+        yes_l, no_l, done = self.label("if.yes"), self.label("if.no"), self.label("if.done")
+        self.branch(f"br i1 {c}, label %{yes_l}, label %{no_l}")
+        self.start(yes_l)
+        yes = self.expr(node.body)
+        result = f"%c{self.n + 1}"
+        self.n += 1
+        self.allocas.append(f"  {result} = alloca {yes[1]}")
+        self.emit(f"store {yes[1]} {yes[0]}, ptr {result}")
+        self.branch(f"br label %{done}")
+        self.start(no_l)
+        no = self.expr(node.orelse)
+        if no[1] != yes[1]:
+            if self.unify(yes[1], no[1]) != yes[1]:
+                raise Unsupported(f"a conditional expression of types {yes[1]} and {no[1]}")
+            no = self.cast(no, yes[1])
+        self.emit(f"store {yes[1]} {no[0]}, ptr {result}")
+        self.start(done)
+        return self.op(f"load {yes[1]}, ptr {result}", yes[1])
+
+    def x_Subscript(self, node):
+        ptr, ty = self.element(node)
+        return self.op(f"load {ty}, ptr {ptr}", ty)
+
+    def element(self, node):
+        """The address and element type of ``array[index]``."""
+        if not isinstance(node.value, ast.Name) or node.value.id not in self.arrays:
+            raise Unsupported(f"subscript {ast.unparse(node)}")
+        arr = self.arrays[node.value.id]
+        idx = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if len(idx) != len(arr.shape) or any(isinstance(i, ast.Slice) for i in idx):
+            raise Unsupported(f"subscript {ast.unparse(node)}")
+        flat = self.cast(self.expr(idx[0]), "i64")[0]
+        for dim, i in zip(arr.shape[1:], idx[1:]):  # row-major
+            scaled = self.op(f"mul i64 {flat}, {dim}", "i64")[0]
+            flat = self.op(f"add i64 {scaled}, {self.cast(self.expr(i), 'i64')[0]}", "i64")[0]
+        return self.op(f"getelementptr {arr.ty}, ptr {arr.ptr}, i64 {flat}", "ptr")[0], arr.ty
+
+    def x_Call(self, node):
+        if not isinstance(node.func, ast.Name) or node.keywords:
+            raise Unsupported(f"call {ast.unparse(node)}")
+        name = node.func.id
+        fn = self.module.__dict__.get(name)
+        args = [self.expr(a) for a in node.args]
+        if name == "float" and len(args) == 1:
+            return self.cast(args[0], "double")
+        if name == "min" and len(args) == 2 and all(a[1] in _INTS for a in args):
+            a, b = (self.cast(v, "i64")[0] for v in args)
+            lt = self.op(f"icmp slt i64 {a}, {b}", "i1")[0]
+            return self.op(f"select i1 {lt}, i64 {a}, i64 {b}", "i64")
+        if fn is None or len(args) == 0:
+            raise Unsupported(f"call {ast.unparse(node)}")
+        if fn is self.module.__dict__.get("F"):
+            return self.cast(args[0], self.F)
+        if fn is self.int_t:
+            return self.cast(args[0], self.I)
+        if fn is self.as_int and args[0][1] == self.F:
+            return self.op(f"bitcast {self.F} {args[0][0]} to {self.I}", self.I)
+        if fn is self.as_float and args[0][1] == self.I:
+            return self.op(f"bitcast {self.I} {args[0][0]} to {self.F}", self.F)
+        if name == "sel" and len(args) == 3:
+            c = self.truth(args[0])
+            ty = args[1][1] if args[1][1] == args[2][1] else self.unify(args[1][1], args[2][1])
+            x, y = self.cast(args[1], ty), self.cast(args[2], ty)
+            return self.op(f"select i1 {c}, {ty} {x[0]}, {ty} {y[0]}", ty)
+        if fn is np.sqrt and len(args) == 1 and args[0][1] in _FLOATS:
+            ty = args[0][1]
+            lib = "sqrtf" if ty == "float" else "sqrt"
+            self.declares[lib] = f"declare {ty} @{lib}({ty}) nounwind readonly"
+            return self.op(f"call {self.fl()} {ty} @{lib}({ty} {args[0][0]})", ty)
+        if hasattr(fn, "overloads") and len(args) == 1 and args[0][1] in _FLOATS:
+            return self.call_jitted(fn, args[0])
+        raise Unsupported(f"call {ast.unparse(node)}")
+
+    def call_jitted(self, dispatcher, arg):
+        """A Numba function of one float, called by Numba's calling convention
+        (status, return slot, exception slot); its library is linked in."""
+        from numba.core import types
+
+        nbty = types.float32 if arg[1] == "float" else types.float64
+        dispatcher.compile((nbty,))  # from its cache when it has one
+        cres = dispatcher.overloads[(nbty,)]
+        if cres.signature.return_type != nbty:
+            raise Unsupported(f"{dispatcher.__name__} returns {cres.signature.return_type}")
+        name = cres.fndesc.mangled_name
+        self.libraries[name] = cres.library
+        self.declares[name] = f'declare i32 @"{name}"(ptr, ptr, {arg[1]})'
+        ret, exc = f"%r{self.n + 1}", f"%e{self.n + 1}"
+        self.n += 1
+        self.allocas += [f"  {ret} = alloca {arg[1]}", f"  {exc} = alloca ptr"]
+        self.emit(f'call i32 @"{name}"(ptr {ret}, ptr {exc}, {arg[1]} {arg[0]})')
+        return self.op(f"load {arg[1]}, ptr {ret}", arg[1])
+
+    # -- statements -------------------------------------------------------
+    def stmts(self, body):
+        for node in body:
+            method = getattr(self, "s_" + type(node).__name__, None)
+            if method is None:
+                raise Unsupported(f"statement {ast.unparse(node)[:80]}")
+            method(node)
+
+    def s_Expr(self, node):
+        if not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):  # a docstring
+            raise Unsupported(f"statement {ast.unparse(node)[:80]}")
+
+    def s_Pass(self, node):
+        pass
+
+    def s_Assign(self, node):
+        if len(node.targets) != 1:
+            raise Unsupported("a chained assignment")
+        target = node.targets[0]
+        if isinstance(target, ast.Tuple):
+            if not isinstance(node.value, ast.Tuple) or len(node.value.elts) != len(target.elts):
+                raise Unsupported("an unpacking assignment")
+            values = [self.expr(v) for v in node.value.elts]  # all evaluated first, as Python does
+            for t, v in zip(target.elts, values):
+                self.store(t, v)
+            return
+        value = node.value
+        if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "carray":
+            return self.bind_carray(target, value)
+        if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Slice):
+            return self.fill(target, self.expr(value))
+        self.store(target, self.expr(value))
+
+    def s_AugAssign(self, node):
+        load = ast.copy_location(ast.BinOp(left=_as_load(node.target), op=node.op, right=node.value), node)
+        self.store(node.target, self.expr(load))
+
+    def store(self, target, value):
+        if isinstance(target, ast.Name):
+            if target.id in self.arrays:
+                raise Unsupported(f"rebinding the array {target.id}")
+            ptr = self.slot(target.id, value[1])
+            self.emit(f"store {value[1]} {value[0]}, ptr {ptr}")
+        elif isinstance(target, ast.Subscript):
+            ptr, ty = self.element(target)
+            if (value[1] in _FLOATS and ty in _FLOATS) or (value[1] in _INTS and ty in _INTS):
+                value = self.cast(value, ty)  # Numba's setitem casts within a kind
+            if value[1] != ty:
+                raise Unsupported(f"storing {value[1]} into a {ty} array")
+            self.emit(f"store {ty} {value[0]}, ptr {ptr}")
+        else:
+            raise Unsupported(f"assignment to {ast.unparse(target)}")
+
+    def bind_carray(self, target, call):
+        if not isinstance(target, ast.Name) or len(call.args) != 2 or not isinstance(call.args[1], ast.Tuple):
+            raise Unsupported(f"carray {ast.unparse(call)}")
+        pointer = call.args[0]
+        if not isinstance(pointer, ast.Name) or pointer.id not in self.pointers:
+            raise Unsupported(f"carray of {ast.unparse(pointer)}")
+        shape = [self.cast(self.expr(d), "i64")[0] for d in call.args[1].elts]
+        self.arrays[target.id] = _Array(self.pointers[pointer.id], f"%arg.{pointer.id}", shape)
+
+    def fill(self, target, value):
+        """``array[lo:hi] = scalar``: a loop of stores."""
+        s = target.slice
+        if s.step is not None or s.lower is None or s.upper is None:
+            raise Unsupported(f"slice {ast.unparse(target)}")
+        name = f"_fill{self.n}"
+        loop = ast.For(target=ast.Name(id=name, ctx=ast.Store()),
+                       iter=ast.Call(func=ast.Name(id="range", ctx=ast.Load()), args=[s.lower, s.upper], keywords=[]),
+                       body=[], orelse=[])
+        elem = ast.Subscript(value=target.value, slice=ast.Name(id=name, ctx=ast.Load()), ctx=ast.Store())
+        self.loop(loop, lambda: self.store(elem, value))
+
+    def s_For(self, node):
+        self.loop(node, lambda: self.stmts(node.body))
+
+    def loop(self, node, body):
+        """``for v in range([start,] stop)``: Numba's loop shape (a test in the header, the index in a slot)."""
+        it = node.iter
+        if (node.orelse or not isinstance(node.target, ast.Name) or not isinstance(it, ast.Call)
+                or getattr(it.func, "id", None) != "range" or not 1 <= len(it.args) <= 2):
+            raise Unsupported(f"loop {ast.unparse(node.iter)}")
+        bounds = [self.cast(self.expr(a), "i64")[0] for a in it.args]
+        start, stop = (["0"] + bounds)[-2:]
+        counter = f"%i{self.n + 1}"
+        self.n += 1
+        self.allocas.append(f"  {counter} = alloca i64")
+        self.emit(f"store i64 {start}, ptr {counter}")
+        head, body_l, end = self.label("for.head"), self.label("for.body"), self.label("for.end")
+        self.start(head)
+        i = self.op(f"load i64, ptr {counter}", "i64")[0]
+        more = self.op(f"icmp slt i64 {i}, {stop}", "i1")[0]
+        self.branch(f"br i1 {more}, label %{body_l}, label %{end}")
+        self.start(body_l)
+        self.emit(f"store i64 {i}, ptr {self.slot(node.target.id, 'i64')}")
+        body()
+        nxt = self.op(f"add i64 {i}, 1", "i64")[0]
+        self.emit(f"store i64 {nxt}, ptr {counter}")
+        self.branch(f"br label %{head}")
+        self.start(end)
+
+    def s_If(self, node):
+        c = self.truth(self.expr(node.test))
+        yes, no, done = self.label("then"), self.label("else"), self.label("endif")
+        self.branch(f"br i1 {c}, label %{yes}, label %{no}")
+        self.start(yes)
+        self.stmts(node.body)
+        if self.open:
+            self.branch(f"br label %{done}")
+        self.start(no)
+        self.stmts(node.orelse)
+        self.start(done)
+
+
+def _as_load(target):
+    node = ast.parse(ast.unparse(target), mode="eval").body
+    return node
+
+
+def translate(module, fname, signature, flags):
+    """The LLVM IR module text of ``module.<fname>`` compiled for the Numba
+    ``signature`` (void, pointers and int64 only), its C symbol, and the
+    Numba libraries it calls into."""
+    import inspect
+
+    from numba.core import types
+
+    tree = ast.parse(inspect.getsource(getattr(module, fname)))
+    fn = tree.body[0]
+    if not isinstance(fn, ast.FunctionDef) or fn.decorator_list or signature.return_type != types.void:
+        raise Unsupported(f"{fname} is no plain function returning nothing")
+    F = {np.float32: "float", np.float64: "double"}[module.F]
+    w = _Writer(module, F, flags)
+    w.pointers, params = {}, []
+    llty = {types.float32: "float", types.float64: "double", types.int64: "i64"}
+    for arg, ty in zip(fn.args.args, signature.args):
+        if isinstance(ty, types.CPointer):
+            w.pointers[arg.arg] = llty[ty.dtype]
+            params.append(f"ptr %arg.{arg.arg}")
+        elif ty == types.int64:
+            params.append(f"i64 %arg.{arg.arg}")
+            w.emit(f"store i64 %arg.{arg.arg}, ptr {w.slot(arg.arg, 'i64')}")
+        else:
+            raise Unsupported(f"argument type {ty}")
+    w.stmts(fn.body)
+    if w.open:
+        w.emit("ret void")
+    symbol = f"fastxor_direct.{module.__name__}.{fname}"
+    text = "\n".join([
+        f'define void @"{symbol}"({", ".join(params)}) {{',
+        "entry:",
+        *w.allocas,
+        "  br label %body",
+        "body:",
+        *w.lines,
+        "}",
+        *w.declares.values(),
+    ])
+    return text, symbol, list(w.libraries.values())
+
+
+class CompiledChunk:
+    """A compiled chunk function, passed to the driver as Numba passes a
+    ``cfunc``: a first-class function of the same signature (so the driver's
+    cached compile is the same one)."""
+
+    def __init__(self, library, symbol, signature):
+        self._library, self._signature = library, signature
+        self.address = library.get_pointer_to_function(symbol)
+        if not self.address:
+            raise RuntimeError(f"no code for {symbol}")
+
+    def __wrapper_address__(self):
+        return self.address
+
+    def signature(self):
+        return self._signature
+
+
+def _register():
+    """Make ``CompiledChunk`` a Numba first-class function (its typeof and unboxing go by the protocol)."""
+    from numba.core.types.function_type import WrapperAddressProtocol
+
+    WrapperAddressProtocol.register(CompiledChunk)
+
+
+def _cache_path(module, fname, codegen):
+    import llvmlite
+    import numba
+
+    key = "|".join((codegen._get_host_cpu_name(), codegen._get_host_cpu_features(), numba.__version__,
+                    llvmlite.__version__, str(sorted(_flags_of(module)))))
+    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
+    d = jit_cache.cache_dir()
+    return None if d is None or not module.CACHE else d / f"{module.__name__}.{fname}.{tag}.fxo"
+
+
+def _flags_of(module):
+    from .. import config
+
+    return config.NUMBA_FASTMATH
+
+
+def is_cached(module, fname):
+    """Whether this function's compiled code is in the cache for this machine."""
+    from numba.core.registry import cpu_target
+
+    path = _cache_path(module, fname, cpu_target.target_context.codegen())
+    return path is not None and path.exists()
+
+
+def compile_chunk(module, fname, signature):
+    """``module.<fname>`` compiled through LLVM IR (or loaded from the cache);
+    raises ``Unsupported`` for source outside the kernel language."""
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    import llvmlite.binding as ll
+
+    _register()
+    with global_compiler_lock:
+        codegen = cpu_target.target_context.codegen()
+        path = _cache_path(module, fname, codegen)
+        if path is not None and path.exists():
+            try:
+                state = pickle.loads(path.read_bytes())
+                library = codegen.unserialize_library(state["library"])
+                return CompiledChunk(library, state["symbol"], signature)
+            except Exception:  # a broken entry (a killed writer): compiled again below
+                path.unlink(missing_ok=True)
+        text, symbol, libraries = translate(module, fname, signature, _flags_of(module))
+        library = codegen.create_library(f"{module.__name__}.{fname}")
+        if path is not None:
+            library.enable_object_caching()
+        ir_module = ll.parse_assembly("\n".join([
+            f'target triple = "{codegen._llvm_module.triple}"',
+            f'target datalayout = "{codegen._data_layout}"', text]))
+        ir_module.verify()
+        library.add_llvm_module(ir_module)
+        for lib in libraries:
+            library.add_linking_library(lib)
+        library.finalize()
+        compiled = CompiledChunk(library, symbol, signature)
+        if path is not None:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            try:
+                tmp.write_bytes(pickle.dumps({"library": library.serialize_using_object_code(), "symbol": symbol}))
+                os.replace(tmp, path)
+            except OSError:  # an unwritable cache: this process keeps its compiled code
+                tmp.unlink(missing_ok=True)
+        return compiled
