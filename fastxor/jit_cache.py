@@ -78,14 +78,11 @@ def load_module(name, source):
     path = None
     if d is not None:
         path = d / f"{modname}.py"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            if not path.exists() or path.read_text() != source:
-                tmp.write_text(source)
-                os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            _in_memory(f"the kernel cache {d} cannot be written ({e.strerror or e})")
+            fresh = path.read_bytes() != source.encode()
+        except OSError:  # not there yet
+            fresh = True
+        if fresh and not write_file(path, source.encode()):
             path = None
     if path is not None:
         spec = importlib.util.spec_from_file_location(modname, path)
@@ -103,6 +100,29 @@ def load_module(name, source):
     return module
 
 
+def write_file(path, data):
+    """Write ``data`` (bytes) to ``path`` in the cache atomically (concurrent
+    processes never see half a file). False, and compiling in memory from
+    now on (warned once), when it cannot be written."""
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return True
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        _in_memory(f"the kernel cache {path.parent} cannot be written ({e.strerror or e})")
+        return False
+
+
+def discarded(files):
+    """Say once per process that broken cache ``files`` were deleted and are compiled again."""
+    if files and not _STATE.get("repair_warned"):  # once per process, however many modules were broken
+        _STATE["repair_warned"] = True
+        warnings.warn(f"fastxor: discarded broken kernel-cache files ({files[0].parent}); recompiling",
+                      RuntimeWarning, stacklevel=3)
+
+
 def forget(module):
     """Drop a loaded module, so the next ``load_module`` imports it afresh."""
     _LOADED.pop(getattr(module, "FASTXOR_KEY", None), None)
@@ -115,11 +135,21 @@ def load_file(path):
     return load_module(path.stem.rsplit("_", 1)[0], path.read_text())  # the file is <name>_<hash>.py
 
 
-def has_entry(modname, function="*"):
-    """Whether Numba's cache on disk indexes compiled code of ``function``
-    (any: "*") of the module named ``modname`` (it may be for another CPU)."""
+def compiled_file(modname, function, machine):
+    """The cache file of ``function`` of the module named ``modname`` compiled
+    by fastxor itself (``backends.numba_direct_ir``) for ``machine`` (a hash
+    of the CPU and compiler versions); None when the cache cannot be written."""
     d = cache_dir()
-    return d is not None and any((d / "__pycache__").glob(f"{modname}.{function}-*.nbi"))
+    return None if d is None else d / f"{modname}.{function}.{machine}.fxo"
+
+
+def has_entry(modname, function="*"):
+    """Whether the cache on disk holds compiled code of ``function`` (any:
+    "*") of the module named ``modname`` (it may be for another CPU): in
+    Numba's index or compiled by fastxor itself."""
+    d = cache_dir()
+    return d is not None and (any((d / "__pycache__").glob(f"{modname}.{function}-*.nbi"))
+                              or any(d.glob(f"{modname}.{function}.*.fxo")))
 
 
 def is_new(name, source):
@@ -150,10 +180,7 @@ def call_repairing(get_function, forget_function, *args):
             removed = _discard(_entry_of(e) or getattr(fn, "_cache", None))
             if not removed:
                 raise
-            if not _STATE.get("repair_warned"):  # once per process, however many modules were broken
-                _STATE["repair_warned"] = True
-                warnings.warn(f"fastxor: discarded broken kernel-cache files ({removed[0].parent}); recompiling",
-                              RuntimeWarning, stacklevel=2)
+            discarded(removed)
         forget_function()
     return get_function()(*args)
 

@@ -1,7 +1,6 @@
 """The fused Numba kernel against the NumPy reference, on fresh random configurations."""
 import os
 import re
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -194,7 +193,6 @@ def test_training_loop_compiles_to_simd(hidden, dtype, options, function):
     used (no second compilation): the sigmoid's divide runs on vectors, for three widths, both dtypes and two recipes."""
     import re
     import shutil
-    import subprocess
 
     from fastxor import jit_cache
 
@@ -211,13 +209,8 @@ def test_training_loop_compiles_to_simd(hidden, dtype, options, function):
     assert modules
     lanes = []
     for module in modules:
-        for nbc in (jit_cache.cache_dir() / "__pycache__").glob(f"{module.__name__}.train_*-*.nbc"):
-            blob = nbc.read_bytes()
-            assert b"\x7fELF" in blob, f"no object code in {nbc.name}"
-            obj = Path(nbc.parent / (nbc.name + ".o.tmp"))
-            obj.write_bytes(blob[blob.index(b"\x7fELF"):])
-            asm = subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
-            obj.unlink()
+        for blob in _object_codes(module.__name__, "train_*"):
+            asm = _disassembly([blob])
             suffix = "ps" if dtype == "float32" else "pd"
             width = {"xmm": 16, "ymm": 32, "zmm": 64}
             lanes += [width[r] // np.dtype(dtype).itemsize
@@ -278,28 +271,40 @@ def test_variants_share_one_driver_that_never_links_them(rng):
     chunks = {m.__name__: m for k, m in numba_kernel._LOADED.items() if k[0] == hidden and k[1] == "float32"}
     compiled = [m for m in chunks.values() if "train_chunk" in m.__dict__.get("_compiled", {})]
     assert len(compiled) >= 2
-    pycache = jit_cache.cache_dir() / "__pycache__"
     arithmetic = re.compile(r"\b(v?(mul|div|add)[sp]s|vfn?madd\w*)\s", re.M)
-    driver_code = _disassembly(pycache.glob(f"{driver.py_func.__module__}.train-*.nbc"))
+    driver_code = _disassembly(_object_codes(driver.py_func.__module__, "train"))
     assert "call" in driver_code and not arithmetic.search(driver_code)
     for m in compiled:  # the check can fail: a variant's own code has the arithmetic
-        assert arithmetic.search(_disassembly(pycache.glob(f"{m.__name__}.train_chunk-*.nbc")))
+        assert arithmetic.search(_disassembly(_object_codes(m.__name__, "train_chunk")))
 
 
-def _disassembly(entries):
-    """objdump's disassembly of the machine code in Numba cache entries (``.nbc``)."""
-    import subprocess
+def _object_codes(modname, function):
+    """The machine code (ELF objects) cached for ``function`` (a glob) of the
+    module named ``modname``: Numba's entries (``.nbc``) or those
+    ``numba_direct_ir`` compiled (``.fxo``)."""
+    from fastxor import jit_cache
+    from fastxor.backends import numba_direct_ir
 
-    out = ""
-    for nbc in entries:
+    d = jit_cache.cache_dir()
+    blobs = [numba_direct_ir.object_code(f) for f in d.glob(f"{modname}.{function}.*.fxo")]
+    for nbc in (d / "__pycache__").glob(f"{modname}.{function}-*.nbc"):
         blob = nbc.read_bytes()
         assert b"\x7fELF" in blob, f"no object code in {nbc.name}"
-        obj = Path(nbc.parent / (nbc.name + f".{os.getpid()}.o.tmp"))
-        obj.write_bytes(blob[blob.index(b"\x7fELF"):])
-        try:
-            out += subprocess.run(["objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
-        finally:
-            obj.unlink()
+        blobs.append(blob[blob.index(b"\x7fELF"):])
+    return blobs
+
+
+def _disassembly(blobs):
+    """objdump's disassembly of machine code (ELF objects)."""
+    import subprocess
+    import tempfile
+
+    out = ""
+    for blob in blobs:
+        with tempfile.NamedTemporaryFile(suffix=".o") as obj:
+            obj.write(blob)
+            obj.flush()
+            out += subprocess.run(["objdump", "-d", obj.name], capture_output=True, text=True, check=True).stdout
     assert out, "no cache entry"
     return out
 
@@ -441,7 +446,7 @@ def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, t
         module = next(iter(numba_kernel._LOADED.values()))
         assert module.__file__.startswith(str(tmp_path))
         finish = module._compiled["finish_chunk"]
-        assert finish.cache_hits == (1 if child == "compiles" else 0)  # loaded what the other process compiled
+        assert finish.from_cache == (child == "compiles")  # loaded what the other process compiled
     finally:
         jit_cache.reset()
     for a, b in zip(want.params.arrays(), got.params.arrays()):

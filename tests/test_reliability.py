@@ -414,7 +414,7 @@ _CACHED_RUN = "import fastxor; print(fastxor.train(70, epochs=20, hidden=1, seed
 def test_kernels_are_cached_outside_the_package_and_a_warm_run_writes_nothing(tmp_path):
     """Every compiled artefact lands in FASTXOR_CACHE_DIR; a second process
     finds them all (writes no file, compiles nothing); then truncated .nbc and
-    garbage .nbi files: the next run warns once, recompiles, and trains."""
+    .fxo and garbage .nbi files: the next run warns once, recompiles, and trains."""
     import fastxor
 
     package = Path(fastxor.__file__).parent
@@ -423,18 +423,19 @@ def test_kernels_are_cached_outside_the_package_and_a_warm_run_writes_nothing(tm
     first = subprocess.run([sys.executable, "-c", _CACHED_RUN], env=env, capture_output=True, text=True,
                            check=True)
     files = _snapshot(tmp_path)
-    assert {f.suffix for f in files} >= {".py", ".nbi", ".nbc"}
+    assert {f.suffix for f in files} >= {".py", ".nbi", ".nbc", ".fxo"}
     assert _snapshot(package) == before  # nothing written into the package
     warm = subprocess.run([sys.executable, "-c", _CACHED_RUN], env=env, capture_output=True, text=True,
                           check=True)
     assert warm.stdout == first.stdout and warm.stderr == ""
     assert _snapshot(tmp_path) == files
     for f in files:
-        if f.suffix in (".nbc", ".nbi"):
-            f.write_bytes(f.read_bytes()[:50] if f.suffix == ".nbc" else b"garbage")
+        if f.suffix in (".nbc", ".nbi", ".fxo"):
+            f.write_bytes(b"garbage" if f.suffix == ".nbi" else f.read_bytes()[:50])
     again = subprocess.run([sys.executable, "-c", _CACHED_RUN], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout and again.stderr.count("discarded") == 1
+    assert all(f.stat().st_size > 50 for f in tmp_path.glob("*.fxo"))  # written again
 
 
 @pytest.mark.parametrize("how", ["not a directory", "ENOSPC", "EFBIG"])

@@ -22,7 +22,6 @@ its source and fastxor's), the function, the CPU and the compiler versions.
 """
 import ast
 import hashlib
-import os
 import pickle
 import struct
 
@@ -478,12 +477,11 @@ def translate(module, fname, signature, flags):
     """The LLVM IR module text of ``module.<fname>`` compiled for the Numba
     ``signature`` (void, pointers and int64 only), its C symbol, and the
     Numba libraries it calls into."""
-    import inspect
-
     from numba.core import types
 
-    tree = ast.parse(inspect.getsource(getattr(module, fname)))
-    fn = tree.body[0]
+    if "_syntax_tree" not in module.__dict__:  # the module's source, as jit_cache loaded it (also in memory)
+        module._syntax_tree = ast.parse(module.FASTXOR_KEY[1])
+    fn = next((f for f in module._syntax_tree.body if getattr(f, "name", None) == fname), None)
     if not isinstance(fn, ast.FunctionDef) or fn.decorator_list or signature.return_type != types.void:
         raise Unsupported(f"{fname} is no plain function returning nothing")
     F = {np.float32: "float", np.float64: "double"}[module.F]
@@ -519,10 +517,10 @@ def translate(module, fname, signature, flags):
 class CompiledChunk:
     """A compiled chunk function, passed to the driver as Numba passes a
     ``cfunc``: a first-class function of the same signature (so the driver's
-    cached compile is the same one)."""
+    cached compile is the same one). ``from_cache``: loaded, not compiled."""
 
-    def __init__(self, library, symbol, signature):
-        self._library, self._signature = library, signature
+    def __init__(self, library, symbol, signature, from_cache):
+        self.library, self.symbol, self._signature, self.from_cache = library, symbol, signature, from_cache
         self.address = library.get_pointer_to_function(symbol)
         if not self.address:
             raise RuntimeError(f"no code for {symbol}")
@@ -534,75 +532,62 @@ class CompiledChunk:
         return self._signature
 
 
-def _register():
-    """Make ``CompiledChunk`` a Numba first-class function (its typeof and unboxing go by the protocol)."""
-    from numba.core.types.function_type import WrapperAddressProtocol
-
-    WrapperAddressProtocol.register(CompiledChunk)
-
-
-def _cache_path(module, fname, codegen):
+def cache_file(module, fname):
+    """The cache entry of ``module.<fname>`` on this machine (None: compiled
+    in memory): keyed by the CPU Numba compiles for and the compiler versions,
+    as Numba keys its own."""
     import llvmlite
     import numba
-
-    key = "|".join((codegen._get_host_cpu_name(), codegen._get_host_cpu_features(), numba.__version__,
-                    llvmlite.__version__, str(sorted(_flags_of(module)))))
-    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
-    d = jit_cache.cache_dir()
-    return None if d is None or not module.CACHE else d / f"{module.__name__}.{fname}.{tag}.fxo"
-
-
-def _flags_of(module):
-    from .. import config
-
-    return config.NUMBA_FASTMATH
-
-
-def is_cached(module, fname):
-    """Whether this function's compiled code is in the cache for this machine."""
     from numba.core.registry import cpu_target
 
-    path = _cache_path(module, fname, cpu_target.target_context.codegen())
-    return path is not None and path.exists()
+    if not module.CACHE:
+        return None
+    codegen = cpu_target.target_context.codegen()
+    machine = "|".join((codegen._get_host_cpu_name(), codegen._get_host_cpu_features(), numba.__version__,
+                        llvmlite.__version__))
+    return jit_cache.compiled_file(module.__name__, fname, hashlib.sha256(machine.encode()).hexdigest()[:16])
+
+
+def object_code(path):
+    """The machine code (an ELF object) in a cache entry."""
+    return pickle.loads(path.read_bytes())["library"][2][0]
 
 
 def compile_chunk(module, fname, signature):
-    """``module.<fname>`` compiled through LLVM IR (or loaded from the cache);
+    """``module.<fname>`` compiled through LLVM IR, or loaded from the cache;
     raises ``Unsupported`` for source outside the kernel language."""
+    import llvmlite.binding as ll
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
+    from numba.core.types.function_type import WrapperAddressProtocol
+    from numba.experimental import function_type  # noqa: F401 (how Numba types and unboxes the protocol)
 
-    import llvmlite.binding as ll
-
-    _register()
+    WrapperAddressProtocol.register(CompiledChunk)
     with global_compiler_lock:
         codegen = cpu_target.target_context.codegen()
-        path = _cache_path(module, fname, codegen)
+        path = cache_file(module, fname)
         if path is not None and path.exists():
             try:
                 state = pickle.loads(path.read_bytes())
-                library = codegen.unserialize_library(state["library"])
-                return CompiledChunk(library, state["symbol"], signature)
-            except Exception:  # a broken entry (a killed writer): compiled again below
+                return CompiledChunk(codegen.unserialize_library(state["library"]), state["symbol"], signature, True)
+            except Exception:  # a broken entry (a killed writer, a full disk): compiled again
                 path.unlink(missing_ok=True)
-        text, symbol, libraries = translate(module, fname, signature, _flags_of(module))
+                jit_cache.discarded([path])
+        from .. import config
+
+        text, symbol, libraries = translate(module, fname, signature, config.NUMBA_FASTMATH)
         library = codegen.create_library(f"{module.__name__}.{fname}")
         if path is not None:
             library.enable_object_caching()
-        ir_module = ll.parse_assembly("\n".join([
-            f'target triple = "{codegen._llvm_module.triple}"',
-            f'target datalayout = "{codegen._data_layout}"', text]))
+        ir_module = ll.parse_assembly(
+            f'target triple = "{codegen._llvm_module.triple}"\ntarget datalayout = "{codegen._data_layout}"\n{text}')
         ir_module.verify()
         library.add_llvm_module(ir_module)
         for lib in libraries:
             library.add_linking_library(lib)
         library.finalize()
-        compiled = CompiledChunk(library, symbol, signature)
+        compiled = CompiledChunk(library, symbol, signature, False)
         if path is not None:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            try:
-                tmp.write_bytes(pickle.dumps({"library": library.serialize_using_object_code(), "symbol": symbol}))
-                os.replace(tmp, path)
-            except OSError:  # an unwritable cache: this process keeps its compiled code
-                tmp.unlink(missing_ok=True)
+            jit_cache.write_file(path, pickle.dumps({"library": library.serialize_using_object_code(),
+                                                     "symbol": symbol}))
         return compiled
