@@ -1,0 +1,213 @@
+"""``numba_direct_ir`` against Numba's own compiler: the same bits, on fresh
+random programs of the kernel language and on training runs of random recipes."""
+import ctypes
+import os
+
+import numpy as np
+import pytest
+
+import fastxor
+from fastxor import config, jit_cache
+from fastxor.backends import numba_direct_ir, numba_kernel
+
+_HEADER = """
+import numpy as np
+from numba import carray, njit
+from fastxor import config
+from fastxor.backends.numba_vmath import bitcasts, make_math, select as sel
+
+F = np.{dt}
+_math = make_math(F)
+sig, th, lg, lg1p, ex = _math.sigmoid, _math.tanh, _math.log, _math.log1p, _math.exp_clamped
+sqrt = np.sqrt
+as_int, as_float, I = bitcasts(F)
+{constants}
+
+
+@njit(fastmath=config.NUMBA_FASTMATH, error_model='numpy')
+def relu(z):
+    return z if z > ZERO else ZERO
+
+
+"""
+_IN, _LANES = 6, 64
+
+
+def _random_program(rng, dt):
+    """A chunk-like function: a lane loop whose body is random straight-line
+    code over the inputs (float ``F`` values, some promoted to float64 by a
+    float literal, as Numba types them), every value stored back."""
+    constants = {"ZERO": 0.0, "ONE": 1.0, **{f"C{i}": float(rng.normal(0, 2)) for i in range(4)}}
+    const_src = "\n".join(f"{k} = F({v!r})" for k, v in constants.items())
+    values = [(f"x{j}", "F") for j in range(_IN)]
+    body = [f"        x{j} = a[{j * _LANES} + k]" for j in range(_IN)]
+    names = list(constants)
+    for i in range(40):
+        pick = lambda kind=None: [v for v in values if kind is None or v[1] == kind][  # noqa: E731
+            int(rng.integers(len([v for v in values if kind is None or v[1] == kind])))][0]
+        choice = rng.integers(9)
+        kind = "F"
+        if choice == 0:
+            expr = f"{pick()} {rng.choice(['+', '-', '*', '/'])} {pick()} {rng.choice(['+', '-', '*'])} {pick()}"
+            kind = "double" if any(t == "double" for t in (v[1] for v in values if v[0] in expr.split())) else "F"
+        elif choice == 1:
+            expr = f"{pick('F')} * {rng.choice(names)} + {pick('F')} * {pick('F')}"
+        elif choice == 2:
+            expr, kind = f"{pick('F')} * {rng.normal():.3f} - {pick('F')}", "double"
+        elif choice == 3:
+            expr = f"F({pick()} / {rng.choice(['2.0', '3.0', '0.5'])})"
+        elif choice == 4:
+            expr = f"{rng.choice(['sig', 'th', 'lg', 'lg1p', 'ex', 'relu', 'sqrt'])}({pick('F')})"
+        elif choice == 5:
+            expr = f"sel({pick('F')} {rng.choice(['<', '>', '<=', '>=', '==', '!='])} {pick('F')}, {pick('F')}, -{pick('F')})"
+        elif choice == 6:
+            expr = f"{pick('F')} if (as_int({pick('F')}) < 0) & (~({pick('F')} > ZERO)) else {pick('F')}"
+        elif choice == 7:
+            expr = f"-({pick('F')} - {pick('F')}) * {pick('F')}"
+        else:
+            expr = f"as_float(I(as_int({pick('F')}) + {int(rng.integers(-3, 4))}))"
+        values.append((f"v{i}", kind))
+        body.append(f"        v{i} = {expr}")
+    outputs = values[_IN:]
+    body += [f"        a[{(_IN + q) * _LANES} + k] = {v}" for q, (v, _) in enumerate(outputs)]
+    source = (_HEADER.format(dt=dt, constants=const_src) + "def f(a_p, n):\n"
+              f"    a = carray(a_p, ({(_IN + len(outputs)) * _LANES},))\n"
+              "    for k in range(n):\n" + "\n".join(body) + "\n")
+    return source, len(outputs)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_random_programs_compute_numba_s_bits(dt, rng, tmp_path, monkeypatch):
+    """Random straight-line programs of the kernel language (arithmetic with
+    fused multiply-adds to find, selects, conditionals, comparisons, the
+    vmath functions, float64 promotion, bit casts), compiled by Numba's
+    cfunc and by ``numba_direct_ir``: every output bit equal, on inputs that
+    include zeros of both signs, infinities and NaN."""
+    from numba import cfunc, types
+
+    monkeypatch.setenv("FASTXOR_CACHE_DIR", str(tmp_path))
+    jit_cache.reset()
+    try:
+        for _ in range(3):
+            source, n_out = _random_program(rng, dt)
+            module = jit_cache.load_module(f"fastxor_test_direct_{rng.integers(1 << 30)}", source)
+            F = types.float32 if dt == "float32" else types.float64
+            signature = types.void(types.CPointer(F), types.int64)
+            numba_fn = cfunc(signature, fastmath=config.NUMBA_FASTMATH, error_model="numpy")(module.f)
+            direct = numba_direct_ir.compile_chunk(module, "f", signature)
+            special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e-30, 1.0], dtype=dt)
+            x = rng.normal(0, 3, (_IN, _LANES)).astype(dt)
+            x.flat[rng.choice(x.size, 40, replace=False)] = rng.choice(special, 40)
+            outs = []
+            for address in (numba_fn.address, direct.address):
+                a = np.zeros(((_IN + n_out) * _LANES), dtype=dt)
+                a[:_IN * _LANES] = x.ravel()
+                ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)(address)(a.ctypes.data, _LANES)
+                outs.append(a)
+            assert np.isfinite(outs[0]).sum() > _LANES * n_out // 4  # the program computes numbers, mostly
+            np.testing.assert_array_equal(outs[0].view(f"u{np.dtype(dt).itemsize}"),
+                                          outs[1].view(f"u{np.dtype(dt).itemsize}"), err_msg=source)
+    finally:
+        jit_cache.reset()
+
+
+def _random_recipe(rng):
+    """Training options drawn over every axis the chunk functions vary by."""
+    optimizer = str(rng.choice(["sgd", "momentum", "nesterov", "dampening", "adam", "adamw"]))
+    kw = dict(hidden=int(rng.integers(1, 7)), dtype=str(rng.choice(["float32", "float64"])),
+              loss=str(rng.choice(["mse", "bce", "bce_logits"])),
+              activation=str(rng.choice(["sigmoid", "tanh", "relu"])),
+              function=str(rng.choice(["xor", "xor", "parity3", "parity5"])), seed=int(rng.integers(2**32)))
+    if optimizer in ("adam", "adamw"):
+        kw.update(optimizer=optimizer, lr=float(rng.uniform(0.005, 0.05)))
+    else:
+        kw.update(lr=float(rng.uniform(0.1, 2.0)))
+        if optimizer != "sgd":
+            kw.update(momentum=0.9, nesterov=optimizer == "nesterov", dampening=0.3 if optimizer == "dampening" else 0.0)
+    if rng.random() < 0.4:
+        kw.update(weight_decay=float(rng.uniform(1e-4, 1e-2)))
+    if rng.random() < 0.3:
+        kw.update(target_loss=0.05)
+    if rng.random() < 0.3 and kw["loss"] == "mse":
+        kw.update(output="linear")
+    if rng.random() < 0.3:
+        kw.update(lr_output=kw["lr"] / 2)
+    return kw
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_training_equals_numba_s_compile_bit_for_bit(case, rng, monkeypatch):
+    """A random recipe trained with chunk functions from ``numba_direct_ir``
+    and from Numba's ``cfunc``: parameters, buffers, losses, predictions,
+    the loss history and every event epoch equal bit for bit, for a full
+    chunk and a partial one, recording and quiet."""
+    from fastxor.backends.numba_direct_ir import CompiledChunk
+
+    kw = _random_recipe(rng)
+    n = int(rng.choice([int(rng.integers(1, config.NUMBA_CHUNK)), int(rng.integers(config.NUMBA_CHUNK + 1, 200))]))
+    kw.update(epochs=int(rng.integers(50, 150)), record_every=int(rng.choice([0, 7])))
+    print(n, kw)
+
+    def trained(direct):
+        monkeypatch.setattr(config, "NUMBA_DIRECT_IR", direct)
+        for module in list(numba_kernel._LOADED.values()):
+            module.__dict__.pop("_compiled", None)
+        result = fastxor.train(n, backend="numba", **kw)
+        kinds = {type(f) for m in numba_kernel._LOADED.values() for f in m.__dict__.get("_compiled", {}).values()}
+        assert (CompiledChunk in kinds) == direct  # the compiler asked for compiled it
+        return result
+
+    a, b = trained(True), trained(False)
+    for x, y in zip(a.params.arrays(), b.params.arrays()):
+        np.testing.assert_array_equal(x, y)
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "target_epoch", "loss_history"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_source_outside_the_language_compiles_through_numba(rng, monkeypatch):
+    """A construct the translator does not write (here: ``while``) raises
+    ``Unsupported``; the kernel then compiles through Numba and trains the same."""
+    source = _HEADER.format(dt="float32", constants="ZERO = F(0.0)") + (
+        "def f(a_p, n):\n    a = carray(a_p, (4,))\n    while n > 0:\n        n -= 1\n")
+    from numba import types
+
+    module = jit_cache.load_module(f"fastxor_test_direct_{rng.integers(1 << 30)}", source)
+    with pytest.raises(numba_direct_ir.Unsupported, match="while"):
+        numba_direct_ir.translate(module, "f", types.void(types.CPointer(types.float32), types.int64), {"nsz"})
+
+    kw = dict(hidden=int(rng.integers(1, 4)), epochs=40, seed=int(rng.integers(1000)), backend="numba")
+    want = fastxor.train(70, **kw)
+
+    def unsupported(*args):
+        raise numba_direct_ir.Unsupported("as if")
+
+    monkeypatch.setattr(numba_direct_ir, "translate", unsupported)
+    monkeypatch.setattr(numba_direct_ir, "cache_file", lambda module, fname: None)
+    for module in list(numba_kernel._LOADED.values()):
+        module.__dict__.pop("_compiled", None)
+    got = fastxor.train(70, **kw)
+    assert not any(isinstance(f, numba_direct_ir.CompiledChunk) for m in numba_kernel._LOADED.values()
+                   for f in m.__dict__.get("_compiled", {}).values())
+    np.testing.assert_array_equal(want.loss, got.loss)
+    for x, y in zip(want.params.arrays(), got.params.arrays()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_second_process_loads_the_compiled_function(tmp_path):
+    """A function compiled once is loaded from its cache entry by the next
+    process (nothing compiles, nothing is written) and gives the same results."""
+    import subprocess
+    import sys
+
+    code = ("import fastxor; from fastxor.backends import numba_kernel as k; "
+            "r = fastxor.train(70, epochs=30, hidden=3, optimizer='adam', lr=0.02, seed=5); "
+            "print(r.loss.sum(), sorted((n, f.from_cache) for m in k._LOADED.values() "
+            "for n, f in m._compiled.items()))")
+    env = dict(os.environ, FASTXOR_CACHE_DIR=str(tmp_path))
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    entries = {f: f.stat().st_mtime_ns for f in tmp_path.glob("*.fxo")}
+    assert len(entries) == 2  # train_chunk, finish_chunk
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.split()[0] == second.stdout.split()[0]
+    assert "False" in first.stdout and "False" not in second.stdout, (first.stdout, second.stdout)
+    assert {f: f.stat().st_mtime_ns for f in tmp_path.glob("*.fxo")} == entries
