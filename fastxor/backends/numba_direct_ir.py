@@ -24,6 +24,7 @@ import ast
 import hashlib
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class Unsupported(Exception):
 
 
 _FLOAT_OPS = {ast.Add: "fadd", ast.Sub: "fsub", ast.Mult: "fmul", ast.Div: "fdiv"}
-_INT_OPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul"}
+_INT_OPS = {ast.Add: "add nsw", ast.Sub: "sub nsw", ast.Mult: "mul nsw"}  # Numba's signed arithmetic: no wrap
 _BIT_OPS = {ast.BitAnd: "and", ast.BitOr: "or", ast.BitXor: "xor"}
 _FCMP = {ast.Lt: "olt", ast.Gt: "ogt", ast.LtE: "ole", ast.GtE: "oge", ast.Eq: "oeq", ast.NotEq: "une"}
 _ICMP = {ast.Lt: "slt", ast.Gt: "sgt", ast.LtE: "sle", ast.GtE: "sge", ast.Eq: "eq", ast.NotEq: "ne"}
@@ -580,10 +581,14 @@ class CompiledChunk:
         return self._signature
 
 
+#: This translator's version: an edit never reuses code it compiled before.
+_TRANSLATOR = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
+
+
 def cache_file(module, fname):
     """The cache entry of ``module.<fname>`` on this machine (None: compiled
     in memory): keyed by the CPU Numba compiles for and the compiler versions,
-    as Numba keys its own."""
+    as Numba keys its own, and by this translator's version."""
     import llvmlite
     import numba
     from numba.core.registry import cpu_target
@@ -592,7 +597,7 @@ def cache_file(module, fname):
         return None
     codegen = cpu_target.target_context.codegen()
     machine = "|".join((codegen._get_host_cpu_name(), codegen._get_host_cpu_features(), numba.__version__,
-                        llvmlite.__version__))
+                        llvmlite.__version__, _TRANSLATOR))
     return jit_cache.compiled_file(module.__name__, fname, hashlib.sha256(machine.encode()).hexdigest()[:16])
 
 
