@@ -39,6 +39,13 @@ NUMBA_INTERLEAVE_MAX_SAMPLES = 7
 #: unrolled body trains twice as fast as the loop (H = 4: 5.0e7 against 2.7e7 NE/s; H = 6: 3.6e7 against
 #: 1.9e7; H = 8: 2.7e7 against 1.5e7) and compiles in 4-5 s against 2.5-3 s, so 16 samples stay unrolled.
 NUMBA_UNROLL_SAMPLES = 16
+#: A new variant's final pass compiles in a second process (backends.numba_compile_aside) only when its training
+#: kernel has at least this many lines of generated source: that process needs about 1.2 s (Python, Numba, the
+#: math functions) before it compiles, and the training kernel compiles in about 1.7 ms per line. Measured
+#: 2026-12-01 (2-core Zen 4, new variants of 1000 networks x 1000 epochs, with against without the second process):
+#: H = 5 Adam (320 lines) 1.9 against 1.8 s, H = 16 (455) 2.1 against 1.9 s, 4-bit parity H = 8 (671) 2.7
+#: against 3.0 s, H = 32 Adam (1621) 4.0 against 4.9 s.
+NUMBA_COMPILE_ASIDE_MIN_LINES = 600
 #: Compile the Numba kernels' chunk functions straight to LLVM IR (``backends.numba_direct_ir``), skipping
 #: Numba's front end; False: through ``numba.cfunc`` (the same bits; for comparing the two).
 NUMBA_DIRECT_IR = os.environ.get("FASTXOR_DIRECT_IR", "1") != "0"

@@ -414,13 +414,14 @@ def _fresh_variant(rng):
                 activation=str(rng.choice(["sigmoid", "tanh"])), loss=str(rng.choice(["mse", "bce"])))
 
 
-@pytest.mark.parametrize("child", ["compiles", "fails", "hangs"])
+@pytest.mark.parametrize("child", ["compiles", "fails", "hangs", "not worth it"])
 def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, tmp_path, monkeypatch):
     """With FASTXOR_COMPILE_ASIDE on (``numba_compile_aside``), a new variant's ``finish_chunk`` is
     compiled by a second process into the cache and loaded from there; where
     that process fails, or is still busy after ``WAIT_S``, it is stopped and
-    this one compiles it. Either way the results equal a run compiled in one
-    process, bit for bit."""
+    this one compiles it; for a training kernel shorter than
+    ``NUMBA_COMPILE_ASIDE_MIN_LINES`` none starts. Either way the results
+    equal a run compiled in one process, bit for bit."""
     from fastxor import jit_cache
 
     options = _fresh_variant(rng)
@@ -430,6 +431,7 @@ def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, t
     monkeypatch.setenv("FASTXOR_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("FASTXOR_COMPILE_ASIDE", "1")
     monkeypatch.setattr(numba_compile_aside, "usable_cores", lambda: 2)
+    monkeypatch.setattr(config, "NUMBA_COMPILE_ASIDE_MIN_LINES", 10**9 if child == "not worth it" else 0)
     if child == "fails":
         monkeypatch.setattr(numba_compile_aside, "_CHILD", "import sys; sys.exit(3)")
     if child == "hangs":
@@ -442,11 +444,14 @@ def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, t
     monkeypatch.setattr(jit_cache, "_LOADED", {})
     try:
         got = fastxor.train(n, epochs=epochs, seed=3, backend="numba", **options)
-        assert len(children) == 1 and children[0].poll() is not None  # started, and ended or stopped
         module = next(iter(numba_kernel._LOADED.values()))
         assert module.__file__.startswith(str(tmp_path))
         finish = module._compiled["finish_chunk"]
-        assert finish.from_cache == (child == "compiles")  # loaded what the other process compiled
+        if child == "not worth it":
+            assert children == [] and not finish.from_cache
+        else:
+            assert len(children) == 1 and children[0].poll() is not None  # started, and ended or stopped
+            assert finish.from_cache == (child == "compiles")  # loaded what the other process compiled
     finally:
         jit_cache.reset()
     for a, b in zip(want.params.arrays(), got.params.arrays()):
@@ -473,6 +478,7 @@ def test_the_second_compile_process_is_stopped_when_this_one_stops(monkeypatch):
     monkeypatch.setattr(numba_compile_aside, "start", sleeper)
     monkeypatch.setattr(numba_kernel, "_is_compiled", lambda module, name: False)
     monkeypatch.setattr(numba_kernel, "chunk_function", interrupted)
+    monkeypatch.setattr(config, "NUMBA_COMPILE_ASIDE_MIN_LINES", 0)
     recipe = make_recipe(2, np.float32)[0]
     with pytest.raises(KeyboardInterrupt):
         numba_kernel._driver(numba_kernel.get_kernel(2, "float32", None, recipe), 10, recipe, 0)

@@ -912,7 +912,8 @@ def _driver(module, n, recipe, record_every):
     if n < config.NUMBA_CHUNK:
         name += "_partial"
     aside = None
-    if not (_is_compiled(module, name) or _is_compiled(module, "finish_chunk")):
+    if not (_is_compiled(module, name) or _is_compiled(module, "finish_chunk")) and \
+            _source_lines(module, name) >= config.NUMBA_COMPILE_ASIDE_MIN_LINES:
         aside = numba_compile_aside.start(module, "finish_chunk")
     try:
         chunk = chunk_function(module, name)
@@ -921,6 +922,14 @@ def _driver(module, n, recipe, record_every):
         raise
     numba_compile_aside.wait(aside)
     return _Threaded(get_driver(module.F), chunk, chunk_function(module, "finish_chunk"), layout(recipe))
+
+
+def _source_lines(module, name):
+    """Lines of chunk function ``name`` in the module's generated source (its compile time grows with them)."""
+    source = module.FASTXOR_KEY[1]
+    start = source.index(f"\ndef {name}(")
+    end = source.find("\ndef ", start + 1)
+    return source.count("\n", start, len(source) if end < 0 else end)
 
 
 def _is_compiled(module, name):
