@@ -8,8 +8,9 @@ The job: 1000 networks x 1000 epochs, float32, XOR (1e6 network-epochs).
   no file);
 - fastxor new variants, with the cache warm for everything else (each
   compiles its kernel): H = 5, Adam, tanh, BCE (the one the README quotes),
-  and the slower kinds: H = 16 and H = 32 (the widest layer allowed), and
-  4-bit parity at H = 6;
+  and the slower kinds, whose unrolled bodies are larger: H = 16 and H = 32
+  (the widest layer allowed), 4-bit parity (16 samples) at H = 6 and 12,
+  Adam at H = 12 and 32;
 - JAX: a fresh process importing JAX, jit-compiling and running the peer of
   ``fastxor bench`` (vmap of the train step in ``lax.fori_loop``) for the
   same job and recipe;
@@ -43,6 +44,9 @@ VARIANTS = {
     "H16 sgd": ["--hidden", "16"],
     "H32 sgd": ["--hidden", "32"],
     "parity4 H6 sgd": ["--hidden", "6", "--function", "parity4"],
+    "H12 adam": ["--hidden", "12", "--optimizer", "adam", "--lr", "0.01"],
+    "parity4 H12 sgd": ["--hidden", "12", "--function", "parity4"],
+    "H32 adam": ["--hidden", "32", "--optimizer", "adam", "--lr", "0.01"],
 }
 VARIANT = VARIANTS["H5 adam tanh bce"]
 JAX_JOB = """
@@ -119,6 +123,7 @@ def measure(repeat, base_python=None):
             record("jax jit, seed's variant (fresh process)", wall(jax_cmd(2, dict(lr=0.1)), base))
             record("jax jit, H5 adam tanh bce (fresh process)", wall(jax_cmd(5, variant_options), base))
             record("jax jit, H32 sgd (fresh process)", wall(jax_cmd(32, dict(lr=0.1)), base))
+            record("jax jit, H32 adam (fresh process)", wall(jax_cmd(32, dict(lr=0.01, optimizer="adam")), base))
     return {name: dict(median_s=statistics.median(v), min_s=min(v), max_s=max(v), runs=v)
             for name, v in rows.items()}
 
