@@ -16,9 +16,11 @@ caller compiles with Numba instead.
 
 Integers, indices and control flow are written in the plainest form (no
 wraparound of negative indices: the generated indices never are), as they
-only decide addresses and trip counts. Compiled functions are cached as
-object code under the kernel cache, keyed by the module (whose name hashes
-its source and fastxor's), the function, the CPU and the compiler versions.
+only decide addresses and trip counts; loops over lanes are marked
+parallel (``_Writer.loop``). Compiled functions are cached as object code
+under the kernel cache, keyed by the module (whose name hashes its source
+and fastxor's), the function, the CPU, the compiler versions and this
+translator's own source.
 """
 import ast
 import hashlib
@@ -517,8 +519,8 @@ def _over_lanes(loop):
 
 
 def _as_load(target):
-    node = ast.parse(ast.unparse(target), mode="eval").body
-    return node
+    """An assignment's ``target`` as the expression that reads it (``a[i] += x`` reads ``a[i]``)."""
+    return ast.parse(ast.unparse(target), mode="eval").body
 
 
 def translate(module, fname, signature, flags):
