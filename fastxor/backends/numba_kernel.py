@@ -17,7 +17,10 @@ that linked it compiled it twice: 40 % of a new variant's wait). The body
 chooses with ``sel`` (one LLVM select) where Python would write ``x if c
 else y``, which makes basic blocks that Numba's SSA pass pays for per
 variable. Together a new Adam variant's first result went from 13.5 s to
-5.9 s (``make bench-startup``), with the same machine code.
+5.9 s (``make bench-startup``), with the same machine code. Since then the
+chunk functions skip Numba's front end: ``numba_direct_ir`` writes their
+LLVM IR from this source (the same bits; ``numba.cfunc`` compiles what it
+does not translate).
 
 Each generated module is loaded through ``jit_cache``: a module file in the
 kernel cache directory, so Numba's on-disk cache works and later runs skip
