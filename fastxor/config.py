@@ -43,8 +43,8 @@ NUMBA_UNROLL_SAMPLES = 16
 #: kernel has at least this many lines of generated source: that process needs about 1.2 s (Python, Numba, the
 #: math functions) before it compiles, and the training kernel compiles in about 1.7 ms per line. Measured
 #: 2026-12-01 (2-core Zen 4, new variants of 1000 networks x 1000 epochs, with against without the second process):
-#: H = 5 Adam (320 lines) 1.9 against 1.8 s, H = 16 (455) 2.1 against 1.9 s, 4-bit parity H = 8 (671) 2.7
-#: against 3.0 s, H = 32 Adam (1621) 4.0 against 4.9 s.
+#: H = 5 Adam (318 lines) 1.9 against 1.8 s, H = 16 (454) 2.1 against 1.9 s, 4-bit parity H = 8 (670) 2.7
+#: against 3.0 s, H = 32 Adam (1620) 4.0 against 4.9 s.
 NUMBA_COMPILE_ASIDE_MIN_LINES = 600
 #: Compile the Numba kernels' chunk functions straight to LLVM IR (``backends.numba_direct_ir``), skipping
 #: Numba's front end; False: through ``numba.cfunc`` (the same bits; for comparing the two).

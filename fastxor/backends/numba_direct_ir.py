@@ -114,15 +114,21 @@ class _Writer:
     def fl(self):
         return " ".join(sorted(self.flags))
 
+    def alloca(self, ty, hint):
+        """A new stack slot of type ``ty`` in the entry block (promoted to registers by LLVM)."""
+        self.n += 1
+        ptr = f"%{hint}{self.n}"
+        self.allocas.append(f"  {ptr} = alloca {ty}")
+        return ptr
+
     def slot(self, name, ty):
+        """The slot of local ``name`` (Numba keeps every local in one)."""
         if name in self.slots:
             if self.slots[name][1] != ty:
                 raise Unsupported(f"{name} is assigned values of types {self.slots[name][1]} and {ty}")
             return self.slots[name][0]
-        ptr = f"%v.{name}"
-        self.allocas.append(f"  {ptr} = alloca {ty}")
-        self.slots[name] = (ptr, ty)
-        return ptr
+        self.slots[name] = (self.alloca(ty, f"v.{name}."), ty)
+        return self.slots[name][0]
 
     # -- values -----------------------------------------------------------
     def cast(self, value, ty):
@@ -252,9 +258,7 @@ class _Writer:
 
     def x_BoolOp(self, node):
         """``and``/``or`` with Python's short circuit (a later operand may divide by a zero the first excludes)."""
-        result = f"%b{self.n + 1}"
-        self.n += 1
-        self.allocas.append(f"  {result} = alloca i1")
+        result = self.alloca("i1", "b")
         done = self.label("bool.done")
         for i, operand in enumerate(node.values):
             v = self.truth(self.expr(operand))
@@ -276,9 +280,7 @@ class _Writer:
         self.branch(f"br i1 {c}, label %{yes_l}, label %{no_l}")
         self.start(yes_l)
         yes = self.expr(node.body)
-        result = f"%c{self.n + 1}"
-        self.n += 1
-        self.allocas.append(f"  {result} = alloca {yes[1]}")
+        result = self.alloca(yes[1], "c")
         self.emit(f"store {yes[1]} {yes[0]}, ptr {result}")
         self.branch(f"br label %{done}")
         self.start(no_l)
@@ -362,9 +364,7 @@ class _Writer:
         name = cres.fndesc.mangled_name
         self.libraries[name] = cres.library
         self.declares[name] = f'declare i32 @"{name}"(ptr, ptr, {arg[1]})'
-        ret, exc = f"%r{self.n + 1}", f"%e{self.n + 1}"
-        self.n += 1
-        self.allocas += [f"  {ret} = alloca {arg[1]}", f"  {exc} = alloca ptr"]
+        ret, exc = self.alloca(arg[1], "r"), self.alloca("ptr", "e")
         self.emit(f'call i32 @"{name}"(ptr {ret}, ptr {exc}, {arg[1]} {arg[0]})')
         return self.op(f"load {arg[1]}, ptr {ret}", arg[1])
 
@@ -459,9 +459,7 @@ class _Writer:
             raise Unsupported(f"loop {ast.unparse(node.iter)}")
         bounds = [self.cast(self.expr(a), "i64")[0] for a in it.args]
         start, stop = (["0"] + bounds)[-2:]
-        counter = f"%i{self.n + 1}"
-        self.n += 1
-        self.allocas.append(f"  {counter} = alloca i64")
+        counter = self.alloca("i64", "i")
         self.emit(f"store i64 {start}, ptr {counter}")
         head, body_l, end = self.label("for.head"), self.label("for.body"), self.label("for.end")
         self.start(head)
@@ -529,15 +527,21 @@ def _as_load(target):
     return ast.parse(ast.unparse(target), mode="eval").body
 
 
+def function_def(module, name):
+    """The definition of ``name`` in the source ``jit_cache`` loaded ``module``
+    from (also a module compiled in memory), parsed once per module."""
+    if "_syntax_tree" not in module.__dict__:
+        module._syntax_tree = ast.parse(module.FASTXOR_KEY[1])
+    return next((f for f in module._syntax_tree.body if getattr(f, "name", None) == name), None)
+
+
 def translate(module, fname, signature, flags):
     """The LLVM IR module text of ``module.<fname>`` compiled for the Numba
     ``signature`` (void, pointers and int64 only), its C symbol, and the
     Numba libraries it calls into."""
     from numba.core import types
 
-    if "_syntax_tree" not in module.__dict__:  # the module's source, as jit_cache loaded it (also in memory)
-        module._syntax_tree = ast.parse(module.FASTXOR_KEY[1])
-    fn = next((f for f in module._syntax_tree.body if getattr(f, "name", None) == fname), None)
+    fn = function_def(module, fname)
     if not isinstance(fn, ast.FunctionDef) or fn.decorator_list or signature.return_type != types.void:
         raise Unsupported(f"{fname} is no plain function returning nothing")
     F = {np.float32: "float", np.float64: "double"}[module.F]

@@ -929,10 +929,8 @@ def _driver(module, n, recipe, record_every):
 
 def _source_lines(module, name):
     """Lines of chunk function ``name`` in the module's generated source (its compile time grows with them)."""
-    source = module.FASTXOR_KEY[1]
-    start = source.index(f"\ndef {name}(")
-    end = source.find("\ndef ", start + 1)
-    return source.count("\n", start, len(source) if end < 0 else end)
+    fn = numba_direct_ir.function_def(module, name)
+    return fn.end_lineno - fn.lineno + 1
 
 
 def _is_compiled(module, name):
