@@ -171,7 +171,8 @@ def assert_random_recipes_match_reference(backend, rng, data=None, rounds=2):
     sensitivity is below 1e-6 (Adam normalises its steps, so rounding
     differences grow faster than under SGD: seen 1e-11 in 300 epochs);
     networks long double moves by < 1e-12 agree with identical event epochs
-    and loss histories."""
+    and loss histories, and their optimizer buffers lie within SENSITIVITY_K ** 2
+    x the buffers' own sensitivity."""
     for _ in range(rounds):
         hidden = int(rng.integers(1, 4))
         X, y = data(rng) if data else boolean_function(str(rng.choice(["xor", "nand", "or"])))
@@ -192,9 +193,15 @@ def assert_random_recipes_match_reference(backend, rng, data=None, rounds=2):
         # seed 4051760547): every network within K^2, all but 5 % within K
         assert (err <= SENSITIVITY_K ** 2 * sens[bounded] + tol).all(), opts
         assert (err <= SENSITIVITY_K * sens[bounded] + tol).mean() >= 0.95, opts
-        np.testing.assert_allclose(k["state"].buffers[:, calm] if k["state"].buffers is not None else 0,
-                                   r["state"].buffers[:, calm] if r["state"].buffers is not None else 0,
-                                   rtol=1e-9, atol=1e-12)
+        if r["state"].buffers is not None:
+            # the optimizer's buffers (gradient-sized) of calm networks, held to the same
+            # K^2 x their own sensitivity: Adam's normalised step amplifies a gradient
+            # component's rounding as it crosses zero (seen: 54x, seed 2665734822)
+            kb, rb = k["state"].buffers[:, calm], r["state"].buffers[:, calm]
+            bsens = np.abs(r80["state"].buffers[:, calm] - rb).max(axis=0).astype(float)
+            assert (np.abs(kb - rb) <= SENSITIVITY_K ** 2 * bsens + 1e-9 * np.abs(rb) + 1e-12).all(), opts
+        else:
+            assert k["state"].buffers is None
         np.testing.assert_allclose(k["loss"][calm], r["loss"][calm], rtol=1e-9, atol=1e-12)
         for key in ("solved_epoch", "diverged_epoch", "target_epoch"):
             np.testing.assert_array_equal(k[key][calm], r[key][calm], err_msg=key)
