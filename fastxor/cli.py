@@ -395,12 +395,26 @@ def _bench_recipes():
     return RECIPES
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when it writes: a
+    notebook, a test's capture or a caller may swap (and close) the stream
+    that was current when the handler was made."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns one: ignored
+        pass
+
+
 def _announce_compiles():
     """Kernel compilations (seconds each, first use of a variant) shown on
     stderr, so a pause before training is explained, not silent."""
     log = logging.getLogger("fastxor")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("fastxor: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

@@ -251,6 +251,28 @@ def test_cli_errors_name_the_argument(argv, match, capsys):
     assert __import__("re").search(match, capsys.readouterr().err)
 
 
+def test_cli_messages_go_to_the_stderr_of_the_moment(monkeypatch):
+    """The CLI's compile announcements follow sys.stderr: a stream swapped
+    and closed after cli.main (a test's capture, a notebook) is never written
+    to again (it was: "Logging error ... I/O operation on closed file")."""
+    import io
+    import logging
+
+    log = logging.getLogger("fastxor")
+    monkeypatch.setattr(log, "handlers", [])
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    cli._announce_compiles()
+    log.info("one")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    with monkeypatch.context() as m:
+        m.setattr(logging, "raiseExceptions", True)
+        m.setattr(logging.Handler, "handleError", lambda self, record: pytest.fail("wrote to a closed stream"))
+        log.info("two")
+    assert second.getvalue() == "fastxor: two\n"
+
+
 def test_loss_history_columns_are_reference_losses(rng):
     """A resumed run's history columns are the losses of epochs 0, k, 2k, ...
     computed directly by the reference at those epochs."""
