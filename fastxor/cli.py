@@ -460,5 +460,18 @@ def _one_line(exc):
     return " ".join(text.split())
 
 
+def entry():
+    """The ``fastxor`` command: ``main()``, then the objects left are frozen
+    (``gc.freeze``) so that the interpreter's last garbage collection does
+    not walk every object NumPy and Numba made: 0.15 s of a 0.6 s warm run.
+    Only for a process that is about to exit; callers in a process that goes
+    on use ``main``."""
+    code = main()
+    import gc
+
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
