@@ -267,12 +267,12 @@ def test_variants_share_one_driver_that_never_links_them(rng):
     if shutil.which("objdump") is None or jit_cache.cache_dir() is None:
         pytest.skip("needs objdump and a writable kernel cache")
     driver = numba_kernel.get_driver("float32")
-    assert len(driver.signatures) == 1  # the two variants' callbacks have one type
+    assert driver is numba_kernel.get_driver("float32")
     chunks = {m.__name__: m for k, m in numba_kernel._LOADED.items() if k[0] == hidden and k[1] == "float32"}
     compiled = [m for m in chunks.values() if "train_chunk" in m.__dict__.get("_compiled", {})]
     assert len(compiled) >= 2
     arithmetic = re.compile(r"\b(v?(mul|div|add)[sp]s|vfn?madd\w*)\s", re.M)
-    driver_code = _disassembly(_object_codes(driver.py_func.__module__, "train"))
+    driver_code = _disassembly(_object_codes(driver.module_name, "train"))
     assert "call" in driver_code and not arithmetic.search(driver_code)
     for m in compiled:  # the check can fail: a variant's own code has the arithmetic
         assert arithmetic.search(_disassembly(_object_codes(m.__name__, "train_chunk")))

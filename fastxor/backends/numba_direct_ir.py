@@ -377,8 +377,24 @@ class _Writer:
             method(node)
 
     def s_Expr(self, node):
-        if not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):  # a docstring
+        call = node.value
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) in self.functions:
+            return self.call_address(call)
+        if not (isinstance(call, ast.Constant) and isinstance(call.value, str)):  # a docstring
             raise Unsupported(f"statement {ast.unparse(node)[:80]}")
+
+    def call_address(self, call):
+        """A call of a C function passed by address (a chunk function, from
+        the driver): its arguments are pointer arguments, passed on, and
+        integers."""
+        args = []
+        for a in call.args:
+            if isinstance(a, ast.Name) and a.id in self.pointers:
+                args.append(f"ptr %arg.{a.id}")
+            else:
+                v = self.cast(self.expr(a), "i64")
+                args.append(f"i64 {v[0]}")
+        self.emit(f"call void %arg.{call.func.id}({', '.join(args)})")
 
     def s_Pass(self, node):
         pass
@@ -537,8 +553,9 @@ def function_def(module, name):
 
 def translate(module, fname, signature, flags):
     """The LLVM IR module text of ``module.<fname>`` compiled for the Numba
-    ``signature`` (void, pointers and int64 only), its C symbol, and the
-    Numba libraries it calls into."""
+    ``signature`` (void; pointers, int64, and ``voidptr`` for the address of
+    a C function it calls), its C symbol, and the Numba libraries it calls
+    into."""
     from numba.core import types
 
     fn = function_def(module, fname)
@@ -546,10 +563,13 @@ def translate(module, fname, signature, flags):
         raise Unsupported(f"{fname} is no plain function returning nothing")
     F = {np.float32: "float", np.float64: "double"}[module.F]
     w = _Writer(module, F, flags)
-    w.pointers, params = {}, []
+    w.pointers, w.functions, params = {}, set(), []
     llty = {types.float32: "float", types.float64: "double", types.int64: "i64"}
     for arg, ty in zip(fn.args.args, signature.args):
-        if isinstance(ty, types.CPointer):
+        if ty == types.voidptr:  # a C function's address, called as a statement
+            w.functions.add(arg.arg)
+            params.append(f"ptr %arg.{arg.arg}")
+        elif isinstance(ty, types.CPointer):
             w.pointers[arg.arg] = llty[ty.dtype]
             params.append(f"ptr %arg.{arg.arg}")
         elif ty == types.int64:
