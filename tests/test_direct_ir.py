@@ -215,19 +215,22 @@ def test_source_outside_the_language_compiles_through_numba(rng, monkeypatch):
 
 def test_a_second_process_loads_the_compiled_function(tmp_path):
     """A function compiled once is loaded from its cache entry by the next
-    process (nothing compiles, nothing is written) and gives the same results."""
+    process (nothing compiles, nothing is written) and gives the same results;
+    that process never loads Numba's typing registries (``numba.np.arraymath``
+    is among them): the chunk functions and the driver are all machine code."""
     import subprocess
     import sys
 
-    code = ("import fastxor; from fastxor.backends import numba_kernel as k; "
+    code = ("import sys, fastxor; from fastxor.backends import numba_kernel as k; "
             "r = fastxor.train(70, epochs=30, hidden=3, optimizer='adam', lr=0.02, seed=5); "
             "print(r.loss.sum(), sorted((n, f.from_cache) for m in k._LOADED.values() "
-            "for n, f in m._compiled.items()))")
+            "for n, f in m._compiled.items()), 'registries', 'numba.np.arraymath' in sys.modules)")
     env = dict(os.environ, FASTXOR_CACHE_DIR=str(tmp_path))
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     entries = {f: f.stat().st_mtime_ns for f in tmp_path.glob("*.fxo")}
     assert sorted(f.name.split(".")[1] for f in entries) == ["finish_chunk", "train", "train_chunk"]  # with the driver
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert first.stdout.split()[0] == second.stdout.split()[0]
-    assert "False" in first.stdout and "False" not in second.stdout, (first.stdout, second.stdout)
+    assert "False)" in first.stdout and "False)" not in second.stdout, (first.stdout, second.stdout)
+    assert first.stdout.endswith("registries True\n") and second.stdout.endswith("registries False\n"), second.stdout
     assert {f: f.stat().st_mtime_ns for f in tmp_path.glob("*.fxo")} == entries

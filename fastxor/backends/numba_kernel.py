@@ -761,13 +761,11 @@ def driver_source(dtype):
         "    loss and predictions at the end, when ``final``); threads run disjoint",
         "    ranges, each with its own ``a``. P (n_params x n_total parameters), B",
         "    (n_buffers x n_total optimizer buffers) and the solved, diverged and target",
-        "    epochs are the run state, updated in place; rates: per-network",
-        "    coefficient rows at element strides (rate_row, rate_col), a broadcast",
-        '    row read in place."""',
+        '    epochs are the run state, updated in place; rates: per-network coefficient rows."""',
         "    a = carray(a_p, (n_rows * C,))",
         "    P = carray(P_p, (n_params, n_total))",
         "    B = carray(B_p, (n_buffers, n_total))",
-        "    rates = carray(rates_p, ((n_rates - 1) * rate_row + (n_total - 1) * rate_col + 1,))",
+        "    rates = carray(rates_p, (n_rates, n_total))",
         *[f"    {io} = carray({io}_p, (n_total,))" for io in EVENTS],
         "    for c in range(c0, c1):",
         "        lo = c * C",
@@ -778,7 +776,7 @@ def driver_source(dtype):
         "            a[i] = as_float(I(-1))",
         "        for q in range(n_rates):",
         "            for k in range(m):",
-        "                a[(RT + q) * C + k] = rates[q * rate_row + (lo + k) * rate_col]",
+        "                a[(RT + q) * C + k] = rates[q, lo + k]",
         *[line for q, io in enumerate(EVENTS) for line in (
             "        for k in range(m):",
             f"            a[(EV + {q}) * C + k] = as_float(I({io}[lo + k]))")],
@@ -870,7 +868,7 @@ _DRIVERS = {}
 #: names ending in ``_p`` arrays' (of int64 for the event epochs, float64 for
 #: the recipe's constants, else of the dtype), the others integers.
 DRIVER_PARAMS = ("chunk", "finish", "C", "n_rows", "RT", "n_rates", "EV", "a_p", "P_p", "n_params", "B_p", "n_buffers",
-                 "rates_p", "rate_row", "rate_col", "consts_p", "X_p", "y_p", "sides_p", "epoch0", "epochs",
+                 "rates_p", "consts_p", "X_p", "y_p", "sides_p", "epoch0", "epochs",
                  "record_every", "final", "loss_p", "pred_p", "solved_p", "diverged_p", "target_p", "history_p",
                  "h_rows", "h_cols", "n_total", "c0", "c1")
 
@@ -995,17 +993,17 @@ class _Threaded:
         C, n_rows, RT, n_rates, EV = self.layout
         n = P.shape[1]
         for name, arr, dt in (("parameters", P, P.dtype), ("buffers", B, P.dtype), ("constants", consts, np.float64),
-                              ("X", X, P.dtype), ("y", y, P.dtype), ("sides", sides, P.dtype),
+                              ("rates", rates, P.dtype), ("X", X, P.dtype), ("y", y, P.dtype), ("sides", sides, P.dtype),
                               ("loss", loss, P.dtype), ("predictions", pred, P.dtype), ("history", history, P.dtype),
                               ("solved", solved, np.int64), ("diverged", diverged, np.int64),
                               ("target", target, np.int64)):
             if arr.dtype != dt or not arr.flags.c_contiguous:  # read and written by address
-                raise ValueError(f"the {name} array must be C-contiguous {np.dtype(dt).name}, got {arr.dtype}")
-        if rates.dtype != P.dtype or rates.shape != (n_rates, n):
-            raise ValueError(f"the rates must be a ({n_rates}, {n}) {P.dtype} array")
-        rate_row, rate_col = (st // rates.itemsize for st in rates.strides)
+                raise ValueError(f"the {name} array must be a C-contiguous {np.dtype(dt).name} array: got "
+                                 f"{arr.dtype}, {'' if arr.flags.c_contiguous else 'not '}contiguous")
+        if rates.shape != (n_rates, n):
+            raise ValueError(f"the rates must be a ({n_rates}, {n}) array")
         lead = (self.chunk, self.finish, C, n_rows, RT, n_rates, EV)
-        args = (P.ctypes.data, P.shape[0], B.ctypes.data, B.shape[0], rates.ctypes.data, rate_row, rate_col,
+        args = (P.ctypes.data, P.shape[0], B.ctypes.data, B.shape[0], rates.ctypes.data,
                 consts.ctypes.data, X.ctypes.data, y.ctypes.data, sides.ctypes.data, epoch0, epochs, record_every,
                 int(final), loss.ctypes.data, pred.ctypes.data, solved.ctypes.data, diverged.ctypes.data,
                 target.ctypes.data, history.ctypes.data, history.shape[0], history.shape[1], n)
