@@ -228,9 +228,14 @@ def test_a_second_process_loads_the_compiled_function(tmp_path):
     env = dict(os.environ, FASTXOR_CACHE_DIR=str(tmp_path))
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     entries = {f: f.stat().st_mtime_ns for f in tmp_path.glob("*.fxo")}
-    assert sorted(f.name.split(".")[1] for f in entries) == ["finish_chunk", "train", "train_chunk"]  # with the driver
+    # the variant's two functions, the driver, and the math function the kernel links (the sigmoid)
+    assert sorted(f.name.split(".")[1] for f in entries) == ["finish_chunk", "sigmoid_float32", "train", "train_chunk"]
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert first.stdout.split()[0] == second.stdout.split()[0]
     assert "False)" in first.stdout and "False)" not in second.stdout, (first.stdout, second.stdout)
     assert first.stdout.endswith("registries True\n") and second.stdout.endswith("registries False\n"), second.stdout
     assert {f: f.stat().st_mtime_ns for f in tmp_path.glob("*.fxo")} == entries
+    # a never-seen variant compiles its own functions, linking the cached math functions without Numba's typing
+    third = subprocess.run([sys.executable, "-c", code.replace("hidden=3", "hidden=4")], env=env,
+                           capture_output=True, text=True, check=True)
+    assert "True)" not in third.stdout and third.stdout.endswith("registries False\n"), third.stdout

@@ -357,12 +357,10 @@ class _Writer:
         from numba.core import types
 
         nbty = types.float32 if arg[1] == "float" else types.float64
-        dispatcher.compile((nbty,))  # from its cache when it has one
-        cres = dispatcher.overloads[(nbty,)]
-        if cres.signature.return_type != nbty:
-            raise Unsupported(f"{dispatcher.__name__} returns {cres.signature.return_type}")
-        name = cres.fndesc.mangled_name
-        self.libraries[name] = cres.library
+        library, name, returns = jitted_library(dispatcher, nbty)
+        if returns != str(nbty):
+            raise Unsupported(f"{dispatcher.__name__} returns {returns}")
+        self.libraries[name] = library
         self.declares[name] = f'declare i32 @"{name}"(ptr, ptr, {arg[1]})'
         ret, exc = self.alloca(arg[1], "r"), self.alloca("ptr", "e")
         self.emit(f'call i32 @"{name}"(ptr {ret}, ptr {exc}, {arg[1]} {arg[0]})')
@@ -511,6 +509,50 @@ class _Writer:
         self.start(no)
         self.stmts(node.orelse)
         self.start(done)
+
+
+_LINKED = {}
+
+
+def jitted_library(dispatcher, nbty):
+    """(library, symbol, return type) of the Numba function ``dispatcher``
+    (a math function) compiled for one argument of type ``nbty``: this
+    process's, or fastxor's cache entry of it, or compiled by Numba (and the
+    entry written). Why an entry of fastxor's own: Numba's loads its cache
+    through its typing registries, which took 0.12-0.27 s of a new variant's
+    wait; an entry is Numba's own serialised library, unserialised as Numba
+    does."""
+    import sys
+
+    from numba.core.registry import cpu_target
+
+    key = (dispatcher.py_func.__module__, dispatcher.__name__, str(nbty))
+    if key in _LINKED:
+        return _LINKED[key]
+    path = cache_file(sys.modules[key[0]], f"{key[1]}_{key[2]}")
+    found = None
+    if path is not None and path.exists() and (nbty,) not in dispatcher.overloads:
+        try:
+            state = pickle.loads(path.read_bytes())
+            library = cpu_target.target_context.codegen().unserialize_library(state["library"])
+            found = library, state["symbol"], state["returns"]
+        except Exception:  # a broken entry: compiled again
+            path.unlink(missing_ok=True)
+            jit_cache.discarded([path])
+    if found is None:
+        dispatcher.compile((nbty,))  # from Numba's cache when it has one
+        cres = dispatcher.overloads[(nbty,)]
+        found = cres.library, cres.fndesc.mangled_name, str(cres.signature.return_type)
+        if path is not None:
+            try:
+                data = pickle.dumps({"library": cres.library.serialize_using_object_code(),
+                                     "symbol": found[1], "returns": found[2]})
+            except Exception:  # a library compiled without its object code kept: no entry
+                data = None
+            if data is not None:
+                jit_cache.write_file(path, data)
+    _LINKED[key] = found
+    return found
 
 
 def _names(node):
