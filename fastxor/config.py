@@ -47,7 +47,8 @@ NUMBA_UNROLL_SAMPLES = 16
 #: against 3.0 s, H = 32 Adam (1620) 4.0 against 4.9 s.
 NUMBA_COMPILE_ASIDE_MIN_LINES = 600
 #: Compile the Numba kernels' chunk functions straight to LLVM IR (``backends.numba_direct_ir``), skipping
-#: Numba's front end; False: through ``numba.cfunc`` (the same bits; for comparing the two).
+#: Numba's front end; False: through ``numba.cfunc`` (the same bits; for comparing the two). The driver over
+#: chunks is always compiled straight to LLVM IR.
 NUMBA_DIRECT_IR = os.environ.get("FASTXOR_DIRECT_IR", "1") != "0"
 
 #: Supported floating-point types, by name.
