@@ -1003,14 +1003,16 @@ class _Threaded:
         if rates.shape != (n_rates, n):
             raise ValueError(f"the rates must be a ({n_rates}, {n}) array")
         lead = (self.chunk, self.finish, C, n_rows, RT, n_rates, EV)
-        args = (P.ctypes.data, P.shape[0], B.ctypes.data, B.shape[0], rates.ctypes.data,
-                consts.ctypes.data, X.ctypes.data, y.ctypes.data, sides.ctypes.data, epoch0, epochs, record_every,
-                int(final), loss.ctypes.data, pred.ctypes.data, solved.ctypes.data, diverged.ctypes.data,
-                target.ctypes.data, history.ctypes.data, history.shape[0], history.shape[1], n)
+        values = (P, P.shape[0], B, B.shape[0], rates, consts, X, y, sides, epoch0, epochs, record_every, int(final),
+                  loss, pred, solved, diverged, target, history, history.shape[0], history.shape[1], n)
         n_chunks = -(-n // C)
 
-        def run(c0, c1):  # each call its own chunk state
+        def run(c0, c1):
+            """Chunks c0..c1-1, in their own chunk state. The arrays are passed by
+            address, so this closure holds them: a Ctrl-C that ends the caller
+            while a thread still trains must not free what it writes."""
             a = np.empty(n_rows * C, dtype=P.dtype)
+            args = [v.ctypes.data if isinstance(v, np.ndarray) else v for v in values]
             self.driver(*lead, a.ctypes.data, *args, c0, c1)
 
         threads = min(numba.get_num_threads(), n_chunks)
