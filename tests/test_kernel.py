@@ -544,3 +544,24 @@ def test_an_interrupted_call_keeps_its_arrays_until_its_threads_finish():
         time.sleep(0.01)
         gc.collect()
     assert all(r() is None for r in refs)  # and nothing else kept them
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(solved=np.full(128, -1, dtype=np.int32)), "the solved array must be a C-contiguous int64 array: got int32"),
+    (dict(X=np.zeros((2, 4), np.float32).T), "the X array must be a C-contiguous float32 array: got float32, not"),
+    (dict(consts=np.zeros(3, np.float32)), "the consts array must be a C-contiguous float64 array"),
+])
+def test_the_driver_refuses_arrays_it_cannot_address(bad, match):
+    """The driver reads and writes arrays by address: one of another dtype or
+    layout is refused with a line naming it, before any thread starts."""
+    class Chunk:
+        address = 0
+
+    n, f32 = 128, np.float32
+    args = dict(P=np.zeros((9, n), f32), B=np.zeros((0, n), f32), rates=np.zeros((1, n), f32), consts=np.zeros(3),
+                X=np.zeros((4, 2), f32), y=np.zeros(4, f32), sides=np.zeros(4, f32), epoch0=0, epochs=1,
+                record_every=0, final=True, loss=np.zeros(n, f32), pred=np.zeros((n, 4), f32),
+                solved=np.full(n, -1), diverged=np.full(n, -1), target=np.full(n, -1), history=np.zeros((1, 1), f32))
+    threaded = numba_kernel._Threaded(lambda *a: pytest.fail("called"), Chunk(), Chunk(), (config.NUMBA_CHUNK, 4, 2, 1, 3))
+    with pytest.raises(ValueError, match=re.escape(match)):
+        threaded(**{**args, **bad})

@@ -865,12 +865,18 @@ _DRIVERS = {}
 
 
 #: The driver's parameters: ``chunk`` and ``finish`` are C functions' addresses,
-#: names ending in ``_p`` arrays' (of int64 for the event epochs, float64 for
-#: the recipe's constants, else of the dtype), the others integers.
+#: names ending in ``_p`` arrays' (``_pointee``), the others integers.
 DRIVER_PARAMS = ("chunk", "finish", "C", "n_rows", "RT", "n_rates", "EV", "a_p", "P_p", "n_params", "B_p", "n_buffers",
                  "rates_p", "consts_p", "X_p", "y_p", "sides_p", "epoch0", "epochs",
                  "record_every", "final", "loss_p", "pred_p", "solved_p", "diverged_p", "target_p", "history_p",
                  "h_rows", "h_cols", "n_total", "c0", "c1")
+
+
+def _pointee(name, dtype):
+    """The element type of the driver's array argument ``name`` (``..._p``) in a
+    run of ``dtype``: int64 event epochs, the recipe's float64 constants (as
+    ``chunk_signatures``), else ``dtype``."""
+    return np.dtype(np.int64 if name[:-2] in EVENTS else np.float64 if name == "consts_p" else dtype)
 
 
 def get_driver(dtype):
@@ -879,19 +885,18 @@ def get_driver(dtype):
     from the cache), called through ctypes (which releases the GIL)."""
     import ctypes
 
+    import numba
     from numba.core import types
 
     dt = np.dtype(dtype).name
     if dt not in _DRIVERS:
         module = jit_cache.load_module(f"fastxor_cpu_driver_{_source_hash()}_{dt}", driver_source(dt))
-        F = types.float32 if dt == "float32" else types.float64
 
         def kind(name):
             if name in ("chunk", "finish"):
                 return types.voidptr, ctypes.c_void_p
             if name.endswith("_p"):
-                element = types.int64 if name[:-2] in EVENTS else types.float64 if name == "consts_p" else F
-                return types.CPointer(element), ctypes.c_void_p
+                return types.CPointer(numba.from_dtype(_pointee(name, dt))), ctypes.c_void_p
             return types.int64, ctypes.c_int64
 
         signature = types.void(*[kind(p)[0] for p in DRIVER_PARAMS])
@@ -992,13 +997,12 @@ class _Threaded:
 
         C, n_rows, RT, n_rates, EV = self.layout
         n = P.shape[1]
-        for name, arr, dt in (("parameters", P, P.dtype), ("buffers", B, P.dtype), ("constants", consts, np.float64),
-                              ("rates", rates, P.dtype), ("X", X, P.dtype), ("y", y, P.dtype), ("sides", sides, P.dtype),
-                              ("loss", loss, P.dtype), ("predictions", pred, P.dtype), ("history", history, P.dtype),
-                              ("solved", solved, np.int64), ("diverged", diverged, np.int64),
-                              ("target", target, np.int64)):
-            if arr.dtype != dt or not arr.flags.c_contiguous:  # read and written by address
-                raise ValueError(f"the {name} array must be a C-contiguous {np.dtype(dt).name} array: got "
+        arrays = dict(P_p=P, B_p=B, rates_p=rates, consts_p=consts, X_p=X, y_p=y, sides_p=sides, loss_p=loss,
+                      pred_p=pred, solved_p=solved, diverged_p=diverged, target_p=target, history_p=history)
+        for name, arr in arrays.items():  # read and written by address
+            dt = _pointee(name, P.dtype)
+            if arr.dtype != dt or not arr.flags.c_contiguous:
+                raise ValueError(f"the {name[:-2]} array must be a C-contiguous {dt.name} array: got "
                                  f"{arr.dtype}, {'' if arr.flags.c_contiguous else 'not '}contiguous")
         if rates.shape != (n_rates, n):
             raise ValueError(f"the rates must be a ({n_rates}, {n}) array")
@@ -1094,11 +1098,6 @@ def run(state, data, epochs, record_every, recipe, out, final=True, specialise=T
     key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None, recipe)
     history = out.history if record_every else np.empty((1, 1), dtype=dt)
     buffers = state.buffers if state.buffers is not None else np.empty((0, n), dtype=dt)
-    addressed = dict(loss=out.loss, predictions=out.predictions, history=history, solved=state.solved_epoch,
-                     diverged=state.diverged_epoch, target=state.target_epoch)
-    for name, array in addressed.items():  # the chunk functions write these by address
-        if not array.flags.c_contiguous:
-            raise ValueError(f"the {name} array must be C-contiguous")
     with deep_recursion():  # the first call compiles the kernel
         jit_cache.call_repairing(
             lambda: _driver(get_kernel(*key), n, recipe, record_every), lambda: _forget(key[:3] + (recipe.kernel_key,)),
