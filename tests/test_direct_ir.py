@@ -229,7 +229,8 @@ def test_a_second_process_loads_the_compiled_function(tmp_path):
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     entries = {f: f.stat().st_mtime_ns for f in tmp_path.glob("*.fxo")}
     # the variant's two functions, the driver, and the math function the kernel links (the sigmoid)
-    assert sorted(f.name.split(".")[1] for f in entries) == ["finish_chunk", "sigmoid_float32", "train", "train_chunk"]
+    assert sorted(f.name.split(".")[1] for f in entries) == ["finish_chunk_scalar", "sigmoid_float32", "train_chunk",
+                                                           "train_scalar"]
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert first.stdout.split()[0] == second.stdout.split()[0]
     assert "False)" in first.stdout and "False)" not in second.stdout, (first.stdout, second.stdout)

@@ -272,10 +272,34 @@ def test_variants_share_one_driver_that_never_links_them(rng):
     compiled = [m for m in chunks.values() if "train_chunk" in m.__dict__.get("_compiled", {})]
     assert len(compiled) >= 2
     arithmetic = re.compile(r"\b(v?(mul|div|add)[sp]s|vfn?madd\w*)\s", re.M)
-    driver_code = _disassembly(_object_codes(driver.module_name, "train"))
+    driver_code = _disassembly(_object_codes(driver.module_name, "train_scalar"))
     assert "call" in driver_code and not arithmetic.search(driver_code)
     for m in compiled:  # the check can fail: a variant's own code has the arithmetic
         assert arithmetic.search(_disassembly(_object_codes(m.__name__, "train_chunk")))
+
+
+def test_the_final_pass_compiles_without_the_vectorisers(rng):
+    """The final pass runs once per network and run, so it compiles without
+    LLVM's vectorisers (in a third of the time): its machine code holds
+    scalar arithmetic only, the training kernel's packed arithmetic (so the
+    check can fail). Its results are held to the reference by every other test."""
+    import shutil
+
+    from fastxor import jit_cache
+
+    if shutil.which("objdump") is None or jit_cache.cache_dir() is None or not config.NUMBA_DIRECT_IR:
+        pytest.skip("needs objdump, a writable kernel cache and fastxor's own compiler")
+    options = dict(hidden=int(rng.integers(1, 6)), optimizer=str(rng.choice(["sgd", "adam"])),
+                   activation=str(rng.choice(["sigmoid", "tanh", "relu"])))
+    fastxor.train(70, epochs=3, lr=0.05, backend="numba", seed=int(rng.integers(1000)), record_every=1, **options)
+    recipe = make_recipe(options["hidden"], "float32", optimizer=options["optimizer"],
+                         activation=options["activation"])[0]
+    module = next(m for k, m in numba_kernel._LOADED.items() if k[3] == recipe.kernel_key)
+    assert {"train_chunk", "finish_chunk_scalar"} <= set(module._compiled)
+    packed, scalar = (re.compile(rf"\bv(f\w*|add|sub|mul|div){kind}[sd]\s", re.M) for kind in "ps")
+    finish = _disassembly(_object_codes(module.__name__, "finish_chunk_scalar"))
+    assert scalar.search(finish) and not packed.search(finish)
+    assert packed.search(_disassembly(_object_codes(module.__name__, "train_chunk")))
 
 
 def _object_codes(modname, function):
@@ -449,7 +473,7 @@ def test_a_new_variant_compiles_its_final_pass_in_a_second_process(child, rng, t
         got = fastxor.train(n, epochs=epochs, seed=3, backend="numba", **options)
         module = next(iter(numba_kernel._LOADED.values()))
         assert module.__file__.startswith(str(tmp_path))
-        finish = module._compiled["finish_chunk"]
+        finish = module._compiled["finish_chunk_scalar"]
         if child == "not worth it":
             assert children == [] and not finish.from_cache
         else:
@@ -475,7 +499,7 @@ def test_the_second_compile_process_is_stopped_when_this_one_stops(monkeypatch):
         started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
         return started[-1]
 
-    def interrupted(module, name):
+    def interrupted(module, name, vectorise=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(numba_compile_aside, "start", sleeper)

@@ -839,26 +839,37 @@ def get_kernel(hidden, dtype, Xc=None, recipe=None):
     return _LOADED[key]
 
 
-def chunk_function(module, name):
+def _entry(name, vectorise=None):
+    """(vectorise, the name of its compiled code) for chunk function ``name``: by
+    default vectorised, but for the final pass (``chunk_function``)."""
+    vectorise = name != "finish_chunk" if vectorise is None else vectorise
+    return vectorise, numba_direct_ir.entry_name(name, vectorise)
+
+
+def chunk_function(module, name, vectorise=None):
     """The module's chunk function ``name`` (train_chunk, train_quiet, their _partial forms,
     finish_chunk) compiled as a C callback on first use, cached on disk
-    beside the module."""
+    beside the module. ``vectorise``: compiled with LLVM's vectorisers (by
+    default all but the final pass, which runs once per network and compiles
+    in a third of the time without them: ``numba_direct_ir._scalar_library``;
+    Numba's ``cfunc``, used with ``FASTXOR_DIRECT_IR=0``, always vectorises)."""
+    vectorise, key = _entry(name, vectorise)
     compiled = module.__dict__.setdefault("_compiled", {})
-    if name not in compiled:
+    if key not in compiled:
         from numba import cfunc
 
         chunk, finish = chunk_signatures(module.F)
         signature = finish if name == "finish_chunk" else chunk
         if config.NUMBA_DIRECT_IR:
             try:
-                compiled[name] = numba_direct_ir.compile_chunk(module, name, signature)
-                return compiled[name]
+                compiled[key] = numba_direct_ir.compile_chunk(module, name, signature, vectorise)
+                return compiled[key]
             except numba_direct_ir.Unsupported as e:
                 logging.getLogger("fastxor").debug("%s.%s compiles through Numba: %s", module.__name__, name, e)
         with memoised_call_types():  # compiles, unless cached: typing in half the time
-            compiled[name] = cfunc(signature, cache=module.CACHE, fastmath=config.NUMBA_FASTMATH,
-                                   error_model="numpy")(getattr(module, name))
-    return compiled[name]
+            compiled[key] = cfunc(signature, cache=module.CACHE, fastmath=config.NUMBA_FASTMATH,
+                                  error_model="numpy")(getattr(module, name))
+    return compiled[key]
 
 
 _DRIVERS = {}
@@ -900,7 +911,7 @@ def get_driver(dtype):
             return types.int64, ctypes.c_int64
 
         signature = types.void(*[kind(p)[0] for p in DRIVER_PARAMS])
-        compiled = numba_direct_ir.compile_chunk(module, "train", signature)
+        compiled = numba_direct_ir.compile_chunk(module, "train", signature, vectorise=False)  # no arithmetic
         fn = ctypes.CFUNCTYPE(None, *[kind(p)[1] for p in DRIVER_PARAMS])(compiled.address)
         fn.compiled, fn.module_name = compiled, module.__name__  # its code kept alive; the cache entry's name
         _DRIVERS[dt] = fn
@@ -969,10 +980,12 @@ def _source_lines(module, name):
     return fn.end_lineno - fn.lineno + 1
 
 
-def _is_compiled(module, name):
-    """Whether chunk function ``name`` is compiled in this process or has a
-    cache entry on disk (it may still be for another CPU: then it compiles)."""
-    return name in module.__dict__.get("_compiled", {}) or (module.CACHE and jit_cache.has_entry(module.__name__, name))
+def _is_compiled(module, name, vectorise=None):
+    """Whether chunk function ``name`` (by default as ``chunk_function``
+    compiles it) is compiled in this process or has a cache entry on disk
+    (it may still be for another CPU: then it compiles)."""
+    key = _entry(name, vectorise)[1]
+    return key in module.__dict__.get("_compiled", {}) or (module.CACHE and jit_cache.has_entry(module.__name__, key))
 
 
 class _Threaded:
