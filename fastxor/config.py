@@ -46,6 +46,10 @@ NUMBA_UNROLL_SAMPLES = 16
 #: H = 5 Adam (318 lines) 1.9 against 1.8 s, H = 16 (454) 2.1 against 1.9 s, 4-bit parity H = 8 (670) 2.7
 #: against 3.0 s, H = 32 Adam (1620) 4.0 against 4.9 s.
 NUMBA_COMPILE_ASIDE_MIN_LINES = 600
+#: Vectorise the chunk functions' lane loops in fastxor (``backends.numba_widen``: LLVM optimises the scalar code,
+#: fastxor widens it, LLVM generates the machine code) instead of with LLVM's loop vectoriser: the same bits in
+#: about half the compile time of a large kernel; False (``FASTXOR_WIDEN=0``): LLVM's vectoriser, for comparing.
+NUMBA_WIDEN = os.environ.get("FASTXOR_WIDEN", "1") != "0"
 #: Compile the Numba kernels' chunk functions straight to LLVM IR (``backends.numba_direct_ir``), skipping
 #: Numba's front end; False: through ``numba.cfunc`` (the same bits; for comparing the two). The driver over
 #: chunks is always compiled straight to LLVM IR.

@@ -33,10 +33,11 @@ def relu(z):
 _IN, _LANES = 6, 64
 
 
-def _random_program(rng, dt):
-    """A chunk-like function: a lane loop whose body is random straight-line
-    code over the inputs (float ``F`` values, some promoted to float64 by a
-    float literal, as Numba types them), every value stored back."""
+def _random_program(rng, dt, trip="n"):
+    """A chunk-like function: a lane loop (over ``trip`` lanes) whose body is
+    random straight-line code over the inputs (float ``F`` values, some
+    promoted to float64 by a float literal, as Numba types them), every
+    value stored back."""
     constants = {"ZERO": 0.0, "ONE": 1.0, **{f"C{i}": float(rng.normal(0, 2)) for i in range(4)}}
     const_src = "\n".join(f"{k} = F({v!r})" for k, v in constants.items())
     values = [(f"x{j}", "F") for j in range(_IN)]
@@ -72,7 +73,7 @@ def _random_program(rng, dt):
     body += [f"        a[{(_IN + q) * _LANES} + k] = {v}" for q, (v, _) in enumerate(outputs)]
     source = (_HEADER.format(dt=dt, constants=const_src) + "def f(a_p, n):\n"
               f"    a = carray(a_p, ({(_IN + len(outputs)) * _LANES},))\n"
-              "    for k in range(n):\n" + "\n".join(body) + "\n")
+              f"    for k in range({trip}):\n" + "\n".join(body) + "\n")
     return source, len(outputs)
 
 
@@ -119,6 +120,49 @@ def test_random_programs_compute_numba_s_bits(dt, rng, tmp_path, monkeypatch):
         jit_cache.reset()
 
 
+def _run_program(address, x, n_out):
+    a = np.zeros(((_IN + n_out) * _LANES), dtype=x.dtype)
+    a[:_IN * _LANES] = x.ravel()
+    ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)(address)(a.ctypes.data, _LANES)
+    return a
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_lane_loops_widened_by_fastxor_compute_the_vectoriser_s_bits(dt, rng, tmp_path, monkeypatch):
+    """Random programs of the kernel language (branches of conditional
+    expressions included) over a constant number of lanes, their lane loop
+    vectorised by ``numba_widen`` and by LLVM's loop vectoriser: every
+    output bit equal. A loop over a run-time number of lanes is not widened
+    (``Unsupported``) and compiles through the vectoriser, the same bits."""
+    from numba import types
+
+    from fastxor.backends import numba_widen
+
+    widened, widen = [], numba_widen.widen
+    monkeypatch.setattr(numba_widen, "widen", lambda *a: widened.append(widen(*a)) or widened[-1])
+    monkeypatch.setenv("FASTXOR_CACHE_DIR", str(tmp_path))
+    jit_cache.reset()
+    F = types.float32 if dt == "float32" else types.float64
+    signature = types.void(types.CPointer(F), types.int64)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e-30, 1.0], dtype=dt)
+    try:
+        for trip in (_LANES, _LANES, "n"):
+            source, n_out = _random_program(rng, dt, trip)
+            module = jit_cache.load_module(f"fastxor_test_widen_{rng.integers(1 << 30)}", source)
+            x = rng.normal(0, 3, (_IN, _LANES)).astype(dt)
+            x.flat[rng.choice(x.size, 40, replace=False)] = rng.choice(special, 40)
+            outs = []
+            for widen_it in (True, False):
+                monkeypatch.setattr(config, "NUMBA_WIDEN", widen_it)
+                before = len(widened)
+                outs.append(_run_program(numba_direct_ir.compile_chunk(module, "f", signature).address, x, n_out))
+                assert len(widened) - before == (widen_it and trip != "n")  # widened where it can be
+            _assert_same_bits(outs[0], outs[1], source)
+    finally:
+        jit_cache.reset()
+    assert numba_direct_ir.vector_lanes(dt.replace("float32", "float").replace("float64", "double")) >= 2
+
+
 def _assert_same_bits(x, y, what):
     """Every bit equal (zeros' signs too), NaN where NaN, whatever its payload."""
     x, y = np.asarray(x), np.asarray(y)
@@ -158,9 +202,10 @@ def _random_recipe(rng):
 @pytest.mark.parametrize("case", range(4))
 def test_training_equals_numba_s_compile_bit_for_bit(case, rng, monkeypatch):
     """A random recipe trained with chunk functions from ``numba_direct_ir``
-    and from Numba's ``cfunc``: parameters, losses, predictions, the loss
-    history and every event epoch equal bit for bit, for a full chunk and a
-    partial one, recording and quiet."""
+    (their lane loops widened by ``numba_widen``) and from Numba's ``cfunc``
+    (LLVM's vectoriser): parameters, losses, predictions, the loss history
+    and every event epoch equal bit for bit, for a full chunk and a partial
+    one, recording and quiet."""
     from fastxor.backends.numba_direct_ir import CompiledChunk
 
     kw = _random_recipe(rng)
@@ -177,7 +222,10 @@ def test_training_equals_numba_s_compile_bit_for_bit(case, rng, monkeypatch):
         assert (CompiledChunk in kinds) == direct  # the compiler asked for compiled the kernels
         return result
 
-    a, b = trained(True), trained(False)
+    a = trained(True)
+    assert any(f.widened for m in numba_kernel._LOADED.values() for name, f in m.__dict__.get("_compiled", {}).items()
+               if name.startswith("train_"))  # this run's training kernel vectorised by fastxor, not by LLVM
+    b = trained(False)
     for x, y in zip(a.params.arrays(), b.params.arrays()):
         _assert_same_bits(x, y, "parameters")
     for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "target_epoch", "loss_history"):

@@ -6,7 +6,7 @@ a new variant needs two, its training kernel and its final forward pass
 in a child process, into the kernel cache, while this process compiles the
 training kernel; this process then loads it from the cache.
 
-The child imports this same fastxor (its directory first on PYTHONPATH),
+The child imports this same fastxor (its directory first on its path),
 loads the kernel module from its file in the cache, and inherits the
 environment, Numba's CPU settings included. Where its entry does not fit
 after all, or the child fails or takes longer than ``WAIT_S``, this process
@@ -23,9 +23,12 @@ from pathlib import Path
 from .. import jit_cache
 from ..machine import usable_cores
 
-#: The child: compiles chunk function argv[2] of the kernel module file argv[1] into the cache.
+#: The child: compiles chunk function argv[3] of the kernel module file argv[2] into the cache, with the
+#: fastxor in directory argv[1] (first on its path: ``python -c`` puts the working directory, which may
+#: hold another fastxor, before PYTHONPATH; that one's entries would be keyed for its own sources).
 _CHILD = """
 import sys
+sys.path.insert(0, sys.argv.pop(1))
 from fastxor import jit_cache
 from fastxor.backends import numba_kernel
 module = jit_cache.load_file(sys.argv[1])
@@ -45,7 +48,7 @@ def start(module, name):
     env = dict(os.environ, FASTXOR_CACHE_DIR=str(jit_cache.cache_dir()),
                PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p))
     try:
-        return subprocess.Popen([sys.executable, "-c", _CHILD, module.__file__, name], env=env,
+        return subprocess.Popen([sys.executable, "-c", _CHILD, package_parent, module.__file__, name], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:  # no process to spare: this one compiles
         return None

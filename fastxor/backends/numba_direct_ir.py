@@ -27,6 +27,11 @@ parallel (``_Writer.loop``). Compiled functions are cached as object code
 under the kernel cache, keyed by the module (whose name hashes its source
 and fastxor's), the function, the CPU, the compiler versions and this
 translator's own source.
+
+A training kernel's lane loops are vectorised by ``numba_widen`` after LLVM
+optimised the scalar code (``_widened``), not by LLVM's loop vectoriser,
+which had been half of a large kernel's compile; the final pass compiles
+without vectorising at all (``_scalar_library``).
 """
 import ast
 import hashlib
@@ -640,10 +645,12 @@ def translate(module, fname, signature, flags):
 class CompiledChunk:
     """A compiled chunk function, passed to the driver as Numba passes a
     ``cfunc``: a first-class function of the same signature (so the driver's
-    cached compile is the same one). ``from_cache``: loaded, not compiled."""
+    cached compile is the same one). ``from_cache``: loaded, not compiled;
+    ``widened``: its lane loops vectorised by ``numba_widen``."""
 
-    def __init__(self, library, symbol, signature, from_cache):
+    def __init__(self, library, symbol, signature, from_cache, widened=False):
         self.library, self.symbol, self._signature, self.from_cache = library, symbol, signature, from_cache
+        self.widened = widened
         self.address = library.get_pointer_to_function(symbol)
         if not self.address:
             raise RuntimeError(f"no code for {symbol}")
@@ -655,8 +662,9 @@ class CompiledChunk:
         return self._signature
 
 
-#: This translator's version: an edit never reuses code it compiled before.
-_TRANSLATOR = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
+#: This translator's version (and its widening's): an edit never reuses code it compiled before.
+_TRANSLATOR = hashlib.sha256(Path(__file__).read_bytes() + (Path(__file__).parent / "numba_widen.py").read_bytes()
+                             ).hexdigest()[:8]
 
 
 def cache_file(module, fname):
@@ -669,9 +677,11 @@ def cache_file(module, fname):
 
     if not module.CACHE:
         return None
+    from .. import config
+
     codegen = cpu_target.target_context.codegen()
     machine = "|".join((codegen._get_host_cpu_name(), codegen._get_host_cpu_features(), numba.__version__,
-                        llvmlite.__version__, _TRANSLATOR))
+                        llvmlite.__version__, _TRANSLATOR, "widen" if config.NUMBA_WIDEN else "llvm"))
     return jit_cache.compiled_file(module.__name__, fname, hashlib.sha256(machine.encode()).hexdigest()[:16])
 
 
@@ -707,9 +717,97 @@ def _scalar_library(codegen, name):
     return ScalarLibrary(codegen, name)
 
 
+def _optimised(library):
+    """The LLVM IR text of ``library`` (with its modules added) linked and
+    optimised as ``finalize`` would, without generating machine code."""
+    for lib in library._linking_libraries:
+        library._final_module.link_in(lib._get_module_for_linking(), preserve=True)
+    library._optimize_final_module()
+    return str(library._final_module)
+
+
+def _codegen_only(codegen, name):
+    """A code library of ``codegen`` for IR that is already optimised
+    (``numba_widen``'s): only LLVM's instruction combiner runs on it, as it
+    runs after LLVM's own vectoriser, to simplify the lanes' masks."""
+    import llvmlite.binding as ll
+
+    base = type(codegen)._library_class
+
+    class CodegenOnly(base):
+        def _optimize_functions(self, ll_module):
+            ll_module.data_layout = self._codegen._data_layout
+
+        def _optimize_final_module(self):
+            pm, pb = ll.ModulePassManager(), self._codegen._pass_builder()
+            pm.add_instruction_combine_pass()
+            pm.run(self._final_module, pb)
+
+    return CodegenOnly(codegen, name)
+
+
+_LANES = {}
+
+
+def vector_lanes(element):
+    """How many ``element`` values ("float", "double") LLVM's loop vectoriser
+    puts in a vector on this CPU (as Numba compiles for it), read off a
+    small loop it vectorises: ``numba_widen`` uses the same width, so the
+    kernels keep their speed (Zen 4: 16 floats; an AVX2 CPU: 8)."""
+    import re
+
+    from numba.core.registry import cpu_target
+
+    if element not in _LANES:
+        codegen = cpu_target.target_context.codegen()
+        ir = (f'target triple = "{codegen._llvm_module.triple}"\ntarget datalayout = "{codegen._data_layout}"\n'
+              f"define void @probe(ptr noalias %a, ptr noalias %b) {{\nentry:\n  br label %loop\nloop:\n"
+              f"  %i = phi i64 [ 0, %entry ], [ %j, %loop ]\n"
+              f"  %p = getelementptr {element}, ptr %a, i64 %i\n  %q = getelementptr {element}, ptr %b, i64 %i\n"
+              f"  %x = load {element}, ptr %p\n  %y = load {element}, ptr %q\n"
+              f"  %z = fmul contract {element} %x, %y\n  %s = fadd contract {element} %z, %x\n"
+              f"  store {element} %s, ptr %p\n  %j = add nuw nsw i64 %i, 1\n  %c = icmp eq i64 %j, 1024\n"
+              f"  br i1 %c, label %done, label %loop\ndone:\n  ret void\n}}\n")
+        import llvmlite.binding as ll
+
+        library = codegen.create_library("fastxor_vector_lanes")
+        library.add_llvm_module(ll.parse_assembly(ir))
+        widths = [int(w) for w in re.findall(rf"<(\d+) x {element}>", _optimised(library))]
+        _LANES[element] = max(widths, default=1)
+    return _LANES[element]
+
+
 def entry_name(fname, vectorise):
     """The name ``fname``'s compiled code goes by (in the cache, in a module's compiled functions)."""
     return fname if vectorise else f"{fname}_scalar"
+
+
+def _widened(codegen, name, text, symbol, libraries):
+    """A library (not finalised) holding the IR ``text`` optimised as scalar
+    code with its lane loops widened by ``numba_widen``; None where that
+    module does not widen it (LLVM's vectoriser compiles it then)."""
+    import logging
+
+    import llvmlite.binding as ll
+
+    from . import numba_widen
+
+    scalar = _scalar_library(codegen, name)
+    ir_module = ll.parse_assembly(text)
+    ir_module.verify()
+    scalar.add_llvm_module(ir_module)
+    for lib in libraries:
+        scalar.add_linking_library(lib)
+    try:
+        wide = numba_widen.widen(_optimised(scalar), symbol, vector_lanes)
+    except numba_widen.Unsupported as e:
+        logging.getLogger("fastxor").debug("%s: LLVM vectorises it (%s)", name, e)
+        return None
+    library = _codegen_only(codegen, name)
+    ir_module = ll.parse_assembly(wide)
+    ir_module.verify()
+    library.add_llvm_module(ir_module)
+    return library
 
 
 def compile_chunk(module, fname, signature, vectorise=True):
@@ -730,7 +828,8 @@ def compile_chunk(module, fname, signature, vectorise=True):
         if path is not None and path.exists():
             try:
                 state = pickle.loads(path.read_bytes())
-                return CompiledChunk(codegen.unserialize_library(state["library"]), state["symbol"], signature, True)
+                return CompiledChunk(codegen.unserialize_library(state["library"]), state["symbol"], signature, True,
+                                     state.get("widened", False))
             except Exception:  # a broken entry (a killed writer, a full disk): compiled again
                 path.unlink(missing_ok=True)
                 jit_cache.discarded([path])
@@ -738,18 +837,23 @@ def compile_chunk(module, fname, signature, vectorise=True):
 
         text, symbol, libraries = translate(module, fname, signature, config.NUMBA_FASTMATH)
         name = f"{module.__name__}.{fname}"
-        library = codegen.create_library(name) if vectorise else _scalar_library(codegen, name)
-        if path is not None:
+        text = f'target triple = "{codegen._llvm_module.triple}"\ntarget datalayout = "{codegen._data_layout}"\n{text}'
+        library = _widened(codegen, name, text, symbol, libraries) if vectorise and config.NUMBA_WIDEN else None
+        widened = library is not None
+        if library is None:
+            library = codegen.create_library(name) if vectorise else _scalar_library(codegen, name)
+            if path is not None:
+                library.enable_object_caching()
+            ir_module = ll.parse_assembly(text)
+            ir_module.verify()
+            library.add_llvm_module(ir_module)
+            for lib in libraries:
+                library.add_linking_library(lib)
+        elif path is not None:
             library.enable_object_caching()
-        ir_module = ll.parse_assembly(
-            f'target triple = "{codegen._llvm_module.triple}"\ntarget datalayout = "{codegen._data_layout}"\n{text}')
-        ir_module.verify()
-        library.add_llvm_module(ir_module)
-        for lib in libraries:
-            library.add_linking_library(lib)
         library.finalize()
-        compiled = CompiledChunk(library, symbol, signature, False)
+        compiled = CompiledChunk(library, symbol, signature, False, widened)
         if path is not None:
             jit_cache.write_file(path, pickle.dumps({"library": library.serialize_using_object_code(),
-                                                     "symbol": symbol}))
+                                                     "symbol": symbol, "widened": widened}))
         return compiled

@@ -809,7 +809,7 @@ def _source_hash():
     cache does not see a change in a module the kernel calls)."""
     h = hashlib.sha256()
     for path in (_HERE / "numba_kernel.py", _HERE / "numba_vmath.py", _HERE / "numba_direct_ir.py",
-                 _HERE.parent / "config.py"):
+                 _HERE / "numba_widen.py", _HERE.parent / "config.py"):
         h.update(path.read_bytes())
     return h.hexdigest()[:8]
 
