@@ -35,6 +35,16 @@ _INT_OPS = {"add", "sub", "mul", "shl", "lshr", "ashr", "and", "or", "xor", "sdi
 _CASTS = {"bitcast", "sitofp", "uitofp", "fptosi", "fptoui", "fpext", "fptrunc", "sext", "zext", "trunc"}
 #: C library calls LLVM's vectoriser turns into its vector intrinsics (NumPy's sqrt lowers to them).
 _LIBM = {"sqrtf": "llvm.sqrt.f32", "sqrt": "llvm.sqrt.f64"}
+_GEP = re.compile(rf"getelementptr (?:inbounds |nuw |nusw )*(\w+), ptr ({_NAME}), i64 ({_NAME}|-?\d+)$")
+_INDEX = re.compile(rf"(?:add|or)(?: nuw| nsw| disjoint)* i64 ({_NAME}|\d+), ({_NAME}|\d+)$")
+_LOAD = re.compile(rf"load (\w+), ptr ({_NAME})(.*)$")
+_BINARY = re.compile(r"(\w+)((?: [a-z]+)*) (\w+) ([^,]+), (.+)$")
+_FNEG = re.compile(r"fneg((?: [a-z]+)*) (\w+) (.+)$")
+_COMPARE = re.compile(r"(\w+)((?: [a-z]+)*) (\w+) (\w+) ([^,]+), (.+)$")
+_SELECT = re.compile(r"select((?: [a-z]+)*) i1 ([^,]+), (\w+) ([^,]+), \w+ (.+)$")
+_CAST = re.compile(r"(\w+) (\w+) (.+) to (\w+)$")
+_CALL = re.compile(r"(?:tail )?call((?: [a-z]+)*) (\w+) @([\w.]+)\((.*)\)(.*)$")
+_STORE = re.compile(rf"store (\w+) (.+), ptr ({_NAME})(.*)$")
 _ARITHMETIC = re.compile(r"= (fadd|fsub|fmul|fdiv|fneg|fcmp|call|tail call) ")
 
 
@@ -137,14 +147,15 @@ class _Function:
         header, loop = self.region(latch)
         order = [b[0] for b in self.blocks]
         by = dict((b[0], b[1]) for b in self.blocks)
+        at = {b: i for i, b in enumerate(loop)}
         succ, preds = {}, {b: [] for b in loop}
         for b in loop:
             succ[b] = []
             for t in _targets(by[b][-1]):
                 if b == latch and t == header:
                     continue
-                if t in loop:
-                    if order.index(t) <= order.index(b):
+                if t in at:
+                    if at[t] <= at[b]:
                         raise Unsupported("a loop inside the lane loop")
                     succ[b].append(t)
                     preds[t].append(b)
@@ -218,7 +229,7 @@ class _Function:
                     if not d:
                         raise Unsupported(s)
                     if d.group(2).startswith("phi "):
-                        incoming = sorted(_incoming(d.group(2)), key=lambda vp: loop.index(vp[1]))  # in layout order
+                        incoming = sorted(_incoming(d.group(2)), key=lambda vp: at[vp[1]])  # in layout order
                         lane.join(d.group(1), d.group(2), [(v, edge[(p, b)]) for v, p in incoming])
                     else:
                         lane.instruction(d.group(1), d.group(2))
@@ -316,7 +327,7 @@ class _Lane:
             result = target
 
     def store(self, s):
-        m = re.match(rf"store (\w+) (.+), ptr ({_NAME})(.*)$", s)
+        m = _STORE.match(s)
         if not m or self.of(m.group(3)) != "p":
             raise Unsupported(f"a store not to each lane's element: {s}")
         ty, value, ptr, rest = m.groups()
@@ -325,7 +336,7 @@ class _Lane:
     def instruction(self, name, rhs):
         op = rhs.split()[0]
         if op == "getelementptr":
-            m = re.match(rf"getelementptr (?:inbounds |nuw |nusw )*(\w+), ptr ({_NAME}), i64 ({_NAME}|-?\d+)$", rhs)
+            m = _GEP.match(rhs)
             if not m:
                 raise Unsupported(rhs)
             element, base, index = m.groups()
@@ -342,14 +353,14 @@ class _Lane:
             return
         kinds = {self.of(v) for v in _names(rhs)}
         if op in ("add", "or") and kinds & {"i"}:
-            m = re.match(rf"(?:add|or)(?: nuw| nsw| disjoint)* i64 ({_NAME}|\d+), ({_NAME}|\d+)$", rhs)
+            m = _INDEX.match(rhs)
             if not m or sorted((self.of(m.group(1)), self.of(m.group(2)))) != ["i", "u"]:
                 raise Unsupported(f"the lane index in {rhs}")
             self.kind[name] = "i"
             self.out.append(f"  {name} = {rhs}")
             return
         if op == "load":
-            m = re.match(rf"load (\w+), ptr ({_NAME})(.*)$", rhs)
+            m = _LOAD.match(rhs)
             if not m:
                 raise Unsupported(rhs)
             if self.of(m.group(2)) == "p":
@@ -370,24 +381,24 @@ class _Lane:
         self.kind[name] = "v"
         vt, vec = self.vt, self.vector
         if op in _FLOAT_OPS or op in _INT_OPS:
-            m = re.match(r"(\w+)((?: [a-z]+)*) (\w+) ([^,]+), (.+)$", rhs)
+            m = _BINARY.match(rhs)
             o, flags, ty, a, b = m.groups()
             self.out.append(f"  {name} = {o}{flags} {vt(ty)} {vec(a, ty)}, {vec(b, ty)}")
         elif op == "fneg":
-            flags, ty, a = re.match(r"fneg((?: [a-z]+)*) (\w+) (.+)$", rhs).groups()
+            flags, ty, a = _FNEG.match(rhs).groups()
             self.out.append(f"  {name} = fneg{flags} {vt(ty)} {vec(a, ty)}")
         elif op in ("fcmp", "icmp"):
-            o, flags, pred, ty, a, b = re.match(r"(\w+)((?: [a-z]+)*) (\w+) (\w+) ([^,]+), (.+)$", rhs).groups()
+            o, flags, pred, ty, a, b = _COMPARE.match(rhs).groups()
             self.out.append(f"  {name} = {o}{flags} {pred} {vt(ty)} {vec(a, ty)}, {vec(b, ty)}")
         elif op == "select":
-            flags, c, ty, a, b = re.match(r"select((?: [a-z]+)*) i1 ([^,]+), (\w+) ([^,]+), \w+ (.+)$", rhs).groups()
+            flags, c, ty, a, b = _SELECT.match(rhs).groups()
             cond = f"{vt('i1')} {c}" if self.of(c) == "v" else f"i1 {c}"
             self.out.append(f"  {name} = select{flags} {cond}, {vt(ty)} {vec(a, ty)}, {vt(ty)} {vec(b, ty)}")
         elif op in _CASTS:
-            o, ty, a, to = re.match(r"(\w+) (\w+) (.+) to (\w+)$", rhs).groups()
+            o, ty, a, to = _CAST.match(rhs).groups()
             self.out.append(f"  {name} = {o} {vt(ty)} {vec(a, ty)} to {vt(to)}")
         elif op in ("call", "tail"):
-            m = re.match(r"(?:tail )?call((?: [a-z]+)*) (\w+) @([\w.]+)\((.*)\)(.*)$", rhs)
+            m = _CALL.match(rhs)
             fn = m and _LIBM.get(m.group(3), m.group(3))
             im = m and re.fullmatch(r"llvm\.(\w+)\.(f32|f64)", fn)
             if not im:
