@@ -36,6 +36,7 @@ without vectorising at all (``_scalar_library``).
 import ast
 import hashlib
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -571,17 +572,17 @@ def _over_lanes(loop):
     it: ``k = blk * 8 + kk``). Why that suffices for the generated kernels:
     their offsets are ``row * C + lane`` with C, the chunk, at least the trip
     count, so distinct lanes never meet (``numba_kernel._lane_loop``)."""
-    if any(isinstance(n, (ast.For, ast.While)) for stmt in loop.body for n in ast.walk(stmt)):
-        return False
-    lane = {loop.target.id}
-    for stmt in loop.body:
-        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name) and _names(stmt.value) & lane:
+    lane, written, accesses = {loop.target.id}, set(), []
+    for stmt in loop.body:  # one walk of each statement: the largest bodies have 3 000 lines
+        nodes = list(ast.walk(stmt))
+        if any(isinstance(n, (ast.For, ast.While)) for n in nodes):
+            return False
+        accesses += [n for n in nodes if isinstance(n, ast.Subscript)]
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AugAssign) else []
+        written |= {_names(t.value).pop() for t in targets if isinstance(t, ast.Subscript)}
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name) and \
+                {n.id for n in nodes if isinstance(n, ast.Name) and n is not stmt.targets[0]} & lane:
             lane.add(stmt.targets[0].id)
-    stores = [t for stmt in loop.body if isinstance(stmt, (ast.Assign, ast.AugAssign))
-              for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
-              if isinstance(t, ast.Subscript)]
-    written = {_names(t.value).pop() for t in stores}
-    accesses = [n for stmt in loop.body for n in ast.walk(stmt) if isinstance(n, ast.Subscript)]
     return all(_names(n.slice) & lane for n in accesses if _names(n.value) & written)
 
 
@@ -694,11 +695,12 @@ def _scalar_library(codegen, name):
     """A code library of ``codegen`` whose optimisation runs without LLVM's
     loop and SLP vectorisers. Why: the loop vectoriser takes about half of a
     large unrolled body's compile (most of it in its VPlan common-subexpression
-    step, which no option turns off), and code that runs once per network and
+    step, which no option turns off). Code that runs once per network and
     run (the final pass) or does no arithmetic (the driver) gains nothing
-    from it: a new variant's final pass compiles in a third of the time
+    from vectors: a new variant's final pass compiles in a third of the time
     (H = 32 with Adam: 0.3 against 0.9 s; 4-bit parity at H = 16: 0.6
-    against 2.2 s)."""
+    against 2.2 s). A training kernel is optimised this way before
+    ``numba_widen`` vectorises it (``_widened``)."""
     base = type(codegen)._library_class
 
     class ScalarLibrary(base):
@@ -754,8 +756,7 @@ def vector_lanes(element):
     puts in a vector on this CPU (as Numba compiles for it), read off a
     small loop it vectorises: ``numba_widen`` uses the same width, so the
     kernels keep their speed (Zen 4: 16 floats; an AVX2 CPU: 8)."""
-    import re
-
+    import llvmlite.binding as ll
     from numba.core.registry import cpu_target
 
     if element not in _LANES:
@@ -768,8 +769,6 @@ def vector_lanes(element):
               f"  %z = fmul contract {element} %x, %y\n  %s = fadd contract {element} %z, %x\n"
               f"  store {element} %s, ptr %p\n  %j = add nuw nsw i64 %i, 1\n  %c = icmp eq i64 %j, 1024\n"
               f"  br i1 %c, label %done, label %loop\ndone:\n  ret void\n}}\n")
-        import llvmlite.binding as ll
-
         library = codegen.create_library("fastxor_vector_lanes")
         library.add_llvm_module(ll.parse_assembly(ir))
         widths = [int(w) for w in re.findall(rf"<(\d+) x {element}>", _optimised(library))]
