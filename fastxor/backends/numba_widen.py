@@ -100,6 +100,12 @@ class _Function:
                 current.append(line)
         self.blocks.append([label, current])
         self.lanes, self.declares, self.count, self.widened = lanes, {}, 0, 0
+        self.chunk = {"%arg.a_p"}  # the chunk state ``a`` and addresses within it (``_Lane.in_chunk``)
+        for line in body:
+            m = _DEF.match(line)
+            g = m and _GEP.match(m.group(2))
+            if g and g.group(2) in self.chunk:
+                self.chunk.add(m.group(1))
         for label, insts in list(self.blocks):
             m = re.search(r"!llvm.loop (!\d+)", insts[-1])
             if m and m.group(1) in parallel:
@@ -200,7 +206,7 @@ class _Function:
         for b in reversed(loop[:-1]):
             paths_out[b] = sum(paths_out[t] for t in succ[b])
         always = {b for b in loop if paths_in[b] * paths_out[b] == paths_out[header]}
-        lane = _Lane(self, V, iv, defined)
+        lane = _Lane(self, V, iv, defined, self.chunk)
         edge = {}  # (block, successor) -> its lanes' mask (None: all lanes)
         for b in loop:
             mask = None
@@ -232,6 +238,10 @@ class _Function:
                         incoming = sorted(_incoming(d.group(2)), key=lambda vp: at[vp[1]])  # in layout order
                         lane.join(d.group(1), d.group(2), [(v, edge[(p, b)]) for v, p in incoming])
                     else:
+                        op = d.group(2).split()[0]
+                        if mask is not None and (op in ("sdiv", "udiv", "srem", "urem") or op == "load" and not
+                                                 lane.in_chunk(d.group(2))):
+                            raise Unsupported(f"a {op} on some lanes only")  # run on every lane, it could fault
                         lane.instruction(d.group(1), d.group(2))
         nxt, done = self.fresh("next"), self.fresh("done")
         body = [re.sub(rf"\[ {re.escape(step)}, %[^\]]+\]", f"[ {nxt}, %{_label(header)} ]", iv_line),
@@ -260,9 +270,10 @@ class _Lane:
     element index) or ``p`` (the address of lane 0's element of
     consecutive ones)."""
 
-    def __init__(self, fn, lanes, iv, defined):
+    def __init__(self, fn, lanes, iv, defined, chunk):
         self.fn, self.V, self.defined = fn, lanes, defined
         self.kind = {iv: "i"}
+        self.chunk = set(chunk)  # addresses within the chunk state ``a``
         self.out, self.hoisted, self.broadcasts, self.declares = [], [], {}, {}
 
     def vt(self, ty):
@@ -289,6 +300,12 @@ class _Lane:
                       f"<{self.V} x i32> zeroinitializer"]
             self.broadcasts[key] = name
         return self.broadcasts[key]
+
+    def in_chunk(self, load):
+        """Whether ``load`` reads the lanes' elements of the chunk state ``a``
+        (argument ``a_p``), which holds every row for every lane: safe on any lane."""
+        m = _LOAD.match(load)
+        return bool(m) and m.group(2) in self.chunk
 
     def mask(self, cond):
         return self.vector(cond, "i1")
@@ -345,8 +362,12 @@ class _Lane:
                 self.kind[name] = "u"
             elif kinds == ("u", "i") and element in ("float", "double"):
                 self.kind[name] = "p"  # the lanes' consecutive elements
+                if base in self.chunk:
+                    self.chunk.add(name)
             elif kinds == ("p", "u") and element == "i8" and not index.startswith("%"):
                 self.kind[name] = "p"  # another row of them
+                if base in self.chunk:
+                    self.chunk.add(name)
             else:
                 raise Unsupported(rhs)
             self.out.append(f"  {name} = {rhs}")
