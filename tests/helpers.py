@@ -166,7 +166,8 @@ def assert_random_recipes_match_reference(backend, rng, data=None, rounds=2):
 
     The same float64 operations up to FMA contraction and few-ulp vector
     exp/log/tanh. Each network's parameters lie within SENSITIVITY_K x its rounding
-    sensitivity (the long-double reference's distance) plus 1e-9 relative
+    sensitivity (the larger of two perturbations' effects on the reference:
+    long double, and the initial parameters moved by one ulp) plus 1e-9 relative
     (all but 5 %; every one within SENSITIVITY_K ** 2 x), wherever that
     sensitivity is below 1e-6 (Adam normalises its steps, so rounding
     differences grow faster than under SGD: seen 1e-11 in 300 epochs);
@@ -183,8 +184,13 @@ def assert_random_recipes_match_reference(backend, rng, data=None, rounds=2):
         k = run_backend(backend, p, X, y, 300, lr, rec, **kw)
         r = run_backend("numpy", p, X, y, 300, lr, rec, **kw)
         r80 = run_backend("numpy", p.astype(np.longdouble), X, y, 300, lr, rec, **kw)
+        ulp = run_backend("numpy", Params(*[np.nextafter(a, np.inf) for a in p.arrays()]), X, y, 300, lr, rec, **kw)
         kf, rf = k["params"].to_flat(), r["params"].to_flat()
-        sens = np.abs(r80["params"].to_flat() - rf).max(axis=0).astype(float)
+        # one perturbation samples a network's sensitivity, and can miss it: at seed 2773362561
+        # (Nesterov, lr 0.6, 34 samples) long double moved a network by 2.7e-9, one ulp by 5.3e-7,
+        # and the kernel (as fastxor with LLVM's vectoriser) by 3.7e-6
+        sens = np.maximum(np.abs(r80["params"].to_flat() - rf).max(axis=0).astype(float),
+                          np.abs(ulp["params"].to_flat() - rf).max(axis=0))
         bounded, calm = sens < 1e-6, sens < 1e-12
         assert bounded.mean() >= 0.8 and calm.mean() >= 0.3, (opts, bounded.mean(), calm.mean())
         err, tol = np.abs(kf - rf).max(axis=0)[bounded], 1e-9 * (1 + np.abs(rf).max(axis=0))[bounded]
