@@ -106,12 +106,7 @@ def test_random_programs_compute_numba_s_bits(dt, rng, tmp_path, monkeypatch):
             special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e-30, 1.0], dtype=dt)
             x = rng.normal(0, 3, (_IN, _LANES)).astype(dt)
             x.flat[rng.choice(x.size, 40, replace=False)] = rng.choice(special, 40)
-            outs = []
-            for address in (numba_fn.address, direct.address):
-                a = np.zeros(((_IN + n_out) * _LANES), dtype=dt)
-                a[:_IN * _LANES] = x.ravel()
-                ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)(address)(a.ctypes.data, _LANES)
-                outs.append(a)
+            outs = [_run_program(address, x, n_out) for address in (numba_fn.address, direct.address)]
             assert np.isfinite(outs[0]).sum() > _LANES * n_out // 4  # the program computes numbers, mostly
             # every bit (zeros' signs too), except a NaN's sign and payload: which of two NaN operands
             # an instruction passes on depends on the operand order the code generator picks
@@ -121,6 +116,7 @@ def test_random_programs_compute_numba_s_bits(dt, rng, tmp_path, monkeypatch):
 
 
 def _run_program(address, x, n_out):
+    """The outputs of a compiled ``_random_program`` on inputs ``x`` (its float array, inputs then outputs)."""
     a = np.zeros(((_IN + n_out) * _LANES), dtype=x.dtype)
     a[:_IN * _LANES] = x.ravel()
     ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)(address)(a.ctypes.data, _LANES)

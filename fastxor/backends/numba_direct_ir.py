@@ -841,14 +841,12 @@ def compile_chunk(module, fname, signature, vectorise=True):
         widened = library is not None
         if library is None:
             library = codegen.create_library(name) if vectorise else _scalar_library(codegen, name)
-            if path is not None:
-                library.enable_object_caching()
             ir_module = ll.parse_assembly(text)
             ir_module.verify()
             library.add_llvm_module(ir_module)
             for lib in libraries:
                 library.add_linking_library(lib)
-        elif path is not None:
+        if path is not None:
             library.enable_object_caching()
         library.finalize()
         compiled = CompiledChunk(library, symbol, signature, False, widened)
