@@ -500,7 +500,7 @@ def test_the_second_compile_process_is_stopped_when_this_one_stops(monkeypatch):
         started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
         return started[-1]
 
-    def interrupted(module, name, vectorise=None):
+    def interrupted(module, name):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(numba_compile_aside, "start", sleeper)

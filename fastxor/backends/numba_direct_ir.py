@@ -756,21 +756,18 @@ def vector_lanes(element):
     puts in a vector on this CPU (as Numba compiles for it), read off a
     small loop it vectorises: ``numba_widen`` uses the same width, so the
     kernels keep their speed (Zen 4: 16 floats; an AVX2 CPU: 8)."""
-    import llvmlite.binding as ll
     from numba.core.registry import cpu_target
 
     if element not in _LANES:
         codegen = cpu_target.target_context.codegen()
-        ir = (f'target triple = "{codegen._llvm_module.triple}"\ntarget datalayout = "{codegen._data_layout}"\n'
-              f"define void @probe(ptr noalias %a, ptr noalias %b) {{\nentry:\n  br label %loop\nloop:\n"
+        ir = (f"define void @probe(ptr noalias %a, ptr noalias %b) {{\nentry:\n  br label %loop\nloop:\n"
               f"  %i = phi i64 [ 0, %entry ], [ %j, %loop ]\n"
               f"  %p = getelementptr {element}, ptr %a, i64 %i\n  %q = getelementptr {element}, ptr %b, i64 %i\n"
               f"  %x = load {element}, ptr %p\n  %y = load {element}, ptr %q\n"
               f"  %z = fmul contract {element} %x, %y\n  %s = fadd contract {element} %z, %x\n"
               f"  store {element} %s, ptr %p\n  %j = add nuw nsw i64 %i, 1\n  %c = icmp eq i64 %j, 1024\n"
               f"  br i1 %c, label %done, label %loop\ndone:\n  ret void\n}}\n")
-        library = codegen.create_library("fastxor_vector_lanes")
-        library.add_llvm_module(ll.parse_assembly(ir))
+        library = _loaded(codegen.create_library("fastxor_vector_lanes"), _for_target(codegen, ir))
         widths = [int(w) for w in re.findall(rf"<(\d+) x {element}>", _optimised(library))]
         _LANES[element] = max(widths, default=1)
     return _LANES[element]
@@ -781,32 +778,39 @@ def entry_name(fname, vectorise):
     return fname if vectorise else f"{fname}_scalar"
 
 
+def _for_target(codegen, text):
+    """LLVM IR ``text`` headed by the target ``codegen`` compiles for."""
+    return f'target triple = "{codegen._llvm_module.triple}"\ntarget datalayout = "{codegen._data_layout}"\n{text}'
+
+
+def _loaded(library, text, libraries=()):
+    """``library`` holding the LLVM IR ``text`` (verified), the Numba
+    ``libraries`` it calls linked in."""
+    import llvmlite.binding as ll
+
+    ir_module = ll.parse_assembly(text)
+    ir_module.verify()
+    library.add_llvm_module(ir_module)
+    for lib in libraries:
+        library.add_linking_library(lib)
+    return library
+
+
 def _widened(codegen, name, text, symbol, libraries):
     """A library (not finalised) holding the IR ``text`` optimised as scalar
     code with its lane loops widened by ``numba_widen``; None where that
     module does not widen it (LLVM's vectoriser compiles it then)."""
     import logging
 
-    import llvmlite.binding as ll
-
     from . import numba_widen
 
-    scalar = _scalar_library(codegen, name)
-    ir_module = ll.parse_assembly(text)
-    ir_module.verify()
-    scalar.add_llvm_module(ir_module)
-    for lib in libraries:
-        scalar.add_linking_library(lib)
+    scalar = _loaded(_scalar_library(codegen, name), text, libraries)
     try:
         wide = numba_widen.widen(_optimised(scalar), symbol, vector_lanes)
     except numba_widen.Unsupported as e:
         logging.getLogger("fastxor").debug("%s: LLVM vectorises it (%s)", name, e)
         return None
-    library = _codegen_only(codegen, name)
-    ir_module = ll.parse_assembly(wide)
-    ir_module.verify()
-    library.add_llvm_module(ir_module)
-    return library
+    return _loaded(_codegen_only(codegen, name), wide)
 
 
 def compile_chunk(module, fname, signature, vectorise=True):
@@ -814,7 +818,6 @@ def compile_chunk(module, fname, signature, vectorise=True):
     raises ``Unsupported`` for source outside the kernel language.
     ``vectorise=False``: without LLVM's vectorisers (``_scalar_library``),
     a separate cache entry."""
-    import llvmlite.binding as ll
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
     from numba.core.types.function_type import WrapperAddressProtocol
@@ -836,16 +839,12 @@ def compile_chunk(module, fname, signature, vectorise=True):
 
         text, symbol, libraries = translate(module, fname, signature, config.NUMBA_FASTMATH)
         name = f"{module.__name__}.{fname}"
-        text = f'target triple = "{codegen._llvm_module.triple}"\ntarget datalayout = "{codegen._data_layout}"\n{text}'
+        text = _for_target(codegen, text)
         library = _widened(codegen, name, text, symbol, libraries) if vectorise and config.NUMBA_WIDEN else None
         widened = library is not None
         if library is None:
-            library = codegen.create_library(name) if vectorise else _scalar_library(codegen, name)
-            ir_module = ll.parse_assembly(text)
-            ir_module.verify()
-            library.add_llvm_module(ir_module)
-            for lib in libraries:
-                library.add_linking_library(lib)
+            library = _loaded(codegen.create_library(name) if vectorise else _scalar_library(codegen, name), text,
+                              libraries)
         if path is not None:
             library.enable_object_caching()
         library.finalize()

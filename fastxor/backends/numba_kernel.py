@@ -839,21 +839,20 @@ def get_kernel(hidden, dtype, Xc=None, recipe=None):
     return _LOADED[key]
 
 
-def _entry(name, vectorise=None):
-    """(vectorise, the name of its compiled code) for chunk function ``name``: by
-    default vectorised, but for the final pass (``chunk_function``)."""
-    vectorise = name != "finish_chunk" if vectorise is None else vectorise
+def _entry(name):
+    """(vectorised, the name of its compiled code) for chunk function ``name``:
+    all but the final pass, which runs once per network and run and compiles
+    in a third of the time without vectors (``numba_direct_ir._scalar_library``;
+    Numba's ``cfunc``, used with ``FASTXOR_DIRECT_IR=0``, always vectorises)."""
+    vectorise = name != "finish_chunk"
     return vectorise, numba_direct_ir.entry_name(name, vectorise)
 
 
-def chunk_function(module, name, vectorise=None):
+def chunk_function(module, name):
     """The module's chunk function ``name`` (train_chunk, train_quiet, their _partial forms,
-    finish_chunk) compiled as a C callback on first use, cached on disk
-    beside the module. ``vectorise``: compiled with LLVM's vectorisers (by
-    default all but the final pass, which runs once per network and compiles
-    in a third of the time without them: ``numba_direct_ir._scalar_library``;
-    Numba's ``cfunc``, used with ``FASTXOR_DIRECT_IR=0``, always vectorises)."""
-    vectorise, key = _entry(name, vectorise)
+    finish_chunk) compiled as a C callback on first use (``_entry``), cached
+    on disk beside the module."""
+    vectorise, key = _entry(name)
     compiled = module.__dict__.setdefault("_compiled", {})
     if key not in compiled:
         from numba import cfunc
@@ -980,11 +979,11 @@ def _source_lines(module, name):
     return fn.end_lineno - fn.lineno + 1
 
 
-def _is_compiled(module, name, vectorise=None):
-    """Whether chunk function ``name`` (by default as ``chunk_function``
-    compiles it) is compiled in this process or has a cache entry on disk
-    (it may still be for another CPU: then it compiles)."""
-    key = _entry(name, vectorise)[1]
+def _is_compiled(module, name):
+    """Whether chunk function ``name`` (as ``chunk_function`` compiles it) is
+    compiled in this process or has a cache entry on disk (it may still be
+    for another CPU: then it compiles)."""
+    key = _entry(name)[1]
     return key in module.__dict__.get("_compiled", {}) or (module.CACHE and jit_cache.has_entry(module.__name__, key))
 
 
