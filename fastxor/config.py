@@ -9,11 +9,12 @@ import os
 import numpy as np
 
 #: LLVM fast-math flags for the Numba kernels. Deliberately *without*
-#: ``nnan``/``ninf`` (divergence detection relies on NaN/inf surviving) and
+#: ``nnan``/``ninf`` (divergence detection relies on NaN/inf surviving),
 #: without ``reassoc`` (it would let LLVM fold the two-constant Cody-Waite
-#: range reduction of ``exp`` back into one constant, losing accuracy).
-#: ``contract`` lets LLVM fuse multiply-adds (FMA): one rounding instead of two.
-NUMBA_FASTMATH = {"nsz", "contract"}
+#: range reduction of ``exp`` back into one constant, losing accuracy), and
+#: without ``contract``: the kernels' multiply-adds are fused where their
+#: source writes them (``backends.numba_fusion``), not where LLVM finds them.
+NUMBA_FASTMATH = {"nsz"}
 
 #: Networks per SIMD chunk in the Numba kernel: a multiple of every vector
 #: width (8 float32 lanes for AVX2, 16 for AVX-512), small enough that a

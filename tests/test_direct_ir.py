@@ -8,12 +8,13 @@ import pytest
 
 import fastxor
 from fastxor import config, jit_cache
-from fastxor.backends import numba_direct_ir, numba_kernel
+from fastxor.backends import numba_direct_ir, numba_fusion, numba_kernel
 
 _HEADER = """
 import numpy as np
 from numba import carray, njit
 from fastxor import config
+from fastxor.backends.numba_fusion import fma
 from fastxor.backends.numba_vmath import bitcasts, make_math, select as sel
 
 F = np.{dt}
@@ -51,8 +52,8 @@ def _random_program(rng, dt, trip="n"):
         if choice == 0:
             expr = f"{pick()} {rng.choice(['+', '-', '*', '/'])} {pick()} {rng.choice(['+', '-', '*'])} {pick()}"
             kind = "double" if any(t == "double" for t in (v[1] for v in values if v[0] in expr.split())) else "F"
-        elif choice == 1:  # one product per sum: see the test's docstring
-            expr = f"{pick('F')} * {rng.choice(names)} + {pick('F')}"
+        elif choice == 1:  # sums of products: which one is fused is the source's choice (numba_fusion)
+            expr = f"{pick('F')} * {rng.choice(names)} + {pick('F')} * {pick('F')} {rng.choice(['+', '-'])} {pick('F')}"
         elif choice == 2:
             expr, kind = f"{pick('F')} * {rng.normal():.3f} - {pick('F')}", "double"
         elif choice == 3:
@@ -79,18 +80,14 @@ def _random_program(rng, dt, trip="n"):
 
 @pytest.mark.parametrize("dt", ["float32", "float64"])
 def test_random_programs_compute_numba_s_bits(dt, rng, tmp_path, monkeypatch):
-    """Random straight-line programs of the kernel language (arithmetic with
-    fused multiply-adds to find, selects, conditionals, comparisons, the
-    vmath functions, float64 promotion, bit casts), compiled by Numba's
-    cfunc and by ``numba_direct_ir``: every output bit equal, on inputs that
-    include zeros of both signs, infinities and NaN.
-
-    No expression adds two products of its own (``a * b + c * d``): which
-    of them LLVM fuses into a multiply-add follows the operand order its
-    reassociation pass leaves, which depends on the code around the sum;
-    such programs gave last-bit differences in about one program in 200.
-    Sums of two products in the generated kernels are compared by the
-    training tests below and ``bench/bitcheck.py``."""
+    """Random straight-line programs of the kernel language (sums of
+    products, whose multiply-adds ``numba_fusion`` writes out, selects,
+    conditionals, comparisons, the vmath functions, float64 promotion, bit
+    casts), compiled by Numba's cfunc and by ``numba_direct_ir``: every
+    output bit equal, on inputs that include zeros of both signs,
+    infinities and NaN. (With LLVM's ``contract`` flag, which product of
+    ``a * b + c * d`` was fused depended on the code around the sum: such
+    programs differed in the last bit in about one in 200.)"""
     from numba import cfunc, types
 
     monkeypatch.setenv("FASTXOR_CACHE_DIR", str(tmp_path))
@@ -101,7 +98,8 @@ def test_random_programs_compute_numba_s_bits(dt, rng, tmp_path, monkeypatch):
             module = jit_cache.load_module(f"fastxor_test_direct_{rng.integers(1 << 30)}", source)
             F = types.float32 if dt == "float32" else types.float64
             signature = types.void(types.CPointer(F), types.int64)
-            numba_fn = cfunc(signature, fastmath=config.NUMBA_FASTMATH, error_model="numpy")(module.f)
+            fused = numba_fusion.fused_function(module, numba_direct_ir.function_def(module, "f"))
+            numba_fn = cfunc(signature, fastmath=config.NUMBA_FASTMATH, error_model="numpy")(fused)
             direct = numba_direct_ir.compile_chunk(module, "f", signature)
             special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e-30, 1.0], dtype=dt)
             x = rng.normal(0, 3, (_IN, _LANES)).astype(dt)
@@ -198,10 +196,14 @@ def _random_recipe(rng):
 @pytest.mark.parametrize("case", range(4))
 def test_training_equals_numba_s_compile_bit_for_bit(case, rng, monkeypatch):
     """A random recipe trained with chunk functions from ``numba_direct_ir``
-    (their lane loops widened by ``numba_widen``) and from Numba's ``cfunc``
-    (LLVM's vectoriser): parameters, losses, predictions, the loss history
+    (their lane loops widened by ``numba_widen``), from Numba's ``cfunc``
+    (LLVM's vectoriser), and from ``numba_direct_ir`` as scalar code (no
+    vectoriser at all): parameters, losses, predictions, the loss history
     and every event epoch equal bit for bit, for a full chunk and a partial
-    one, recording and quiet."""
+    one, recording and quiet. The scalar code agrees because the source
+    decides every multiply-add (``numba_fusion``): with LLVM's ``contract``
+    flag it differed in 4 of 30 random recipes (the vector code fused a
+    multiply-add the scalar code left apart)."""
     from fastxor.backends.numba_direct_ir import CompiledChunk
 
     kw = _random_recipe(rng)
@@ -222,10 +224,13 @@ def test_training_equals_numba_s_compile_bit_for_bit(case, rng, monkeypatch):
     assert any(f.widened for m in numba_kernel._LOADED.values() for name, f in m.__dict__.get("_compiled", {}).items()
                if name.startswith("train_"))  # this run's training kernel vectorised by fastxor, not by LLVM
     b = trained(False)
-    for x, y in zip(a.params.arrays(), b.params.arrays()):
-        _assert_same_bits(x, y, "parameters")
-    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "target_epoch", "loss_history"):
-        _assert_same_bits(getattr(a, name), getattr(b, name), name)
+    monkeypatch.setattr(numba_kernel, "_entry", lambda name: (False, numba_direct_ir.entry_name(name, False)))
+    c = trained(True)  # every chunk function scalar
+    for other in (b, c):
+        for x, y in zip(a.params.arrays(), other.params.arrays()):
+            _assert_same_bits(x, y, "parameters")
+        for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "target_epoch", "loss_history"):
+            _assert_same_bits(getattr(a, name), getattr(other, name), name)
 
 
 def test_source_outside_the_language_compiles_through_numba(rng, monkeypatch):

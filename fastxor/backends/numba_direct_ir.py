@@ -12,13 +12,11 @@ flags and the same calls — and hands it to Numba's own code generator
 (same passes, same target machine, the vmath bitcode linked), so the
 machine code computes the same bits: tests compare both compilers on random
 programs of the language and on random recipes' kernels, and
-``bench/bitcheck.py`` on 24 runs. One thing is not pinned down by the IR's
-operations alone: where an expression adds two products, which one LLVM
-fuses into a multiply-add follows the operand order its reassociation pass
-leaves, which depends on the code around it; it has agreed in every kernel
-compared, and differed in about one random program in 200. Anything outside
-the language raises ``Unsupported`` and the caller compiles with Numba
-instead.
+``bench/bitcheck.py`` on 24 runs. Both compile the source with its
+multiply-adds written out as ``fma`` calls (``numba_fusion``), and without
+LLVM's ``contract`` flag, so no rounding is left to LLVM's choice. Anything
+outside the language raises ``Unsupported`` and the caller compiles with
+Numba instead.
 
 Integers, indices and control flow are written in the plainest form (no
 wraparound of negative indices: the generated indices never are), as they
@@ -43,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import jit_cache
+from . import numba_fusion
 
 
 class Unsupported(Exception):
@@ -191,8 +190,10 @@ class _Writer:
         raise Unsupported(f"name {name}")
 
     def x_BinOp(self, node):
-        left, right = self.expr(node.left), self.expr(node.right)
-        kind = type(node.op)
+        return self.binop(type(node.op), self.expr(node.left), self.expr(node.right), node)
+
+    def binop(self, kind, left, right, node):
+        """``left <kind> right`` (values), as Numba types and computes it (``node``: for messages)."""
         if kind in _BIT_OPS:
             ty = "i1" if left[1] == right[1] == "i1" else self.unify(left[1], right[1])
             if ty not in ("i1", "i64"):
@@ -211,13 +212,13 @@ class _Writer:
                 self.declares["llvm.pow.f64"] = "declare double @llvm.pow.f64(double, double)"
                 return self.op(f"call {self.fl()} double @llvm.pow.f64(double {a[0]}, double {b[0]})", ty)
             if kind not in _FLOAT_OPS:
-                raise Unsupported(f"float operator {ast.unparse(node)}")
+                raise Unsupported(f"float operator {ast.unparse(node) if node else kind.__name__}")
             return self.op(f"{_FLOAT_OPS[kind]} {self.fl()} {ty} {a[0]}, {b[0]}", ty)
         if kind in _INT_OPS:
             return self.op(f"{_INT_OPS[kind]} i64 {a[0]}, {b[0]}", ty)
         if kind in (ast.FloorDiv, ast.Mod):
             return self.floor_div_mod(a[0], b[0], kind is ast.Mod)
-        raise Unsupported(f"integer operator {ast.unparse(node)}")
+        raise Unsupported(f"integer operator {ast.unparse(node) if node else kind.__name__}")
 
     def floor_div_mod(self, a, b, mod):
         """Python's ``a // b`` or ``a % b`` (rounding toward minus infinity; the divisor is never 0 here)."""
@@ -343,6 +344,8 @@ class _Writer:
             return self.op(f"bitcast {self.F} {args[0][0]} to {self.I}", self.I)
         if fn is self.as_float and args[0][1] == self.I:
             return self.op(f"bitcast {self.I} {args[0][0]} to {self.F}", self.F)
+        if fn is numba_fusion.fma and len(args) == 3:
+            return self.fma(*args)
         if name == "sel" and len(args) == 3:
             c = self.truth(args[0])
             ty = args[1][1] if args[1][1] == args[2][1] else self.unify(args[1][1], args[2][1])
@@ -356,6 +359,19 @@ class _Writer:
         if hasattr(fn, "overloads") and len(args) == 1 and args[0][1] in _FLOATS:
             return self.call_jitted(fn, args[0])
         raise Unsupported(f"call {ast.unparse(node)}")
+
+    def fma(self, a, b, c):
+        """``a * b + c`` as ``numba_fusion.fma`` computes it: one rounding
+        where the product and the sum have one float type and the CPU has
+        FMA instructions, else the product and the sum as written."""
+        prod = self.unify(a[1], b[1])
+        ty = self.unify(prod, c[1])
+        if not (prod == ty and ty in _FLOATS and numba_fusion.has_fma()):
+            return self.binop(ast.Add, self.binop(ast.Mult, a, b, None), c, None)
+        a, b, c = (self.cast(v, ty)[0] for v in (a, b, c))
+        name = f"llvm.fma.{'f32' if ty == 'float' else 'f64'}"
+        self.declares[name] = f"declare {ty} @{name}({ty}, {ty}, {ty})"
+        return self.op(f"call {self.fl()} {ty} @{name}({ty} {a}, {ty} {b}, {ty} {c})", ty)
 
     def call_jitted(self, dispatcher, arg):
         """A Numba function of one float, called by Numba's calling convention
@@ -593,9 +609,10 @@ def _as_load(target):
 
 def function_def(module, name):
     """The definition of ``name`` in the source ``jit_cache`` loaded ``module``
-    from (also a module compiled in memory), parsed once per module."""
+    from (also a module compiled in memory), parsed once per module, its
+    multiply-adds written out (``numba_fusion.fuse``)."""
     if "_syntax_tree" not in module.__dict__:
-        module._syntax_tree = ast.parse(module.FASTXOR_KEY[1])
+        module._syntax_tree = numba_fusion.fuse(ast.parse(module.FASTXOR_KEY[1]))
     return next((f for f in module._syntax_tree.body if getattr(f, "name", None) == name), None)
 
 
@@ -664,8 +681,8 @@ class CompiledChunk:
 
 
 #: This translator's version (and its widening's): an edit never reuses code it compiled before.
-_TRANSLATOR = hashlib.sha256(Path(__file__).read_bytes() + (Path(__file__).parent / "numba_widen.py").read_bytes()
-                             ).hexdigest()[:8]
+_TRANSLATOR = hashlib.sha256(b"".join((Path(__file__).parent / f).read_bytes() for f in (
+    "numba_direct_ir.py", "numba_widen.py", "numba_fusion.py"))).hexdigest()[:8]
 
 
 def cache_file(module, fname):

@@ -27,6 +27,10 @@ where expm1 shares exp's reduction and polynomial, without its leading 1.
 ``log(x) = e ln2 + 2 atanh(s)``, x = 2**e m with m in [sqrt(1/2), sqrt(2)),
 s = (m - 1)/(m + 1), the odd series of atanh to the dtype's precision;
 ``log1p(x) = log(1 + x) * x / ((1 + x) - 1)``, Goldberg's exact correction.
+
+The functions' multiply-adds are fused by the kernels' rule
+(``numba_fusion.fuse``): Horner's steps and the Cody-Waite reduction
+``x - k ln2_hi`` are each one rounding on a CPU with FMA instructions.
 """
 import numpy as np
 from llvmlite import ir
@@ -34,6 +38,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .. import config
+from . import numba_fusion
 
 
 def _bitcast(src, dst):
@@ -135,14 +140,22 @@ def reduce(x):
 
 
 @njit(**FM)
-def exp_clamped(x):
+def exp_parts(x):
+    """(q, 2**k) with exp(x) = q * 2**k (the product is exact for a normal result)."""
     two_k, r = reduce(x)
-    return ((r * r) * poly(r) + r + ONE) * two_k
+    return (r * r) * poly(r) + r + ONE, two_k
+
+
+@njit(**FM)
+def exp_clamped(x):
+    q, two_k = exp_parts(x)
+    return q * two_k
 
 
 @njit(**FM)
 def sigmoid(z):
-    return ONE / (ONE + exp_clamped(-z))
+    q, two_k = exp_parts(-z)
+    return ONE / (ONE + q * two_k)  # one multiply-add: 1 + exp(-z), as exact as with the product rounded
 
 
 @njit(**FM)
@@ -217,6 +230,7 @@ def math_source(dtype):
         "from numpy import float32, float64, int32, int64",
         "from numba import njit",
         "from fastxor import config",
+        "from fastxor.backends.numba_fusion import fma",
         "from fastxor.backends.numba_vmath import bitcasts",
         "",
         f"F = np.{dtype.__name__}",
@@ -224,7 +238,7 @@ def math_source(dtype):
         "FM = dict(fastmath=config.NUMBA_FASTMATH, error_model='numpy', cache=CACHE)",
         *[f"{name} = {_literal(value)}" for name, value in _constants(dtype).items()],
     ]
-    return "\n".join(head) + _FUNCTIONS.format(poly=poly)
+    return "\n".join(head) + "\n\n\n" + numba_fusion.fused_source(_FUNCTIONS.format(poly=poly)) + "\n"
 
 
 def make_math(dtype):
