@@ -9,8 +9,9 @@ The job: 1000 networks x 1000 epochs, float32, XOR (1e6 network-epochs).
 - fastxor new variants, with the cache warm for everything else (each
   compiles its kernel): H = 5, Adam, tanh, BCE (the one the README quotes),
   and the slower kinds, whose unrolled bodies are larger: H = 16 and H = 32
-  (the widest layer allowed), 4-bit parity (16 samples) at H = 6, 12 and 16,
-  Adam at H = 12 and 32, and Adam with BCE at H = 32;
+  (the widest layer allowed), 4-bit parity (16 samples) at H = 6, 12, 16
+  and 32, Adam at H = 12 and 32, and Adam with BCE at H = 32 on XOR, 3- and
+  4-bit parity (the largest kernels there are);
 - JAX: a fresh process importing JAX, jit-compiling and running the peer of
   ``fastxor bench`` (vmap of the train step in ``lax.fori_loop``) for the
   same job and recipe;
@@ -49,6 +50,11 @@ VARIANTS = {
     "H32 adam": ["--hidden", "32", "--optimizer", "adam", "--lr", "0.01"],
     "parity4 H16 sgd": ["--hidden", "16", "--function", "parity4"],
     "H32 adam bce": ["--hidden", "32", "--optimizer", "adam", "--lr", "0.01", "--loss", "bce"],
+    "parity4 H32 sgd": ["--hidden", "32", "--function", "parity4"],
+    "parity3 H32 adam bce": ["--hidden", "32", "--function", "parity3", "--optimizer", "adam", "--lr", "0.01",
+                             "--loss", "bce"],
+    "parity4 H32 adam bce": ["--hidden", "32", "--function", "parity4", "--optimizer", "adam", "--lr", "0.01",
+                             "--loss", "bce"],
 }
 VARIANT = VARIANTS["H5 adam tanh bce"]
 JAX_JOB = """

@@ -60,7 +60,7 @@ def _in_memory(why):
     _STATE.update(dir=None, checked=True, warned=True)
 
 
-def _module_name(name, source):
+def module_name(name, source):
     """``<name>_<hash of the source>``: an edited source is a new module."""
     return f"{name}_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
 
@@ -73,7 +73,7 @@ def load_module(name, source):
     key = (name, source)
     if key in _LOADED:
         return _LOADED[key]
-    modname = _module_name(name, source)
+    modname = module_name(name, source)
     d = cache_dir()
     path = None
     if d is not None:
@@ -155,7 +155,7 @@ def has_entry(modname, function="*"):
 def is_new(name, source):
     """True when ``load_module(name, source)`` would have to compile: not
     loaded in this process and no cached compiled entry on disk."""
-    return (name, source) not in _LOADED and not has_entry(_module_name(name, source))
+    return (name, source) not in _LOADED and not has_entry(module_name(name, source))
 
 
 def call_repairing(get_function, forget_function, *args):

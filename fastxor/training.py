@@ -89,10 +89,11 @@ def _run(backend, state, data, epochs, record_every, recipe, out, progress, inte
     if epochs == 0 or progress is None and not interruptible:
         backend.run(state, data, epochs, record_every, recipe, out)  # 0 epochs: the outputs of the state as it is
         return epochs, False
+    work = state.n_networks * epochs  # what is left of the run: the backend's hint for choosing a kernel
     fixed = 0.0
     for _ in range(2):  # a zero-epoch segment costs exactly the fixed part (the first may compile)
         t0 = time.perf_counter()
-        backend.run(state, data, 0, record_every, recipe, out, final=False)
+        backend.run(state, data, 0, record_every, recipe, out, final=False, work=work)
         fixed = time.perf_counter() - t0
     pacer, done, ran_once = _Pacer(state.n_networks, epochs, fixed=fixed), 0, False
     report = progress if callable(progress) else (lambda d, t: None)
@@ -103,7 +104,8 @@ def _run(backend, state, data, epochs, record_every, recipe, out, progress, inte
         while not ran_once or pacer.left > 0:
             e = pacer.take()
             t0 = time.perf_counter()
-            backend.run(state, data, e, record_every, recipe, out, final=pacer.left == 0)
+            backend.run(state, data, e, record_every, recipe, out, final=pacer.left == 0,
+                        work=state.n_networks * (epochs - done))
             ran_once, done = True, done + e
             pacer.measured(e, time.perf_counter() - t0)
             try:
@@ -113,7 +115,7 @@ def _run(backend, state, data, epochs, record_every, recipe, out, progress, inte
                     raise
                 held.signum = signal.SIGINT
             if interruptible and held.hit and pacer.left:
-                backend.run(state, data, 0, record_every, recipe, out)  # the outputs of where it stopped
+                backend.run(state, data, 0, record_every, recipe, out, work=0)  # the outputs of where it stopped
                 return done, True
     return done, False
 

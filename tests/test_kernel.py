@@ -13,7 +13,7 @@ from fastxor.backends import numpy_reference as reference
 from fastxor.data import boolean_function
 from fastxor.params import init_params
 
-from helpers import EPS32, make_recipe, random_config, run_backend, with_diverging_network
+from helpers import EPS32, make_recipe, random_config, random_data, random_recipe, run_backend, with_diverging_network
 
 def run_both(p, X, y, epochs, lr, record_every, **kw):
     k = run_backend("numba", p, X, y, epochs, lr, record_every, **kw)
@@ -109,6 +109,61 @@ def test_boolean_specialisation_agrees_with_generic_kernel(rng):
     np.testing.assert_array_equal(a["params"].to_flat(), b["params"].to_flat())
     for name in ("loss_history", "loss", "predictions", "solved_epoch", "diverged_epoch"):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_the_looped_kernel_computes_the_unrolled_kernel_s_bits(case, rng):
+    """The kernel that loops over the samples and the one that unrolls them
+    (``rents_the_looped_kernel`` picks either for a run) on a random recipe,
+    data set (1-4 inputs, boolean or real-valued, up to 16 samples), dtype
+    and run size: every output equal, value for value (a running sum starts
+    at +0, an unrolled one at its first term: zeros' signs may differ). Fails
+    when the two sum the samples in different orders (checked with the
+    unrolled kernel's former pairwise sums) or fuse different multiply-adds."""
+    X, y = random_data(rng)
+    n = int(rng.choice([int(rng.integers(1, config.NUMBA_CHUNK)), int(rng.integers(config.NUMBA_CHUNK, 150))]))
+    opts, mom, wd, lr = random_recipe(rng, n)
+    dtype = str(rng.choice(["float32", "float64"]))
+    p = init_params(n, int(rng.integers(1, 6)), int(rng.integers(0, 2**32)), dtype=dtype, inputs=X.shape[1])
+    epochs, record_every = int(rng.integers(20, 200)), int(rng.choice([0, 9]))
+    print(n, dtype, p.hidden, X.shape, opts)
+    a, b = (run_backend("numba", p, X, y, epochs, lr, record_every, momentum=mom, weight_decay=wd,
+                        recipe_options=opts, looped=looped) for looped in (False, True))
+    np.testing.assert_array_equal(a["params"].to_flat(), b["params"].to_flat())
+    for name in ("loss", "predictions", "solved_epoch", "diverged_epoch", "target_epoch", "loss_history"):
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_short_run_of_a_new_variant_rents_the_looped_kernel(tmp_path, monkeypatch):
+    """``rents_the_looped_kernel``: a run of at most NUMBA_LOOPED_MAX_WORK
+    network-epochs per thread of a variant whose unrolled kernel is not
+    compiled trains with the looped kernel, compiling only that; a longer run
+    compiles the unrolled kernel, which a short run then uses too; a variant
+    of more than NUMBA_UNROLL_SAMPLES samples always loops."""
+    from fastxor import jit_cache
+
+    monkeypatch.setenv("FASTXOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(config, "NUMBA_LOOPED_MAX_WORK", 1000)
+    limit = 1000 * numba.get_num_threads()
+    jit_cache.reset()
+    numba_kernel._LOADED.clear()
+    try:
+        opts = dict(hidden=3, optimizer="adam", lr=0.01, activation="tanh", backend="numba")
+        key = (3, "float32", numba_kernel.boolean_inputs(boolean_function("xor")[0]),
+               make_recipe(3, np.dtype(np.float32), None, None, optimizer="adam", activation="tanh")[0])
+        assert numba_kernel.rents_the_looped_kernel(key, 10, 0, limit)
+        assert not numba_kernel.rents_the_looped_kernel(key, 10, 0, limit + 1)
+        numba_kernel._LOADED.clear()
+        fastxor.train(10, epochs=limit // 10, **opts)
+        assert {k[-1] for k in numba_kernel._LOADED} == {True}  # only the looped kernel was loaded
+        fastxor.train(10, epochs=limit // 10 + 1, **opts)  # a longer run: the unrolled kernel
+        assert False in {k[-1] for k in numba_kernel._LOADED}
+        assert not numba_kernel.rents_the_looped_kernel(key, 10, 0, 10)
+        parity5 = make_recipe(2, np.dtype(np.float32), None, None, inputs=5, samples=32)[0]
+        assert numba_kernel.rents_the_looped_kernel((2, "float32", None, parity5), 10, 0, 10**12)
+    finally:
+        jit_cache.reset()
+        numba_kernel._LOADED.clear()
 
 
 def test_results_do_not_depend_on_threads_or_batching(rng):
@@ -338,11 +393,13 @@ def _disassembly(blobs):
     return out
 
 
-def test_a_run_that_records_no_loss_compiles_the_quiet_kernel(rng):
+def test_a_run_that_records_no_loss_compiles_the_quiet_kernel(rng, monkeypatch):
     """A BCE recipe without a target needs the loss only on the epochs it
     records: a run that records none compiles ``train_quiet`` (the body
     without the loss alone: about 40 % less to compile for a new variant)
-    and trains exactly what the full kernel trains, bit for bit."""
+    and trains exactly what the full kernel trains, bit for bit. (The
+    unrolled kernel: the looped one has no quiet form.)"""
+    monkeypatch.setattr(config, "NUMBA_LOOPED_MAX_WORK", 0)
     n = int(rng.integers(2, 3 * config.NUMBA_CHUNK))  # one lane group below a chunk, several above
     kw = dict(epochs=300, hidden=int(rng.integers(1, 6)), loss=str(rng.choice(["bce", "bce_logits"])),
               lr=rng.uniform(0.2, 3.0, n), seed=int(rng.integers(2**32)), backend="numba",
@@ -513,7 +570,7 @@ def test_the_second_compile_process_is_stopped_when_this_one_stops(monkeypatch):
     monkeypatch.setattr(config, "NUMBA_COMPILE_ASIDE_MIN_LINES", 0)
     recipe = make_recipe(2, np.float32)[0]
     with pytest.raises(KeyboardInterrupt):
-        numba_kernel._driver(numba_kernel.get_kernel(2, "float32", None, recipe), 10, recipe, 0)
+        numba_kernel._driver(numba_kernel.get_kernel(2, "float32", None, recipe, False), 10, recipe, 0, False)
     assert started and started[0].poll() is not None
 
 

@@ -14,7 +14,7 @@ Every backend module exposes the same four names:
     the peak host memory of a run of ``n`` networks with ``rows`` loss-history
     columns: ``state.run_bytes`` plus the backend's own temporaries. The
     memory guard refuses a run above it before anything is allocated.
-``run(state, data, epochs, record_every, recipe, out, final=True) -> KernelOutput``
+``run(state, data, epochs, record_every, recipe, out, final=True, work=None) -> KernelOutput``
     train every network of ``state`` (a ``state.State``, updated in place)
     for ``epochs`` epochs from the global epoch ``state.epoch``: solved and
     diverged epochs and history columns are global, so consecutive calls
@@ -22,7 +22,9 @@ Every backend module exposes the same four names:
     allocated once per run; the same object is returned. ``final``: also
     the loss and predictions of the parameters reached (and the solved test
     on them); an intermediate segment skips that forward pass, which the
-    next segment's first epoch repeats anyway.
+    next segment's first epoch repeats anyway. ``work``: the network-epochs
+    the whole run still has to do, this call's included (None: only this
+    call's), a hint for choosing what to compile, never changing a result.
 
 ``auto`` picks the first usable entry of ``ORDER`` (see ``choose``).
 """

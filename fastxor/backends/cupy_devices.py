@@ -80,7 +80,7 @@ class Devices:
             copies, streams = copies + c, streams or s
         return cupy_kernel.host_bytes(n, recipe, rows, copies, streams)
 
-    def run(self, state, data, epochs, record_every, recipe, out, final=True):
+    def run(self, state, data, epochs, record_every, recipe, out, final=True, work=None):
         """``cupy_kernel.run`` of each GPU's range, at once, one host thread
         per GPU; the parts (and what each keeps on its GPU) live in
         ``state.device`` from one segment to the next."""

@@ -340,7 +340,7 @@ def _chunk_networks(n, recipe, rows, given_init, sets=1):
 LAUNCH_EPOCHS = 1 << 20
 
 
-def run(state, data, epochs, record_every, recipe, out, final=True):
+def run(state, data, epochs, record_every, recipe, out, final=True, work=None):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place.
 
     A fresh Philox state (``state.init``) is made inside the kernel,

@@ -65,23 +65,12 @@ def _sum(terms):
     return " + ".join(terms) if terms else "ZERO"
 
 
-def _numpy_sum(terms):
-    """``terms`` summed in the order of NumPy's pairwise sum over a contiguous
-    axis (what the reference's ``sum``/``mean`` over samples does): left to
-    right below 8 terms, eight running sums up to 128, halves above."""
-    n = len(terms)
-    if n < 8:
-        return "(" + " + ".join(terms) + ")" if n > 1 else terms[0]
-    if n > 128:
-        half = n // 2 - (n // 2) % 8
-        return f"({_numpy_sum(terms[:half])} + {_numpy_sum(terms[half:])})"
-    r = list(terms[:8])
-    for i in range(8, n - n % 8, 8):
-        r = [f"({r[j]} + {terms[i + j]})" for j in range(8)]
-    out = f"((({r[0]} + {r[1]}) + ({r[2]} + {r[3]})) + (({r[4]} + {r[5]}) + ({r[6]} + {r[7]})))"
-    for t in terms[n - n % 8:]:
-        out = f"({out} + {t})"
-    return out
+def _in_order(terms):
+    """``terms`` summed from the first to the last: the order of the looped
+    kernel's running sums (and the CUDA kernel's), so that an unrolled and a
+    looped kernel compute the same bits (the reference sums pairwise from 8
+    samples on: equal to rounding)."""
+    return "(" + " + ".join(terms) + ")" if len(terms) > 1 else terms[0]
 
 
 def _over_samples(expr, S):
@@ -155,7 +144,7 @@ def _emit_forward(H, ind, Xc, recipe, with_loss=True):
     terms = [_sample_terms(n, Xc, recipe, with_loss) for n in range(S)]
     lines = [line for kind in ("forward", "d", "t") for ts in terms for line in ts[kind]]
     if with_loss:
-        lines.append("loss = " + _over_samples(_numpy_sum([_loss_term(n, recipe) for n in range(S)]), S))
+        lines.append("loss = " + _over_samples(_in_order([_loss_term(n, recipe) for n in range(S)]), S))
     lines += [ts["m"][0] for ts in terms]
     # the running minimum under a new name per step: a name assigned twice costs Numba's SSA pass a sweep of the kernel
     running = ["m0"] + [f"mg{n}" for n in range(1, S - 1)] + ["margin"]
@@ -233,7 +222,7 @@ def _emit_backward_update(H, ind, Xc, at, recipe, rows):
         L += _output_gradient(n, recipe).split("\n")
     for j in range(H):
         L.append(f"gw2_{j} = " + " + ".join(f"g{n} * h{n}_{j}" for n in range(S)))
-    L.append("gb2 = " + _numpy_sum([f"g{n}" for n in range(S)]))
+    L.append("gb2 = " + _in_order([f"g{n}" for n in range(S)]))
     for n in range(S):
         for j in range(H):
             L.append(_hidden_gradient(n, j, recipe.activation))
@@ -275,7 +264,7 @@ def _emit_update(ind, at, recipe, rows):
 EVENTS = ("solved", "diverged", "target")
 
 
-def chunk_rows(recipe):
+def chunk_rows(recipe, looped=None):
     """Row offsets of the chunk state: parameters, buffers, coefficient rows,
     loss, solved, diverged, target epoch (and a kernel that loops over samples
     its sums); and the row count."""
@@ -285,7 +274,7 @@ def chunk_rows(recipe):
     for name in ("loss", "solved", "diverged", "target"):
         rows[name] = r
         r += 1
-    if loops_over_samples(recipe):  # per-lane sums over the sample loop: gradient (P rows), loss, smallest margin
+    if _looped(recipe, looped):  # per-lane sums over the sample loop: gradient (P rows), loss, smallest margin
         rows["grad"], rows["lacc"], rows["marg"] = r, r + P, r + P + 1
         r += P + 2
     return rows, r
@@ -497,7 +486,7 @@ def _tree_sum(terms):
     return f"({_tree_sum(terms[:half])} + {_tree_sum(terms[half:])})"
 
 
-def lane_groups(hidden, recipe=None):
+def lane_groups(hidden, recipe=None, looped=None):
     """Networks trained side by side in one iteration of the SIMD loop.
 
     Why: one network-epoch is a long dependency chain (two sigmoid layers,
@@ -514,9 +503,14 @@ def lane_groups(hidden, recipe=None):
     (``config.NUMBA_INTERLEAVE_MAX_SAMPLES``).
     """
     if recipe is not None and (recipe.optimizer != "sgd" or recipe.samples > config.NUMBA_INTERLEAVE_MAX_SAMPLES
-                               or loops_over_samples(recipe)):
+                               or _looped(recipe, looped)):
         return 1
     return 2 if hidden <= config.NUMBA_INTERLEAVE_MAX_HIDDEN else 1
+
+
+def _looped(recipe, looped):
+    """``looped`` if given, else whether the variant must loop (``loops_over_samples``)."""
+    return loops_over_samples(recipe) if looped is None else looped
 
 
 def loops_over_samples(recipe):
@@ -572,8 +566,8 @@ def _emit_looped(rows, C, n_rows, recipe):
     and margin in rows of the chunk state (in the one array: with separate
     arrays LLVM needs run-time alias checks, and from about P = 60 it gave up
     vectorising: 12x slower); then the update, lane by lane (SIMD). Sums over
-    samples run in order 0..S-1 (the reference's loss and b2 gradient sum
-    pairwise: equal to rounding)."""
+    samples run in order 0..S-1, as in the unrolled kernel: the two compute
+    the same bits (``numba_fusion`` fixes their multiply-adds)."""
     H, D, S, P = recipe.hidden, recipe.inputs, recipe.samples, recipe.n_params
     names = param_names(H, D)
     row = {p: q for q, p in enumerate(names)}
@@ -639,7 +633,7 @@ def _emit_looped(rows, C, n_rows, recipe):
     return src
 
 
-def kernel_source(hidden, dtype, Xc=None, recipe=None):
+def kernel_source(hidden, dtype, Xc=None, recipe=None, looped=None):
     """The Python source of the fused kernel for one hidden width, dtype and
     training recipe (``state.Recipe``; None: the seed's).
 
@@ -661,10 +655,11 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     H = hidden
     dt = np.dtype(dtype).name
     C = config.NUMBA_CHUNK
-    G = lane_groups(H, recipe)
+    looped = _looped(recipe, looped)
+    G = lane_groups(H, recipe, looped)
     W = C // G  # lanes per group: iteration k trains lanes k, k+W, ...
     S = recipe.samples
-    rows, n_rows = chunk_rows(recipe)
+    rows, n_rows = chunk_rows(recipe, looped)
     RT = rows["rates"]
     i2 = " " * 8
 
@@ -709,10 +704,10 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
         "",
         "",
     ]
-    if loops_over_samples(recipe):
+    if looped:
         return "\n".join(src + _emit_looped(rows, C, n_rows, recipe)) + "\n"
     groups = [body(g) for g in range(G)]  # the unrolled bodies, built only for the kernel that uses them
-    lazy_loss = recipe.loss != "mse" and recipe.target_loss is None
+    lazy_loss = _has_quiet(recipe, looped)
     no_loss = [body(g, False) for g in range(G)] if lazy_loss else None
     for quiet in (False, True) if lazy_loss else (False,):
         name, trains = ("train_quiet", "Train, recording no loss,") if quiet else ("train_chunk", "Train")
@@ -734,10 +729,10 @@ def kernel_source(hidden, dtype, Xc=None, recipe=None):
     return "\n".join(src) + "\n"
 
 
-def layout(recipe):
+def layout(recipe, looped=None):
     """What the driver needs of a variant's chunk state: (networks per chunk,
     rows, first coefficient row, coefficient rows, first event row)."""
-    rows, n_rows = chunk_rows(recipe)
+    rows, n_rows = chunk_rows(recipe, looped)
     return (config.NUMBA_CHUNK, n_rows, rows["rates"], len(recipe.rate_names), rows["solved"])
 
 
@@ -822,22 +817,25 @@ def _source_hash():
     return h.hexdigest()[:8]
 
 
-def _module_name(hidden, dt, Xc, recipe):
+def _module_name(hidden, dt, Xc, recipe, looped):
     xtag = ("x" + hashlib.sha256(repr(Xc).encode()).hexdigest()[:10]) if Xc else "xany"
     rtag = "seed" if recipe.is_seed else hashlib.sha256(repr(recipe.kernel_key).encode()).hexdigest()[:10]
-    return f"fastxor_cpu_{_source_hash()}_d{recipe.inputs}_h{hidden}_s{recipe.samples}_{dt}_{xtag}_{rtag}"
+    form = "_loop" if looped else ""
+    return f"fastxor_cpu_{_source_hash()}_d{recipe.inputs}_h{hidden}_s{recipe.samples}_{dt}_{xtag}_{rtag}{form}"
 
 
-def get_kernel(hidden, dtype, Xc=None, recipe=None):
-    """The compiled kernel module for (hidden, dtype, inputs, recipe):
-    generated and loaded through ``jit_cache`` (cached on disk). A variant
-    never compiled before is announced on the ``fastxor`` logger."""
+def get_kernel(hidden, dtype, Xc=None, recipe=None, looped=None):
+    """The compiled kernel module for (hidden, dtype, inputs, recipe, and
+    whether it loops over the samples): generated and loaded through
+    ``jit_cache`` (cached on disk). A variant never compiled before is
+    announced on the ``fastxor`` logger."""
     recipe = recipe or _seed_recipe(hidden, dtype)
     dt = np.dtype(dtype).name
-    key = (hidden, dt, Xc, recipe.kernel_key)
+    looped = _looped(recipe, looped)
+    key = (hidden, dt, Xc, recipe.kernel_key, looped)
     if key not in _LOADED:
-        name = _module_name(hidden, dt, Xc, recipe)
-        src = kernel_source(hidden, dt, Xc, recipe)
+        name = _module_name(hidden, dt, Xc, recipe, looped)
+        src = kernel_source(hidden, dt, Xc, recipe, looped)
         if jit_cache.is_new(name, src):
             logging.getLogger("fastxor").info(
                 "compiling the CPU kernel for H=%d %s %s/%s/%s (first use of this variant: seconds, then "
@@ -959,16 +957,14 @@ def deep_recursion():
                 sys.setrecursionlimit(_deep["restore"])
 
 
-def _driver(module, n, recipe, record_every):
+def _driver(module, n, recipe, record_every, looped):
     """The driver over a run of ``n`` networks with the module's chunk
     functions: below one chunk the ``_partial`` form (one lane group, padded
     to a SIMD block only); the quiet kernel (``train_quiet``) where the
     kernel has one and the run records no loss (only it is compiled then).
     A new variant's final pass compiles in a second process meanwhile
     (``numba_compile_aside``)."""
-    name = "train_quiet" if record_every == 0 and hasattr(module, "train_quiet") else "train_chunk"
-    if n < config.NUMBA_CHUNK:
-        name += "_partial"
+    name = _training_function(recipe, looped, n, record_every)
     aside = None
     if not (_is_compiled(module, name) or _is_compiled(module, "finish_chunk")) and \
             _source_lines(module, name) >= config.NUMBA_COMPILE_ASIDE_MIN_LINES:
@@ -979,7 +975,52 @@ def _driver(module, n, recipe, record_every):
         numba_compile_aside.stop(aside)
         raise
     numba_compile_aside.wait(aside)
-    return _Threaded(get_driver(module.F), chunk, chunk_function(module, "finish_chunk"), layout(recipe))
+    return _Threaded(get_driver(module.F), chunk, chunk_function(module, "finish_chunk"), layout(recipe, looped))
+
+
+def _has_quiet(recipe, looped):
+    """Whether the kernel has ``train_quiet``, the body without the loss: an
+    unrolled kernel whose loss is needed only on the epochs a run records."""
+    return not looped and recipe.loss != "mse" and recipe.target_loss is None
+
+
+def _training_function(recipe, looped, n, record_every):
+    """The chunk function a run of ``n`` networks trains with: below one chunk
+    the ``_partial`` form; the quiet kernel where there is one and the run
+    records no loss."""
+    name = "train_quiet" if record_every == 0 and _has_quiet(recipe, looped) else "train_chunk"
+    return name + "_partial" if n < config.NUMBA_CHUNK else name
+
+
+def _compiled_on_disk_or_here(hidden, dt, Xc, recipe, looped, name):
+    """``_is_compiled`` for chunk function ``name`` of that kernel, without
+    loading its module (only its source is generated)."""
+    key = (hidden, dt, Xc, recipe.kernel_key, looped)
+    if key in _LOADED:
+        return _is_compiled(_LOADED[key], name)
+    source = kernel_source(hidden, dt, Xc, recipe, looped)
+    modname = jit_cache.module_name(_module_name(hidden, dt, Xc, recipe, looped), source)
+    return jit_cache.has_entry(modname, _entry(name)[1])
+
+
+def rents_the_looped_kernel(key, n, record_every, work):
+    """Whether a run trains with the kernel that loops over the samples
+    rather than the one that unrolls them, which is faster (1.0-1.3x) but
+    compiles slower (1.3-4x: 4-bit parity at H = 32 5.8 s against 1.4 s).
+    They compute the same bits, so the choice is a cost, rent or buy: the
+    looped kernel where the variant must loop (``loops_over_samples``), and
+    for a run of at most ``config.NUMBA_LOOPED_MAX_WORK`` network-epochs per
+    thread (``work``, the whole run's) whose unrolled kernel is not compiled
+    yet; the unrolled one otherwise. ``key``: (H, dtype, Xc, recipe)."""
+    import numba
+
+    hidden, dt, Xc, recipe = key
+    if loops_over_samples(recipe):
+        return True
+    if work > config.NUMBA_LOOPED_MAX_WORK * numba.get_num_threads():
+        return False
+    return not _compiled_on_disk_or_here(hidden, dt, Xc, recipe, False,
+                                         _training_function(recipe, False, n, record_every))
 
 
 def _source_lines(module, name):
@@ -1104,11 +1145,14 @@ def memory_bytes(n, recipe, rows):
     return run_bytes(n, recipe, rows)
 
 
-def run(state, data, epochs, record_every, recipe, out, final=True, specialise=True):
+def run(state, data, epochs, record_every, recipe, out, final=True, work=None, specialise=True, looped=None):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place.
 
     ``specialise``: use the kernel with 0/1 inputs baked in when X allows it
-    (fewer operations, equal to rounding); False forces the generic one.
+    (fewer operations, the same values); False forces the generic one.
+    ``looped``: the kernel that loops over the samples (True) or unrolls
+    them (False; impossible above ``config.NUMBA_UNROLL_SAMPLES``); the same
+    bits either way. None: ``rents_the_looped_kernel`` chooses.
     """
     flat = state.materialise()
     dt = flat.dtype
@@ -1117,11 +1161,17 @@ def run(state, data, epochs, record_every, recipe, out, final=True, specialise=T
         raise ValueError(f"the state ({flat.shape[0]} parameter rows) and data (X of shape {np.shape(data.X)}) "
                          f"do not fit the recipe's D={recipe.inputs}, H={recipe.hidden}, S={recipe.samples}")
     key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None, recipe)
+    if looped is None:
+        looped = rents_the_looped_kernel(key, n, record_every, n * epochs if work is None else work)
+    elif not looped and loops_over_samples(recipe):
+        raise ValueError(f"looped=False: a kernel unrolls at most {config.NUMBA_UNROLL_SAMPLES} samples, "
+                         f"not {recipe.samples}")
     history = out.history if record_every else np.empty((1, 1), dtype=dt)
     buffers = state.buffers if state.buffers is not None else np.empty((0, n), dtype=dt)
     with deep_recursion():  # the first call compiles the kernel
         jit_cache.call_repairing(
-            lambda: _driver(get_kernel(*key), n, recipe, record_every), lambda: _forget(key[:3] + (recipe.kernel_key,)),
+            lambda: _driver(get_kernel(*key, looped), n, recipe, record_every, looped),
+            lambda: _forget(key[:3] + (recipe.kernel_key, looped)),
             flat, buffers, state.rate_rows(recipe), recipe.constants(), np.ascontiguousarray(data.X, dtype=dt),
             np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
             state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,

@@ -165,7 +165,7 @@ def memory_bytes(n, recipe, rows):
     return run_bytes(n, recipe, rows) + n * item * (10 * recipe.n_params + 8 * recipe.samples * recipe.hidden)
 
 
-def run(state, data, epochs, record_every, recipe, out, final=True):
+def run(state, data, epochs, record_every, recipe, out, final=True, work=None):
     """The backend contract (see ``fastxor.backends``): ``state`` trained in place."""
     flat = state.materialise()
     dt = flat.dtype
