@@ -43,9 +43,8 @@ NUMBA_UNROLL_SAMPLES = 16
 #: A run of a variant whose unrolled kernel is not compiled yet trains with the kernel that loops over the samples
 #: (numba_kernel.rents_the_looped_kernel; the same bits) up to this many network-epochs per thread. Measured
 #: 2026-12-01 (float32, 2-core Zen 4, compile / network-epochs per s, unrolled against looped): 4-bit parity H = 32
-#: 5.8 / 1.9e6 against 1.4 / 1.6e6; with Adam and BCE 9.4 / 1.7e6 against 3.4 / 1.7e6; XOR H = 32 Adam 2.5 / 4.1e6
-#: against 1.9 / 3.2e6; 4-bit parity H = 8 1.3 / 7.9e6 against 0.3 / 6.9e6: the looped kernel's extra training
-#: time passes the compile time it saves at about 1-2e7 network-epochs per thread.
+#: 5.8 s / 1.9e6 against 0.9 s / 2.0e6; with Adam and BCE 9.4 s / 1.7e6 against 0.9 s / 1.3e6; the seed's H = 2
+#: 2.4e8 against 2.4e8. The slowest looped kernels (0.75x) lose at 1e7 per thread less time than they save.
 NUMBA_LOOPED_MAX_WORK = 10_000_000
 #: A new variant's final pass compiles in a second process (backends.numba_compile_aside) only when its training
 #: kernel has at least this many lines of generated source: that process needs about 1.2 s (Python, Numba, the

@@ -488,7 +488,9 @@ class _Writer:
         group): LLVM then skips its pairwise dependence analysis of the
         accesses, which grew with the square of an unrolled body's loads and
         stores (H = 32 with Adam: 0.6 s in LoopLoadElimination, 0.7 s in the
-        vectoriser). The code it vectorises is the same."""
+        vectoriser). The code it vectorises is the same. It is also marked
+        not to unroll: a small lane body (the looped kernel's one parameter
+        step) was unrolled by two, a loop ``numba_widen`` does not widen."""
         it = node.iter
         if (node.orelse or not isinstance(node.target, ast.Name) or not isinstance(it, ast.Call)
                 or getattr(it.func, "id", None) != "range" or not 1 <= len(it.args) <= 2):
@@ -512,8 +514,9 @@ class _Writer:
         self.emit(f"store i64 {nxt}, ptr {counter}")
         if lanes:
             m = len(self.metadata)
-            self.metadata += [f"!{m} = distinct !{{!{m}, !{m + 1}}}",
-                              f'!{m + 1} = !{{!"llvm.loop.parallel_accesses", !{self.lane_group}}}']
+            self.metadata += [f"!{m} = distinct !{{!{m}, !{m + 1}, !{m + 2}}}",
+                              f'!{m + 1} = !{{!"llvm.loop.parallel_accesses", !{self.lane_group}}}',
+                              f'!{m + 2} = !{{!"llvm.loop.unroll.disable"}}']
             self.lane_group = None
             self.branch(f"br label %{head}, !llvm.loop !{m}")
         else:

@@ -133,8 +133,9 @@ class _Function:
         """(header, the loop's blocks in layout order) of the loop closed by ``latch``."""
         order = [b[0] for b in self.blocks]
         by = dict((b[0], b[1]) for b in self.blocks)
-        heads = [t for t in _targets(by[latch][-1])
-                 if any(" = phi " in line and f"%{_label(latch)} ]" in line for line in by[t])]
+        heads = [t for t in _targets(by[latch][-1])  # (the exit may have a phi of the latch too: an outer loop's)
+                 if order.index(t) <= order.index(latch)
+                 and any(" = phi " in line and f"%{_label(latch)} ]" in line for line in by[t])]
         if len(heads) != 1:
             raise Unsupported("no loop header")
         i0, i1 = order.index(heads[0]), order.index(latch)
