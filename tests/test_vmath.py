@@ -100,3 +100,18 @@ def test_the_functions_are_compiled_once_per_cache(dtype, tmp_path):
     assert all(line.split()[1:] == ["0", "1"] for line in runs[0]), runs[0]  # compiled
     assert all(line.split()[1:] == ["1", "0"] for line in runs[1]), runs[1]  # loaded
     assert list(tmp_path.glob(f"fastxor_vmath_{dtype}_*.py"))
+
+
+def test_the_math_functions_write_out_every_multiply_add_the_rule_would_fuse():
+    """``numba_vmath``'s functions call ``fma`` by hand (no rewriting at run
+    time) exactly where ``numba_fusion.fuse`` would: the rule finds nothing
+    left to fuse in their source, for both dtypes. Fails on any ``a * b + c``
+    written plainly (checked)."""
+    import ast
+
+    from fastxor.backends import numba_fusion, numba_vmath
+
+    for dtype in (np.float32, np.float64):
+        source = numba_vmath.math_source(dtype)
+        assert "fma(" in source
+        assert ast.dump(numba_fusion.fuse(ast.parse(source))) == ast.dump(ast.parse(source))

@@ -71,11 +71,6 @@ def fuse(tree):
     return ast.fix_missing_locations(_Fuse().visit(tree))
 
 
-def fused_source(source):
-    """Python ``source`` rewritten by ``fuse`` (for small sources: the math functions)."""
-    return ast.unparse(fuse(ast.parse(source)))
-
-
 def fused_function(module, tree):
     """The Python function ``tree`` (a fused ``FunctionDef`` of ``module``'s
     source) defined in ``module`` in place of the unfused one, for Numba to

@@ -1030,15 +1030,20 @@ def _training_function(recipe, looped, n, record_every):
     return name + "_partial" if n < config.NUMBA_CHUNK else name
 
 
+_MODULE_NAMES = {}
+
+
 def _compiled_on_disk_or_here(hidden, dt, Xc, recipe, looped, name):
     """``_is_compiled`` for chunk function ``name`` of that kernel, without
-    loading its module (only its source is generated)."""
+    loading its module (its source is generated once per process, for the
+    name of its module)."""
     key = (hidden, dt, Xc, recipe.kernel_key, looped)
     if key in _LOADED:
         return _is_compiled(_LOADED[key], name)
-    source = kernel_source(hidden, dt, Xc, recipe, looped)
-    modname = jit_cache.module_name(_module_name(hidden, dt, Xc, recipe, looped), source)
-    return jit_cache.has_entry(modname, _entry(name)[1])
+    if key not in _MODULE_NAMES:
+        source = kernel_source(hidden, dt, Xc, recipe, looped)
+        _MODULE_NAMES[key] = jit_cache.module_name(_module_name(hidden, dt, Xc, recipe, looped), source)
+    return jit_cache.has_entry(_MODULE_NAMES[key], _entry(name)[1])
 
 
 def rents_the_looped_kernel(key, n, record_every, work):
