@@ -56,10 +56,12 @@ def well_conditioned_start(rng, hidden, X, y, lr, kw, epochs=5_000):
     turn chaotic in float32 only, once converged (seen: float32 runs of torch
     and the reference 3.6e-3 apart, each as far from float64, while float64
     and long double agreed to 1e-12). Such a start compares rounding noise,
-    not formulas, so another fresh seed is drawn (up to 8; a regular start
-    moves by 5e-6 in float32, rarely 2e-4).
+    not formulas, so another fresh seed is drawn (a regular start moves by
+    5e-6 in float32, rarely 2e-4). Up to 24: with Adam's beta1 = 0.3 (case
+    7) half the starts are chaotic (10 of 20), and 8 in a row failed a
+    clean-clone CI run (seed 2600753479); 24 in a row happen once in 1.7e7.
     """
-    for _ in range(8):
+    for _ in range(24):
         p = torch_init([int(rng.integers(0, 2**31))], hidden)
         a = run_backend("numpy", p.astype(np.float64), X, y, epochs, np.array([lr]), 0, **kw)
         b = run_backend("numpy", p.astype(np.longdouble), X, y, epochs, np.array([lr]), 0, **kw)
@@ -67,7 +69,7 @@ def well_conditioned_start(rng, hidden, X, y, lr, kw, epochs=5_000):
         apart = lambda u, v: max(float(np.abs(s - t).max()) for s, t in zip(u["params"].arrays(), v["params"].arrays()))  # noqa: E731
         if apart(a, b) < 1e-9 and apart(a, c) < 1e-4:
             return p
-    pytest.fail("8 fresh seeds in a row gave chaotic trajectories")
+    pytest.fail("24 fresh seeds in a row gave chaotic trajectories")
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

@@ -23,6 +23,12 @@ LLVM IR from this source (the same bits; ``numba.cfunc`` compiles what it
 does not translate), and the driver's too, which ctypes calls: a warm run
 never starts Numba's typing, whose registries took 0.12-0.27 s of it.
 
+Each variant has two forms that compute the same bits: the body unrolled
+over the samples (fastest, up to ``config.NUMBA_UNROLL_SAMPLES``), and a
+body that loops over the samples and the parameters (compiles in about a
+second whatever the size). ``rents_the_looped_kernel`` gives a short run
+the looped form while the unrolled one is not compiled.
+
 Each generated module is loaded through ``jit_cache``: a module file in the
 kernel cache directory, so Numba's on-disk cache works and later runs skip
 compilation. The module name carries a hash of the sources it depends on: an
