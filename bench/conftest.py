@@ -8,6 +8,15 @@ from fastxor.machine import cpu_name
 RESULTS = {}
 
 
+@pytest.fixture(autouse=True)
+def _long_run_kernels():
+    """Every benchmark times the kernel a long run uses (``harness.long_run_kernels``)."""
+    from fastxor.bench.harness import long_run_kernels
+
+    with long_run_kernels():
+        yield
+
+
 @pytest.fixture
 def record_throughput(benchmark):
     def record(name, n_networks, epochs):
