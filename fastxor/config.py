@@ -41,7 +41,8 @@ NUMBA_INTERLEAVE_MAX_SAMPLES = 7
 #: 1.9e7; H = 8: 2.7e7 against 1.5e7) and compiles in 4-5 s against 2.5-3 s, so 16 samples stay unrolled.
 NUMBA_UNROLL_SAMPLES = 16
 #: A run of a variant whose unrolled kernel is not compiled yet trains with the kernel that loops over the samples
-#: (numba_kernel.rents_the_looped_kernel; the same bits) up to this many network-epochs per thread. Measured
+#: (numba_kernel.rents_the_looped_kernel; the same bits) up to this many network-epochs per thread, counting the
+#: variant's earlier rented runs in the process. Measured
 #: 2026-12-01 (float32, 2-core Zen 4, compile / network-epochs per s, unrolled against looped): 4-bit parity H = 32
 #: 5.8 s / 1.9e6 against 0.9 s / 2.0e6; with Adam and BCE 9.4 s / 1.7e6 against 0.9 s / 1.3e6; the seed's H = 2
 #: 2.4e8 against 2.4e8. The slowest looped kernels (0.75x) lose at 1e7 per thread less time than they save.

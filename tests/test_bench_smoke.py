@@ -114,6 +114,7 @@ def test_benchmarks_time_the_kernel_long_runs_use(monkeypatch):
     assert {key[-1] for key in numba_kernel._LOADED} == {False}
     assert config.NUMBA_LOOPED_MAX_WORK > 0
     numba_kernel._LOADED.clear()
+    monkeypatch.setattr(numba_kernel, "_RENTED", {})
     monkeypatch.setattr(numba_kernel, "_compiled_on_disk_or_here", lambda *a: False)
     fastxor.train(10, epochs=5, hidden=3, backend="numba")
     assert {key[-1] for key in numba_kernel._LOADED} == {True}

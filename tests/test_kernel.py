@@ -137,7 +137,8 @@ def test_the_looped_kernel_computes_the_unrolled_kernel_s_bits(case, rng):
 def test_a_short_run_of_a_new_variant_rents_the_looped_kernel(tmp_path, monkeypatch):
     """``rents_the_looped_kernel``: a run of at most NUMBA_LOOPED_MAX_WORK
     network-epochs per thread of a variant whose unrolled kernel is not
-    compiled trains with the looped kernel, compiling only that; a longer run
+    compiled trains with the looped kernel, compiling only that; a longer run,
+    or a short one after runs that rented the looped kernel up to the limit,
     compiles the unrolled kernel, which a short run then uses too; a variant
     of more than NUMBA_UNROLL_SAMPLES samples always loops."""
     from fastxor import jit_cache
@@ -145,6 +146,7 @@ def test_a_short_run_of_a_new_variant_rents_the_looped_kernel(tmp_path, monkeypa
     monkeypatch.setenv("FASTXOR_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(config, "NUMBA_LOOPED_MAX_WORK", 1000)
     limit = 1000 * numba.get_num_threads()
+    monkeypatch.setattr(numba_kernel, "_RENTED", {})
     jit_cache.reset()
     numba_kernel._LOADED.clear()
     try:
@@ -154,9 +156,10 @@ def test_a_short_run_of_a_new_variant_rents_the_looped_kernel(tmp_path, monkeypa
         assert numba_kernel.rents_the_looped_kernel(key, 10, 0, limit)
         assert not numba_kernel.rents_the_looped_kernel(key, 10, 0, limit + 1)
         numba_kernel._LOADED.clear()
-        fastxor.train(10, epochs=limit // 10, **opts)
+        fastxor.train(10, epochs=limit // 20, **opts)
+        fastxor.train(10, epochs=limit // 20, **opts)
         assert {k[-1] for k in numba_kernel._LOADED} == {True}  # only the looped kernel was loaded
-        fastxor.train(10, epochs=limit // 10 + 1, **opts)  # a longer run: the unrolled kernel
+        fastxor.train(10, epochs=1, **opts)  # past the limit with the runs before it: the unrolled kernel
         assert False in {k[-1] for k in numba_kernel._LOADED}
         assert not numba_kernel.rents_the_looped_kernel(key, 10, 0, 10)
         parity5 = make_recipe(2, np.dtype(np.float32), None, None, inputs=5, samples=32)[0]

@@ -1052,21 +1052,32 @@ def _compiled_on_disk_or_here(hidden, dt, Xc, recipe, looped, name):
     return jit_cache.has_entry(_MODULE_NAMES[key], _entry(name)[1])
 
 
+#: Network-epochs each variant has trained with its looped kernel in this process (``rents_the_looped_kernel``).
+_RENTED = {}
+
+
+def _variant(key):
+    """(H, dtype, Xc, recipe) as a dict key: the recipe by its kernel key."""
+    return key[:3] + (key[3].kernel_key,)
+
+
 def rents_the_looped_kernel(key, n, record_every, work):
     """Whether a run trains with the kernel that loops over the samples
-    rather than the one that unrolls them, which is faster (1.0-1.3x) but
-    compiles slower (1.3-4x: 4-bit parity at H = 32 5.8 s against 1.4 s).
+    rather than the one that unrolls them, which is up to 1.3x faster but
+    compiles slower (4-bit parity at H = 32 with Adam: 9.4 s against 0.9 s).
     They compute the same bits, so the choice is a cost, rent or buy: the
-    looped kernel where the variant must loop (``loops_over_samples``), and
-    for a run of at most ``config.NUMBA_LOOPED_MAX_WORK`` network-epochs per
-    thread (``work``, the whole run's) whose unrolled kernel is not compiled
-    yet; the unrolled one otherwise. ``key``: (H, dtype, Xc, recipe)."""
+    looped kernel where the variant must loop (``loops_over_samples``); and
+    while the variant's unrolled kernel is not compiled, as long as this run
+    (``work``: its network-epochs still to do) and the runs this process has
+    already rented it for stay within ``config.NUMBA_LOOPED_MAX_WORK``
+    network-epochs per thread (a sweep's many short runs buy it too); the
+    unrolled one otherwise. ``key``: (H, dtype, Xc, recipe)."""
     import numba
 
     hidden, dt, Xc, recipe = key
     if loops_over_samples(recipe):
         return True
-    if work > config.NUMBA_LOOPED_MAX_WORK * numba.get_num_threads():
+    if _RENTED.get(_variant(key), 0) + work > config.NUMBA_LOOPED_MAX_WORK * numba.get_num_threads():
         return False
     return not _compiled_on_disk_or_here(hidden, dt, Xc, recipe, False,
                                          _training_function(recipe, False, n, record_every))
@@ -1212,6 +1223,8 @@ def run(state, data, epochs, record_every, recipe, out, final=True, work=None, s
     key = (recipe.hidden, dt.name, boolean_inputs(data.X) if specialise else None, recipe)
     if looped is None:
         looped = rents_the_looped_kernel(key, n, record_every, n * epochs if work is None else work)
+        if looped:
+            _RENTED[_variant(key)] = _RENTED.get(_variant(key), 0) + n * epochs
     elif not looped and loops_over_samples(recipe):
         raise ValueError(f"looped=False: a kernel unrolls at most {config.NUMBA_UNROLL_SAMPLES} samples, "
                          f"not {recipe.samples}")
