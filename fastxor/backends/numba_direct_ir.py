@@ -82,6 +82,7 @@ class _Writer:
         self.declares = {}
         self.metadata = []
         self.lane_group = None
+        self.widened = False  # lane loops to be widened by numba_widen (``loop``)
         self.libraries = {}
         names = module.__dict__
         self.as_int, self.as_float, self.int_t = names.get("as_int"), names.get("as_float"), names.get("I")
@@ -488,9 +489,12 @@ class _Writer:
         group): LLVM then skips its pairwise dependence analysis of the
         accesses, which grew with the square of an unrolled body's loads and
         stores (H = 32 with Adam: 0.6 s in LoopLoadElimination, 0.7 s in the
-        vectoriser). The code it vectorises is the same. It is also marked
-        not to unroll: a small lane body (the looped kernel's one parameter
-        step) was unrolled by two, a loop ``numba_widen`` does not widen."""
+        vectoriser). The code it vectorises is the same. In a function
+        ``numba_widen`` widens it is also marked not to unroll: a small lane
+        body (the looped kernel's one parameter step) was unrolled by two,
+        which ``numba_widen`` does not widen. (Elsewhere LLVM may unroll it:
+        the driver's scalar copies into and out of the chunks ran 5-20 %
+        of a run slower when they could not be unrolled.)"""
         it = node.iter
         if (node.orelse or not isinstance(node.target, ast.Name) or not isinstance(it, ast.Call)
                 or getattr(it.func, "id", None) != "range" or not 1 <= len(it.args) <= 2):
@@ -514,9 +518,10 @@ class _Writer:
         self.emit(f"store i64 {nxt}, ptr {counter}")
         if lanes:
             m = len(self.metadata)
-            self.metadata += [f"!{m} = distinct !{{!{m}, !{m + 1}, !{m + 2}}}",
-                              f'!{m + 1} = !{{!"llvm.loop.parallel_accesses", !{self.lane_group}}}',
-                              f'!{m + 2} = !{{!"llvm.loop.unroll.disable"}}']
+            hints = [f'!{m + 1} = !{{!"llvm.loop.parallel_accesses", !{self.lane_group}}}']
+            if self.widened:
+                hints.append(f'!{m + 2} = !{{!"llvm.loop.unroll.disable"}}')
+            self.metadata += [f"!{m} = distinct !{{{', '.join(f'!{m + i}' for i in range(len(hints) + 1))}}}", *hints]
             self.lane_group = None
             self.branch(f"br label %{head}, !llvm.loop !{m}")
         else:
@@ -619,7 +624,7 @@ def function_def(module, name):
     return next((f for f in module._syntax_tree.body if getattr(f, "name", None) == name), None)
 
 
-def translate(module, fname, signature, flags):
+def translate(module, fname, signature, flags, widened=False):
     """The LLVM IR module text of ``module.<fname>`` compiled for the Numba
     ``signature`` (void; pointers, int64, and ``voidptr`` for the address of
     a C function it calls), its C symbol, and the Numba libraries it calls
@@ -631,6 +636,7 @@ def translate(module, fname, signature, flags):
         raise Unsupported(f"{fname} is no plain function returning nothing")
     F = {np.float32: "float", np.float64: "double"}[module.F]
     w = _Writer(module, F, flags)
+    w.widened = widened
     w.pointers, w.functions, params = {}, set(), []
     llty = {types.float32: "float", types.float64: "double", types.int64: "i64"}
     for arg, ty in zip(fn.args.args, signature.args):
@@ -857,10 +863,11 @@ def compile_chunk(module, fname, signature, vectorise=True):
                 jit_cache.discarded([path])
         from .. import config
 
-        text, symbol, libraries = translate(module, fname, signature, config.NUMBA_FASTMATH)
+        widen = vectorise and config.NUMBA_WIDEN
+        text, symbol, libraries = translate(module, fname, signature, config.NUMBA_FASTMATH, widen)
         name = f"{module.__name__}.{fname}"
         text = _for_target(codegen, text)
-        library = _widened(codegen, name, text, symbol, libraries) if vectorise and config.NUMBA_WIDEN else None
+        library = _widened(codegen, name, text, symbol, libraries) if widen else None
         widened = library is not None
         if library is None:
             library = _loaded(codegen.create_library(name) if vectorise else _scalar_library(codegen, name), text,
