@@ -3,6 +3,7 @@ import numba
 import numpy as np
 import pytest
 
+from fastxor.backends.numba_kernel import unrolled_only
 from fastxor.machine import cpu_name
 
 RESULTS = {}
@@ -10,10 +11,8 @@ RESULTS = {}
 
 @pytest.fixture(autouse=True)
 def _long_run_kernels():
-    """Every benchmark times the kernel a long run uses (``harness.long_run_kernels``)."""
-    from fastxor.bench.harness import long_run_kernels
-
-    with long_run_kernels():
+    """Every benchmark times the kernel a long run uses (``numba_kernel.unrolled_only``)."""
+    with unrolled_only():
         yield
 
 

@@ -73,18 +73,31 @@ def _calibrate(options, threads=None, n=CALIBRATION_MAX):
     at most CALIBRATION_MAX). Why: a GPU needs about 10^6 networks to fill
     its SMs; measured at 4 096 (32 of an H100's 132 SMs busy) its rate came
     out 10-25x low, and so did its shards."""
+    from .backends.numba_kernel import unrolled_only
+
     opts = _scalar_options(options)
     epochs = max(1, min(options.get("epochs", DEFAULTS["epochs"]), 2_000))
-    run_shard(dict(opts, epochs=1), 0, 64, None, threads)  # compile
-    size, top = 4096, max(1, min(n, CALIBRATION_MAX))
-    while True:
-        size = min(size, top)
-        t0 = time.perf_counter()
-        run_shard(dict(opts, epochs=epochs), 0, size, None, threads)
-        seconds = time.perf_counter() - t0
-        if seconds >= CALIBRATION_SECONDS or size >= top:
-            return size * epochs / seconds
-        size *= 8
+    with unrolled_only():  # the kernel the shards use (a Dask run is long), not the one a short run rents
+        run_shard(dict(opts, epochs=1), 0, 64, None, threads)  # compile
+        size, top = 4096, max(1, min(n, CALIBRATION_MAX))
+        while True:
+            size = min(size, top)
+            t0 = time.perf_counter()
+            run_shard(dict(opts, epochs=epochs), 0, size, None, threads)
+            seconds = time.perf_counter() - t0
+            if seconds >= CALIBRATION_SECONDS or size >= top:
+                return size * epochs / seconds
+            size *= 8
+
+
+def _warm_up(options, threads):
+    """Compile the kernel a shard trains with: a Dask run's shards are long, so
+    the unrolled one (``numba_kernel.unrolled_only``), not the looped kernel a
+    run of 64 networks would rent."""
+    from .backends.numba_kernel import unrolled_only
+
+    with unrolled_only():
+        run_shard(dict(options, epochs=1), 0, 64, None, threads)
 
 
 class WarmKernel(_WorkerPlugin):
@@ -107,7 +120,7 @@ class WarmKernel(_WorkerPlugin):
             os.environ["FASTXOR_CACHE_DIR"] = str(self.cache_dir)
             jit_cache.reset()
         opts = _scalar_options(self.options)
-        await asyncio.to_thread(run_shard, dict(opts, epochs=1), 0, 64, None, self.threads)
+        await asyncio.to_thread(_warm_up, opts, self.threads)
 
 
 def local_cluster(workers=None, threads=None, cache_dir=None):

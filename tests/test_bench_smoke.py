@@ -101,14 +101,14 @@ def test_proc_field_reads_cpuinfo_and_meminfo_layouts(tmp_path):
 
 
 def test_benchmarks_time_the_kernel_long_runs_use(monkeypatch):
-    """Within ``harness.long_run_kernels`` a short warm-up run loads the
+    """Within ``numba_kernel.unrolled_only`` a short warm-up run loads the
     unrolled kernel, the one the timed long runs use, not the looped kernel
     a short run rents; outside it, the same short run rents the looped one."""
     import fastxor
     from fastxor import config
 
     monkeypatch.setattr(numba_kernel, "_LOADED", {})
-    with harness.long_run_kernels():
+    with numba_kernel.unrolled_only():
         fastxor.train(10, epochs=5, hidden=3, backend="numba")
         assert config.NUMBA_LOOPED_MAX_WORK == 0
     assert {key[-1] for key in numba_kernel._LOADED} == {False}

@@ -1052,6 +1052,19 @@ def _compiled_on_disk_or_here(hidden, dt, Xc, recipe, looped, name):
     return jit_cache.has_entry(_MODULE_NAMES[key], _entry(name)[1])
 
 
+@contextlib.contextmanager
+def unrolled_only():
+    """Every run in this block trains with the unrolled kernel (the same bits
+    as the looped one): for a short run that times or compiles the kernel
+    long runs use (benchmarks, a Dask run's warm-up and calibration), which
+    would otherwise rent the looped one."""
+    saved, config.NUMBA_LOOPED_MAX_WORK = config.NUMBA_LOOPED_MAX_WORK, 0
+    try:
+        yield
+    finally:
+        config.NUMBA_LOOPED_MAX_WORK = saved
+
+
 #: Network-epochs each variant has trained with its looped kernel in this process (``rents_the_looped_kernel``).
 _RENTED = {}
 

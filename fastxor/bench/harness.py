@@ -7,7 +7,6 @@ each case runs about ``target`` seconds; the first call (JIT compilation,
 kernel loading) is timed separately. Unit: network-epochs per second (NE/s),
 and the ratio to fastxor's fastest backend measured in the same run.
 """
-import contextlib
 import os
 import platform
 import time
@@ -85,22 +84,6 @@ def compute_bound(hidden=2, ghz=None, function="xor"):
 # --- measuring one case -----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def long_run_kernels():
-    """Time the kernel a long run trains with. A short warm-up run would
-    otherwise rent the looped kernel (``numba_kernel.rents_the_looped_kernel``),
-    and the first timed run would compile the unrolled one: within this
-    block every run uses the unrolled kernel (the same bits), as before
-    the looped kernel existed."""
-    from .. import config
-
-    saved, config.NUMBA_LOOPED_MAX_WORK = config.NUMBA_LOOPED_MAX_WORK, 0
-    try:
-        yield
-    finally:
-        config.NUMBA_LOOPED_MAX_WORK = saved
-
-
 def timed(fn, *args, **kwargs):
     """(fn(*args, **kwargs), wall seconds): the one timer of every benchmark."""
     t0 = time.perf_counter()
@@ -111,7 +94,9 @@ def timed(fn, *args, **kwargs):
 def measure(impl, n, *, target=0.5, repeats=1, hidden=2, lr=None, seed=0, check=True, recipe="seed"):
     """One implementation at one N on one recipe (a ``RECIPES`` name):
     throughput, first-call time, correctness."""
-    with long_run_kernels():
+    from ..backends.numba_kernel import unrolled_only
+
+    with unrolled_only():  # the kernel long runs use: a short warm-up would rent the looped one
         return _measure(impl, n, target, repeats, hidden, lr, seed, check, recipe)
 
 
@@ -221,9 +206,11 @@ def scaling(epochs=2_000, n=100_000, log=print):
     compiled backends: linear scaling, and where a GPU overtakes the CPU."""
     from ..training import available_backends, train
 
+    from ..backends.numba_kernel import unrolled_only
+
     out = []
     for backend in [b for b in available_backends() if b in ("numba", "cupy")]:
-        with long_run_kernels():
+        with unrolled_only():
             out += _scaling(backend, epochs, n, log, train)
     return out
 
