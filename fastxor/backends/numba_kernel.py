@@ -1058,7 +1058,7 @@ def unrolled_only():
     as the looped one): for a short run that times or compiles the kernel
     long runs use (benchmarks, a Dask run's warm-up and calibration), which
     would otherwise rent the looped one."""
-    saved, config.NUMBA_LOOPED_MAX_WORK = config.NUMBA_LOOPED_MAX_WORK, 0
+    saved, config.NUMBA_LOOPED_MAX_WORK = config.NUMBA_LOOPED_MAX_WORK, -1  # below any run's work, 0 epochs too
     try:
         yield
     finally:
