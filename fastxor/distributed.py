@@ -78,7 +78,7 @@ def _calibrate(options, threads=None, n=CALIBRATION_MAX):
     opts = _scalar_options(options)
     epochs = max(1, min(options.get("epochs", DEFAULTS["epochs"]), 2_000))
     with unrolled_only():  # the kernel the shards use (a Dask run is long), not the one a short run rents
-        run_shard(dict(opts, epochs=1), 0, 64, None, threads)  # compile
+        _warm_up(opts, threads)  # compile
         size, top = 4096, max(1, min(n, CALIBRATION_MAX))
         while True:
             size = min(size, top)

@@ -73,7 +73,7 @@ class _Array:
 class _Writer:
     """One function's IR: allocas in the entry block, then the body's blocks."""
 
-    def __init__(self, module, ftype, flags):
+    def __init__(self, module, ftype, flags, widened=False):
         self.module, self.F, self.flags = module, ftype, flags
         self.allocas, self.lines = [], []
         self.slots, self.arrays = {}, {}
@@ -82,7 +82,7 @@ class _Writer:
         self.declares = {}
         self.metadata = []
         self.lane_group = None
-        self.widened = False  # lane loops to be widened by numba_widen (``loop``)
+        self.widened = widened  # its lane loops are to be widened by numba_widen (``loop``)
         self.libraries = {}
         names = module.__dict__
         self.as_int, self.as_float, self.int_t = names.get("as_int"), names.get("as_float"), names.get("I")
@@ -635,8 +635,7 @@ def translate(module, fname, signature, flags, widened=False):
     if not isinstance(fn, ast.FunctionDef) or fn.decorator_list or signature.return_type != types.void:
         raise Unsupported(f"{fname} is no plain function returning nothing")
     F = {np.float32: "float", np.float64: "double"}[module.F]
-    w = _Writer(module, F, flags)
-    w.widened = widened
+    w = _Writer(module, F, flags, widened)
     w.pointers, w.functions, params = {}, set(), []
     llty = {types.float32: "float", types.float64: "double", types.int64: "i64"}
     for arg, ty in zip(fn.args.args, signature.args):

@@ -876,7 +876,7 @@ def get_kernel(hidden, dtype, Xc=None, recipe=None, looped=None):
     recipe = recipe or _seed_recipe(hidden, dtype)
     dt = np.dtype(dtype).name
     looped = _looped(recipe, looped)
-    key = (hidden, dt, Xc, recipe.kernel_key, looped)
+    key = _loaded_key((hidden, dt, Xc, recipe), looped)
     if key not in _LOADED:
         name = _module_name(hidden, dt, Xc, recipe, looped)
         src = kernel_source(hidden, dt, Xc, recipe, looped)
@@ -1039,11 +1039,12 @@ def _training_function(recipe, looped, n, record_every):
 _MODULE_NAMES = {}
 
 
-def _compiled_on_disk_or_here(hidden, dt, Xc, recipe, looped, name):
-    """``_is_compiled`` for chunk function ``name`` of that kernel, without
-    loading its module (its source is generated once per process, for the
-    name of its module)."""
-    key = (hidden, dt, Xc, recipe.kernel_key, looped)
+def _compiled_on_disk_or_here(variant, looped, name):
+    """``_is_compiled`` for chunk function ``name`` of the ``variant``'s
+    (H, dtype, Xc, recipe) kernel, without loading its module (its source is
+    generated once per process, for the name of its module)."""
+    hidden, dt, Xc, recipe = variant
+    key = _loaded_key(variant, looped)
     if key in _LOADED:
         return _is_compiled(_LOADED[key], name)
     if key not in _MODULE_NAMES:
@@ -1074,6 +1075,11 @@ def _variant(key):
     return key[:3] + (key[3].kernel_key,)
 
 
+def _loaded_key(key, looped):
+    """The ``_LOADED`` key of the (H, dtype, Xc, recipe) kernel, looped or unrolled."""
+    return _variant(key) + (looped,)
+
+
 def rents_the_looped_kernel(key, n, record_every, work):
     """Whether a run trains with the kernel that loops over the samples
     rather than the one that unrolls them, which is up to 1.3x faster but
@@ -1087,13 +1093,12 @@ def rents_the_looped_kernel(key, n, record_every, work):
     unrolled one otherwise. ``key``: (H, dtype, Xc, recipe)."""
     import numba
 
-    hidden, dt, Xc, recipe = key
+    recipe = key[3]
     if loops_over_samples(recipe):
         return True
     if _RENTED.get(_variant(key), 0) + work > config.NUMBA_LOOPED_MAX_WORK * numba.get_num_threads():
         return False
-    return not _compiled_on_disk_or_here(hidden, dt, Xc, recipe, False,
-                                         _training_function(recipe, False, n, record_every))
+    return not _compiled_on_disk_or_here(key, False, _training_function(recipe, False, n, record_every))
 
 
 def _source_lines(module, name):
@@ -1246,7 +1251,7 @@ def run(state, data, epochs, record_every, recipe, out, final=True, work=None, s
     with deep_recursion():  # the first call compiles the kernel
         jit_cache.call_repairing(
             lambda: _driver(get_kernel(*key, looped), n, recipe, record_every, looped),
-            lambda: _forget(key[:3] + (recipe.kernel_key, looped)),
+            lambda: _forget(_loaded_key(key, looped)),
             flat, buffers, state.rate_rows(recipe), recipe.constants(), np.ascontiguousarray(data.X, dtype=dt),
             np.ascontiguousarray(data.y, dtype=dt), np.ascontiguousarray(data.sides, dtype=dt),
             state.epoch, epochs, record_every, final, out.loss, out.predictions, state.solved_epoch,
